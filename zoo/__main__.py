@@ -1,0 +1,131 @@
+"""Command line: python -m zoo {list,summary,train,evaluate} ..."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from . import list_models
+from .datasets import list_datasets
+from .recipes import TrainConfig
+
+
+class CliError(Exception):
+    """A user's mistake: printed as one line, exit status 2."""
+
+
+def _check_choice(kind: str, value: str, valid: list[str]) -> str:
+    if value not in valid:
+        raise CliError(f"unknown {kind} {value!r}; valid {kind}s: {', '.join(valid)}")
+    return value
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from .weights import shipped
+
+    have = set(shipped())
+    for name in list_models():
+        marks = [d for d in list_datasets() if (name, d) in have]
+        print(f"{name:<16} shipped weights: {', '.join(marks) or 'none'}")
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    from . import get_model
+    from .summary import format_summary, summarize
+
+    _check_choice("model", args.model, list_models())
+    print(format_summary(summarize(get_model(args.model), (1, 28, 28)), title=args.model))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .recipes import recipe_for
+    from .training import train, write_outputs
+
+    _check_choice("model", args.model, list_models())
+    _check_choice("dataset", args.dataset, list_datasets())
+    cfg = recipe_for(args.model, args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+                     lr=args.lr, seed=args.seed, train_limit=args.train_limit)
+    torch.set_num_threads(args.threads)
+    print(f"training {args.model} on {args.dataset} with {cfg}", flush=True)
+    result = train(args.model, args.dataset, cfg, data_dir=args.data_dir,
+                   progress=not args.no_progress)
+    card = write_outputs(result, args.model, args.dataset, cfg, Path(args.out))
+    print(f"test accuracy {100 * card['test_accuracy']:.2f}% after {card['epochs_run']} epochs "
+          f"({card['train_seconds']:.1f} s of training); wrote {args.out}/{card['weights_file']} "
+          f"and its card, metrics and curve")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .data import load
+    from .evaluation import evaluate, format_report
+    from .weights import load_pretrained
+
+    _check_choice("model", args.model, list_models())
+    _check_choice("dataset", args.dataset, list_datasets())
+    net, card = load_pretrained(args.model, args.dataset, directory=args.weights)
+    report = evaluate(net, load(args.dataset, "test", data_dir=args.data_dir))
+    print(format_report(report, f"{args.model} on {args.dataset}"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m zoo", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list the models and their shipped weights")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("summary", help="layer table: kernels, strides, padding, shapes, params")
+    p.add_argument("model", help=f"one of: {', '.join(list_models())}")
+    p.set_defaults(func=cmd_summary)
+
+    data_help = "dataset directory (default: $ZOO_DATA_DIR, else a per-user cache directory)"
+    defaults = TrainConfig()
+    p = sub.add_parser("train", help="train a model and write weights, card, metrics, curve")
+    p.add_argument("model", help=f"one of: {', '.join(list_models())}")
+    p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (default: mnist)")
+    p.add_argument("--epochs", type=int, help="epochs (default: the shipped recipe's)")
+    p.add_argument("--batch-size", type=int, help="batch size (default: the recipe's, "
+                   f"usually {defaults.batch_size})")
+    p.add_argument("--lr", type=float, help="peak one-cycle learning rate (default: the recipe's, "
+                   f"usually {defaults.lr})")
+    p.add_argument("--seed", type=int, help=f"random seed (default: {defaults.seed})")
+    p.add_argument("--train-limit", type=int, help="use only the first N training images "
+                   "(default: all 60,000)")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                   help=f"CPU threads (default: {torch.get_num_threads()})")
+    p.add_argument("--out", default="runs", help="output directory (default: runs)")
+    p.add_argument("--data-dir", help=data_help)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test accuracy, per-class accuracy, confusion matrix")
+    p.add_argument("model", help=f"one of: {', '.join(list_models())}")
+    p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (default: mnist)")
+    p.add_argument("--weights", help="weights directory (default: the shipped zoo/weights)")
+    p.add_argument("--data-dir", help=data_help)
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import IdxFormatError
+    from .download import DownloadError
+    from .weights import WeightsError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CliError, IdxFormatError, DownloadError, WeightsError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing half-written was kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""MNIST and Fashion-MNIST: find or fetch the files, parse them, normalize them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+
+from .datasets import FILES, DatasetInfo, get_dataset_info
+from .download import download_file, md5sum
+from .idx import IdxFormatError, read_idx
+
+DATA_DIR_ENV = "ZOO_DATA_DIR"
+MIRRORS_ENV = "ZOO_DATA_MIRRORS"  # space-separated base URLs that replace the official ones
+
+
+@dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # (N, 28, 28) uint8, raw pixels
+    labels: np.ndarray  # (N,) int64
+    info: DatasetInfo
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The explicit argument, else $ZOO_DATA_DIR, else a per-user cache directory."""
+    if data_dir:
+        return Path(data_dir).expanduser()
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]).expanduser()
+    return Path(platformdirs.user_cache_dir("cnn-zoo")) / "data"
+
+
+def _mirrors(info: DatasetInfo) -> tuple[str, ...]:
+    override = os.environ.get(MIRRORS_ENV, "").split()
+    return tuple(override) or info.mirrors
+
+
+def ensure_file(
+    info: DatasetInfo, name: str, data_dir: Path, *, download: bool = True, progress: bool = True
+) -> Path:
+    """Path of one dataset file, downloading it first when it is missing."""
+    path = data_dir / info.name / name
+    if path.exists():
+        return path
+    if not download:
+        raise FileNotFoundError(f"{path} is missing (and downloading is off)")
+    download_file(name, info.files[name], path.parent, _mirrors(info), progress=progress)
+    return path
+
+
+def verify_files(dataset: str, data_dir: str | os.PathLike | None = None) -> dict[str, bool]:
+    """MD5 check of every file of `dataset` present in the data directory."""
+    info = get_dataset_info(dataset)
+    root = resolve_data_dir(data_dir) / info.name
+    return {n: md5sum(root / n) == md5 for n, md5 in info.files.items() if (root / n).exists()}
+
+
+def load(
+    dataset: str,
+    split: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    progress: bool = True,
+) -> Split:
+    """Load the 'train' or 'test' split of a dataset as raw uint8 images and labels."""
+    info = get_dataset_info(dataset)
+    if split not in FILES:
+        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(FILES)}")
+    root = resolve_data_dir(data_dir)
+    image_file, label_file = (
+        ensure_file(info, name, root, download=download, progress=progress) for name in FILES[split]
+    )
+    images = read_idx(image_file, ndim=3)
+    labels = read_idx(label_file, ndim=1)
+    if images.shape[1:] != (28, 28):
+        raise IdxFormatError(image_file, f"images are {images.shape[1:]}, expected (28, 28)")
+    if len(images) != len(labels):
+        raise IdxFormatError(
+            label_file, f"{len(labels)} labels for {len(images)} images in {image_file.name}"
+        )
+    if labels.size and labels.max() >= len(info.classes):
+        raise IdxFormatError(
+            label_file, f"label {labels.max()} out of range 0..{len(info.classes) - 1}"
+        )
+    return Split(images=images, labels=labels.astype(np.int64), info=info)
+
+
+def pixel_stats(images: np.ndarray) -> tuple[float, float]:
+    """Mean and population standard deviation of pixels scaled to [0, 1], in float64."""
+    scaled = images.astype(np.float64) / 255.0
+    return float(scaled.mean()), float(scaled.std())
+
+
+def normalize(images: np.ndarray, info: DatasetInfo) -> np.ndarray:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), scaled to [0, 1] then standardized."""
+    scaled = images.astype(np.float32)[:, None] / np.float32(255.0)
+    return (scaled - np.float32(info.mean)) / np.float32(info.std)

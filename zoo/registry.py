@@ -1,0 +1,42 @@
+"""The model registry: one dict of builders and a decorator that fills it."""
+
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+from torch import nn
+
+Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[Builder], Builder]:
+    """Register a keyword-only builder under `name`; a second use of a name is an error."""
+
+    def wrapper(builder: Builder) -> Builder:
+        if name in _MODELS:
+            raise ValueError(f"a model named {name!r} is already registered")
+        _MODELS[name] = builder
+        return builder
+
+    return wrapper
+
+
+def list_models() -> list[str]:
+    """The registered model names, sorted."""
+    return sorted(_MODELS)
+
+
+def get_model_builder(name: str) -> Callable[..., nn.Module]:
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown model {name!r}; valid names: {', '.join(list_models())}"
+        ) from None
+
+
+def get_model(name: str, **kwargs) -> nn.Module:
+    """Build a fresh, untrained model by name; keyword arguments go to its builder."""
+    return get_model_builder(name)(**kwargs)

@@ -1,0 +1,211 @@
+"""The training loop: in-memory tensors, AdamW with a one-cycle schedule, tqdm progress."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .atomic import atomic_write_text
+from .data import Split, load, normalize
+from .evaluation import evaluate
+from .recipes import TrainConfig
+from .registry import get_model
+from .weights import library_versions, save_weights, stem, write_card
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+    seconds: float  # training time of this epoch, evaluation excluded
+    images_per_second: float
+
+
+def to_tensors(split: Split, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = split.images[:limit], split.labels[:limit]
+    return torch.from_numpy(normalize(images, split.info)), torch.from_numpy(labels)
+
+
+def augment(x: torch.Tensor, cfg: TrainConfig, background: float, g: torch.Generator) -> torch.Tensor:
+    """Random shifts (a padded random crop) and horizontal flips, for a whole batch at once."""
+    n, _, h, w = x.shape
+    if cfg.shift:
+        s = cfg.shift
+        padded = F.pad(x, (s, s, s, s), value=background)
+        dy = torch.randint(0, 2 * s + 1, (n, 1, 1), generator=g)
+        dx = torch.randint(0, 2 * s + 1, (n, 1, 1), generator=g)
+        rows = dy + torch.arange(h).view(1, h, 1)  # (N, H, 1)
+        cols = dx + torch.arange(w).view(1, 1, w)  # (N, 1, W)
+        x = padded[torch.arange(n).view(n, 1, 1), 0, rows, cols].unsqueeze(1)  # (N, 1, H, W)
+    if cfg.hflip:
+        flip = torch.rand(n, generator=g) < 0.5
+        x = torch.where(flip.view(n, 1, 1, 1), x.flip(-1), x)
+    return x
+
+
+def train_epoch(
+    net: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    background: float,
+    g: torch.Generator,
+    bar: tqdm,
+) -> tuple[float, float, float]:
+    """One pass over (x, y); returns mean loss, accuracy and seconds."""
+    net.train()
+    order = torch.randperm(len(x), generator=g)
+    total_loss = correct = seen = 0
+    start = time.perf_counter()
+    for i in range(0, len(x), cfg.batch_size):
+        idx = order[i : i + cfg.batch_size]
+        xb = augment(x[idx], cfg, background, g)
+        if cfg.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        yb = y[idx]
+        logits = net(xb)
+        loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total_loss += loss.item() * len(idx)
+        correct += (logits.argmax(1) == yb).sum().item()
+        seen += len(idx)
+        elapsed = time.perf_counter() - start
+        bar.update(len(idx))
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}",
+                        img_s=f"{seen / elapsed:.0f}", refresh=False)
+    return total_loss / seen, correct / seen, time.perf_counter() - start
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: list[EpochMetrics]
+    test_accuracy: float
+
+
+def train(
+    model_name: str,
+    dataset: str,
+    cfg: TrainConfig,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    target_accuracy: float | None = None,
+) -> TrainResult:
+    """Train `model_name` on `dataset`; stops early once `target_accuracy` is reached."""
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    train_split = load(dataset, "train", data_dir=data_dir, progress=progress)
+    test_split = load(dataset, "test", data_dir=data_dir, progress=progress)
+    x, y = to_tensors(train_split, cfg.train_limit)
+    background = float((0.0 - train_split.info.mean) / train_split.info.std)
+    net = get_model(model_name)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = -(-len(x) // cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch
+    )
+    history: list[EpochMetrics] = []
+    for epoch in range(1, cfg.epochs + 1):
+        with tqdm(total=len(x), desc=f"{model_name} {dataset} epoch {epoch}/{cfg.epochs}",
+                  unit="img", disable=not progress, leave=True) as bar:
+            loss, acc, seconds = train_epoch(net, x, y, cfg, optimizer, scheduler, background, g, bar)
+            report = evaluate(net, test_split)
+            bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.4f}", test_acc=f"{report.accuracy:.4f}",
+                            img_s=f"{len(x) / seconds:.0f}")
+        history.append(EpochMetrics(epoch, loss, acc, report.loss, report.accuracy, seconds,
+                                    len(x) / seconds))
+        if not progress:
+            print(f"epoch {epoch}/{cfg.epochs}: loss {loss:.4f} train acc {acc:.4f} "
+                  f"test acc {report.accuracy:.4f} ({seconds:.1f} s, {len(x) / seconds:.0f} img/s)",
+                  flush=True)
+        if target_accuracy is not None and report.accuracy >= target_accuracy:
+            break
+    return TrainResult(net.to(memory_format=torch.contiguous_format).eval(), history,
+                       history[-1].test_accuracy)
+
+
+def metrics_csv(history: list[EpochMetrics]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(asdict(history[0])))
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(row).items()})
+    return buf.getvalue()
+
+
+def plot_curves(history: list[EpochMetrics], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .atomic import atomic_open
+
+    epochs = [m.epoch for m in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [m.train_loss for m in history], "o-", label="train")
+    ax_loss.plot(epochs, [m.test_loss for m in history], "o-", label="test")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    ax_acc.plot(epochs, [100 * m.train_accuracy for m in history], "o-", label="train")
+    ax_acc.plot(epochs, [100 * m.test_accuracy for m in history], "o-", label="test")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png", dpi=80)
+    plt.close(fig)
+
+
+def write_outputs(result: TrainResult, model_name: str, dataset: str, cfg: TrainConfig,
+                  out_dir: Path) -> dict:
+    """Weights, model card, per-epoch metrics and the training curve, each written atomically."""
+    from .datasets import get_dataset_info
+
+    info = get_dataset_info(dataset)
+    name = stem(model_name, dataset)
+    weights_file = f"{name}.safetensors"
+    sha = save_weights(result.model, out_dir / weights_file,
+                       metadata={"model": model_name, "dataset": dataset})
+    card = {
+        "model": model_name,
+        "dataset": dataset,
+        "test_accuracy": round(result.test_accuracy, 6),
+        "num_params": sum(p.numel() for p in result.model.parameters()),
+        "weights_file": weights_file,
+        "weights_sha256": sha,
+        "classes": list(info.classes),
+        "input": {"layout": "NCHW", "shape": [None, 1, 28, 28], "dtype": "float32",
+                  "scale": 1 / 255, "mean": info.mean, "std": info.std},
+        "recipe": asdict(cfg),
+        "epochs_run": len(result.history),
+        "train_seconds": round(sum(m.seconds for m in result.history), 2),
+        "versions": library_versions(),
+    }
+    write_card(out_dir / f"{name}.json", card)
+    atomic_write_text(out_dir / f"{name}.metrics.csv", metrics_csv(result.history))
+    plot_curves(result.history, f"{model_name} on {dataset}", out_dir / f"{name}.png")
+    return card

@@ -1,0 +1,115 @@
+"""Shipped weights: safetensors files with a JSON model card that pins their SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+import safetensors
+import safetensors.torch
+import torch
+from torch import nn
+
+from .atomic import atomic_open, atomic_write_text
+from .registry import get_model
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR_ENV = "ZOO_WEIGHTS_DIR"
+
+
+class WeightsError(ValueError):
+    """A weights file or model card that is missing, corrupt or does not match."""
+
+
+def weights_dir(directory: str | os.PathLike | None = None) -> Path:
+    return Path(directory or os.environ.get(WEIGHTS_DIR_ENV) or WEIGHTS_DIR)
+
+
+def stem(model: str, dataset: str) -> str:
+    return f"{model}-{dataset}"
+
+
+def sha256sum(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "safetensors": safetensors.__version__,
+    }
+
+
+def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str]) -> str:
+    """Write the state dict atomically as safetensors; returns the file's SHA-256."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    data = safetensors.torch.save(tensors, metadata=metadata)
+    with atomic_open(path) as f:
+        f.write(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_card(path: str | os.PathLike, card: dict) -> None:
+    atomic_write_text(path, json.dumps(card, indent=2, sort_keys=False) + "\n")
+
+
+def read_card(model: str, dataset: str, directory: str | os.PathLike | None = None) -> dict:
+    path = weights_dir(directory) / f"{stem(model, dataset)}.json"
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no model card (no shipped weights for {model} on {dataset})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise WeightsError(f"{path}: model card is not valid JSON ({e})") from None
+    for key in ("model", "dataset", "weights_sha256", "weights_file"):
+        if key not in card:
+            raise WeightsError(f"{path}: model card lacks the field {key!r}")
+    return card
+
+
+def load_state_dict(path: str | os.PathLike, expected_sha256: str) -> dict[str, torch.Tensor]:
+    """Read a safetensors file after checking its SHA-256 (never unpickles anything)."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"{path}: weights file is missing")
+    actual = sha256sum(path)
+    if actual != expected_sha256:
+        raise WeightsError(f"{path}: SHA-256 {actual} does not match the card's {expected_sha256}")
+    try:
+        return safetensors.torch.load_file(path)
+    except Exception as e:  # safetensors raises its own SafetensorError and OSError
+        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def load_pretrained(
+    model: str, dataset: str, *, directory: str | os.PathLike | None = None
+) -> tuple[nn.Module, dict]:
+    """The shipped model for (model, dataset) in eval mode, and its card."""
+    card = read_card(model, dataset, directory)
+    path = weights_dir(directory) / card["weights_file"]
+    state = load_state_dict(path, card["weights_sha256"])
+    net = get_model(model)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise WeightsError(f"{path}: does not fit {model} ({e})") from None
+    return net.eval(), card
+
+
+def shipped() -> list[tuple[str, str]]:
+    """(model, dataset) pairs that have a card in the shipped weights directory."""
+    pairs = []
+    for card_path in sorted(weights_dir().glob("*.json")):
+        card = json.loads(card_path.read_text())
+        pairs.append((card["model"], card["dataset"]))
+    return pairs
