@@ -60,6 +60,8 @@ def download_file(
             return dest
         except DownloadError as e:
             errors.append(str(e))
+        except urllib.error.HTTPError as e:
+            errors.append(f"{url}: HTTP {e.code} {e.reason}")
         except (urllib.error.URLError, OSError) as e:
             errors.append(f"{url}: {getattr(e, 'reason', e)}")
     raise DownloadError(f"could not download {name}: " + "; ".join(errors))
