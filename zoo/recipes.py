@@ -28,7 +28,7 @@ class TrainConfig:
 RECIPES: dict[tuple[str, str], TrainConfig] = {
     ("lenet5", "mnist"): TrainConfig(epochs=6),
     ("lenet5", "fashion-mnist"): TrainConfig(epochs=15, hflip=True),
-    ("lenet5-classic", "mnist"): TrainConfig(epochs=8),
+    ("lenet5-classic", "mnist"): TrainConfig(epochs=12),
     ("lenet5-classic", "fashion-mnist"): TrainConfig(epochs=15, hflip=True),
     ("twoblock-cnn", "mnist"): TrainConfig(epochs=8, shift=2),
     ("twoblock-cnn", "fashion-mnist"): TrainConfig(epochs=15, shift=2, hflip=True),

@@ -1,0 +1,172 @@
+"""The non-spatial ONNX operators our exported models use, each as the spec defines it."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper, numpy_helper
+
+
+def relu(X):
+    return np.maximum(X, 0).astype(X.dtype, copy=False)
+
+
+def tanh(X):
+    return np.tanh(X)
+
+
+def sigmoid(X):
+    return (1.0 / (1.0 + np.exp(-X))).astype(X.dtype, copy=False)
+
+
+def identity(X):
+    return X
+
+
+def add(A, B):
+    return A + B
+
+
+def sub(A, B):
+    return A - B
+
+
+def mul(A, B):
+    return A * B
+
+
+def div(A, B):
+    return A / B
+
+
+def matmul(A, B):
+    return np.matmul(A, B)
+
+
+def gemm(A, B, C=None, *, alpha: float = 1.0, beta: float = 1.0, transA: int = 0, transB: int = 0):
+    """Y = alpha * A' B' + beta * C, with A' = A.T if transA and B' = B.T if transB."""
+    a = A.T if transA else A
+    b = B.T if transB else B
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(
+            f"Gemm: A {A.shape} (transA={transA}) and B {B.shape} (transB={transB}) "
+            "do not multiply"
+        )
+    y = np.float32(alpha) * (a @ b) if alpha != 1.0 else a @ b
+    if C is not None:
+        y = y + (np.float32(beta) * C if beta != 1.0 else C)
+    return y.astype(A.dtype, copy=False)
+
+
+def flatten(input, *, axis: int = 1):
+    axis = axis + input.ndim if axis < 0 else axis
+    outer = int(np.prod(input.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(input.shape[axis:], dtype=np.int64))
+    return input.reshape(outer, inner)
+
+
+def reshape(data, shape, *, allowzero: int = 0):
+    target = [int(s) for s in shape]
+    if not allowzero:
+        target = [data.shape[i] if s == 0 else s for i, s in enumerate(target)]
+    try:
+        return data.reshape(target)
+    except ValueError:
+        raise ValueError(f"Reshape: cannot reshape {data.shape} to {target}") from None
+
+
+def softmax(input, *, axis: int = -1):
+    shifted = input - input.max(axis=axis, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def batch_normalization(X, scale, B, input_mean, input_var, *, epsilon: float = 1e-5,
+                        momentum: float = 0.9, training_mode: int = 0):
+    """Inference mode: Y = (X - mean) / sqrt(var + epsilon) * scale + B, channels on axis 1."""
+    if training_mode:
+        raise ValueError("BatchNormalization: training_mode=1 is not supported (inference only)")
+    shape = (1, -1) + (1,) * (X.ndim - 2)
+    inv = (scale / np.sqrt(input_var + np.float32(epsilon))).reshape(shape)
+    return ((X - input_mean.reshape(shape)) * inv + B.reshape(shape)).astype(X.dtype, copy=False)
+
+
+def dropout(data, ratio=None, training_mode=None, *, seed: int = 0):
+    """Inference: the identity (and an all-true mask, when asked for)."""
+    if training_mode is not None and bool(training_mode):
+        raise ValueError("Dropout: training_mode=True is not supported (inference only)")
+    return data, np.ones(data.shape, dtype=bool)
+
+
+def constant(*, value=None, value_float=None, value_floats=None, value_int=None, value_ints=None,
+             sparse_value=None, value_string=None, value_strings=None):
+    if value is not None:
+        return numpy_helper.to_array(value)
+    if value_float is not None:
+        return np.array(value_float, dtype=np.float32)
+    if value_floats is not None:
+        return np.array(value_floats, dtype=np.float32)
+    if value_int is not None:
+        return np.array(value_int, dtype=np.int64)
+    if value_ints is not None:
+        return np.array(value_ints, dtype=np.int64)
+    raise ValueError("Constant: only value, value_float(s) and value_int(s) are supported")
+
+
+def pad(data, pads, constant_value=None, axes=None, *, mode: str = "constant"):
+    rank = data.ndim
+    axes = [int(a) % rank for a in axes] if axes is not None else list(range(rank))
+    pads = [int(p) for p in pads]
+    if len(pads) != 2 * len(axes):
+        raise ValueError(f"Pad: pads {pads} must have {2 * len(axes)} values for axes {axes}")
+    if any(p < 0 for p in pads):
+        raise ValueError(f"Pad: negative pads {pads} (cropping) are not supported")
+    width = [(0, 0)] * rank
+    for i, a in enumerate(axes):
+        width[a] = (pads[i], pads[i + len(axes)])
+    if mode == "constant":
+        value = constant_value.item() if constant_value is not None and constant_value.size else 0
+        return np.pad(data, width, mode="constant", constant_values=value)
+    if mode in ("reflect", "edge"):
+        return np.pad(data, width, mode=mode)
+    raise ValueError(f"Pad: mode {mode!r} is not one of constant, reflect, edge")
+
+
+def shape(data, *, start: int = 0, end=None):
+    return np.array(data.shape[start:end], dtype=np.int64)
+
+
+def gather(data, indices, *, axis: int = 0):
+    return np.take(data, indices, axis=axis)
+
+
+def unsqueeze(data, axes):
+    out = data
+    rank = data.ndim + len(axes)
+    for a in sorted(int(a) % rank for a in axes):
+        out = np.expand_dims(out, a)
+    return out
+
+
+def squeeze(data, axes=None):
+    return np.squeeze(data, axis=None if axes is None else tuple(int(a) for a in axes))
+
+
+def concat(*inputs, axis: int):
+    return np.concatenate(inputs, axis=axis)
+
+
+def cast(input, *, to: int, saturate: int = 1, round_mode: str = "up"):
+    return input.astype(helper.tensor_dtype_to_np_dtype(to))
+
+
+def transpose(data, *, perm=None):
+    return np.transpose(data, perm)
+
+
+def reduce_mean(data, axes=None, *, keepdims: int = 1, noop_with_empty_axes: int = 0):
+    if axes is None or len(axes) == 0:
+        if noop_with_empty_axes:
+            return data
+        axes = range(data.ndim)
+    return data.mean(axis=tuple(int(a) for a in axes), keepdims=bool(keepdims)).astype(data.dtype, copy=False)
+

@@ -1,0 +1,67 @@
+"""The shipped weights: present for every model and dataset, hash-checked, above their floors."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from zoo import list_models
+from zoo.__main__ import main
+from zoo.evaluation import evaluate
+from zoo.weights import WEIGHTS_DIR, WeightsError, load_pretrained, read_card, shipped
+
+FLOORS = {
+    ("lenet5", "mnist"): 0.990,
+    ("lenet5", "fashion-mnist"): 0.900,
+    ("lenet5-classic", "mnist"): 0.988,
+    ("lenet5-classic", "fashion-mnist"): 0.890,
+    ("twoblock-cnn", "mnist"): 0.992,
+    ("twoblock-cnn", "fashion-mnist"): 0.915,
+    ("resnet-mini", "mnist"): 0.995,
+    ("resnet-mini", "fashion-mnist"): 0.930,
+}
+
+
+def test_every_model_ships_for_both_datasets():
+    assert sorted(shipped()) == sorted(FLOORS)
+    assert {m for m, _ in FLOORS} == set(list_models())
+
+
+@pytest.mark.parametrize("model,dataset", sorted(FLOORS))
+def test_shipped_weights_reach_their_floor(model, dataset, test_split):
+    net, card = load_pretrained(model, dataset)
+    report = evaluate(net, test_split(dataset))
+    assert report.confusion.sum() == 10_000
+    assert report.accuracy >= FLOORS[(model, dataset)]
+    # The card's figure was measured the same way when training ended.
+    assert report.accuracy == pytest.approx(card["test_accuracy"], abs=2e-4)
+    assert card["num_params"] == sum(p.numel() for p in net.parameters())
+
+
+def test_tampered_weights_are_refused(tmp_path):
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(WEIGHTS_DIR / f"lenet5-mnist{suffix}", tmp_path)
+    path = tmp_path / "lenet5-mnist.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="lenet5-mnist.safetensors: SHA-256 [0-9a-f]+ does not match"):
+        load_pretrained("lenet5", "mnist", directory=tmp_path)
+
+
+def test_missing_and_broken_cards(tmp_path):
+    with pytest.raises(WeightsError, match="no model card"):
+        read_card("lenet5", "mnist", tmp_path)
+    (tmp_path / "lenet5-mnist.json").write_text("{not json")
+    with pytest.raises(WeightsError, match="lenet5-mnist.json: model card is not valid JSON"):
+        read_card("lenet5", "mnist", tmp_path)
+
+
+def test_evaluate_command(capsys, data_dir):
+    assert main(["evaluate", "lenet5-classic", "--dataset", "fashion-mnist",
+                 "--data-dir", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "lenet5-classic on fashion-mnist: test accuracy" in out
+    assert "Ankle boot" in out and "confusion matrix" in out
+    assert len(out.splitlines()) == 1 + 1 + 1 + 10 + 1 + 1 + 1 + 10
