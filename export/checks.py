@@ -1,0 +1,164 @@
+"""The checks every exported model must pass before it is written.
+
+1. structure: onnx.checker (full_check) and strict shape inference;
+2. batch axis: symbolic, and onnxruntime agrees with PyTorch at batch 1, 7 and 64;
+3. nodes: every intermediate tensor of onnxruntime against the NumPy reference;
+4. test set: PyTorch eager, onnxruntime and the reference agree on all 10,000 images.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from . import reference
+from .metadata import INPUT_NAME, OUTPUT_NAME
+
+NODE_RTOL, NODE_ATOL = 1e-4, 1e-5  # per element: |ort - ref| <= atol + rtol * |ref|
+LOGIT_ATOL = 1e-4  # max |logit difference| allowed between any two implementations
+BATCH_SIZES = (1, 7, 64)
+ACCURACY_SLACK = 2e-4  # two images of 10,000: eval batching may flip a near-tie
+
+
+class CheckFailed(Exception):
+    """A check did not pass; the message names the check and the node or figure."""
+
+
+def session(proto: onnx.ModelProto, optimize: bool = True) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    if not optimize:  # keep every node as exported, so intermediates mean what they say
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def check_structure(proto: onnx.ModelProto) -> dict:
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise CheckFailed(f"structure: {e}") from None
+    out = inferred.graph.output[0].type.tensor_type.shape.dim
+    shape = [d.dim_param or d.dim_value for d in out]
+    if len(shape) != 2 or shape[1] != 10:
+        raise CheckFailed(f"structure: output {OUTPUT_NAME} has inferred shape {shape}, expected [batch, 10]")
+    return {"checker": "full_check passed", "inferred_output_shape": shape,
+            "opset": proto.opset_import[0].version, "nodes": len(proto.graph.node)}
+
+
+@torch.inference_mode()
+def torch_logits(net: nn.Module, x: np.ndarray) -> np.ndarray:
+    return net.eval()(torch.from_numpy(x)).numpy()
+
+
+def check_batch_axis(proto: onnx.ModelProto, net: nn.Module, images: np.ndarray) -> dict:
+    dim0 = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    if not dim0.dim_param:
+        raise CheckFailed(f"batch axis: input dimension 0 is fixed at {dim0.dim_value}, not symbolic")
+    sess = session(proto)
+    errors = {}
+    for n in BATCH_SIZES:
+        x = images[:n]
+        (got,) = sess.run([OUTPUT_NAME], {INPUT_NAME: x})
+        want = torch_logits(net, x)
+        if got.shape != want.shape:
+            raise CheckFailed(f"batch axis: batch {n} gave shape {got.shape}, PyTorch {want.shape}")
+        errors[n] = float(np.abs(got - want).max())
+        if errors[n] > LOGIT_ATOL:
+            raise CheckFailed(f"batch axis: batch {n} differs from PyTorch by {errors[n]:.3g} > {LOGIT_ATOL}")
+    return {"dim_param": dim0.dim_param, "max_abs_vs_torch": errors}
+
+
+@dataclass
+class NodeResult:
+    node: str
+    op_type: str
+    output: str
+    shape: list[int]
+    max_abs: float
+    max_rel: float  # max of |ort - ref| / max(|ref|, atol) over the elements
+    ok: bool
+
+
+def expose_intermediates(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `proto` whose graph outputs include every node output."""
+    inferred = onnx.shape_inference.infer_shapes(copy.deepcopy(proto), strict_mode=True)
+    known = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    outputs = {o.name for o in inferred.graph.output}
+    for node in inferred.graph.node:
+        for name in node.output:
+            if name and name not in outputs:
+                inferred.graph.output.append(known[name])
+                outputs.add(name)
+    return inferred
+
+
+def compare(got: np.ndarray, want: np.ndarray) -> tuple[float, float, bool]:
+    if got.shape != want.shape or got.dtype != want.dtype:
+        return float("inf"), float("inf"), False
+    if not np.issubdtype(want.dtype, np.floating):
+        same = bool(np.array_equal(got, want))
+        return (0.0 if same else float("inf")), (0.0 if same else float("inf")), same
+    diff = np.abs(got.astype(np.float64) - want)
+    ok = bool(np.all(diff <= NODE_ATOL + NODE_RTOL * np.abs(want)))
+    rel = diff / np.maximum(np.abs(want), NODE_ATOL)
+    return float(diff.max(initial=0)), float(rel.max(initial=0)), ok
+
+
+def check_nodes(proto: onnx.ModelProto, images: np.ndarray) -> list[NodeResult]:
+    """Every node's output from onnxruntime (unoptimized) against the NumPy reference."""
+    exposed = expose_intermediates(proto)
+    names = [o.name for o in exposed.graph.output]
+    ort_values = dict(zip(names, session(exposed, optimize=False).run(names, {INPUT_NAME: images})))
+    ref_values = reference.run(proto, {INPUT_NAME: images}, intermediates=True)
+    results = []
+    for node in proto.graph.node:
+        for name in filter(None, node.output):
+            got, want = ort_values[name], ref_values[name]
+            max_abs, max_rel, ok = compare(got, want)
+            results.append(NodeResult(node.name, node.op_type, name, list(want.shape), max_abs, max_rel, ok))
+    failed = [r for r in results if not r.ok]
+    if failed:
+        r = failed[0]
+        raise CheckFailed(
+            f"nodes: {r.op_type} node {r.node!r} output {r.output!r} differs from the NumPy "
+            f"reference (max |diff| {r.max_abs:.3g}, max rel {r.max_rel:.3g}; allowed "
+            f"{NODE_ATOL} + {NODE_RTOL} * |ref|)"
+        )
+    return results
+
+
+def check_test_set(proto: onnx.ModelProto, net: nn.Module, images: np.ndarray, labels: np.ndarray,
+                   card_accuracy: float) -> dict:
+    """PyTorch eager, onnxruntime (optimized) and the reference on the whole test set."""
+    outputs = {
+        "torch": np.concatenate([torch_logits(net, images[i : i + 1000]) for i in range(0, len(images), 1000)]),
+        "onnxruntime": session(proto).run([OUTPUT_NAME], {INPUT_NAME: images})[0],
+        "reference": reference.run(proto, {INPUT_NAME: images})[OUTPUT_NAME],
+    }
+    top1 = {k: v.argmax(1) for k, v in outputs.items()}
+    pairs = [("torch", "onnxruntime"), ("onnxruntime", "reference"), ("torch", "reference")]
+    agreement = {f"{a}-{b}": float((top1[a] == top1[b]).mean()) for a, b in pairs}
+    max_abs = {f"{a}-{b}": float(np.abs(outputs[a] - outputs[b]).max()) for a, b in pairs}
+    accuracy = {k: float((v == labels).mean()) for k, v in top1.items()}
+    result = {"images": len(images), "top1_agreement": agreement, "max_abs_logit_diff": max_abs,
+              "accuracy": accuracy}
+    for pair in agreement:
+        if agreement[pair] < 1.0:
+            n = int(round((1 - agreement[pair]) * len(images)))
+            raise CheckFailed(f"test set: {pair} disagree on the top-1 class of {n} images")
+        if max_abs[pair] > LOGIT_ATOL:
+            raise CheckFailed(f"test set: {pair} logits differ by {max_abs[pair]:.3g} > {LOGIT_ATOL}")
+    if abs(accuracy["onnxruntime"] - card_accuracy) > ACCURACY_SLACK:
+        raise CheckFailed(f"test set: accuracy {accuracy['onnxruntime']:.4f} is not the model card's "
+                          f"{card_accuracy:.4f}")
+    return result
+
+
+def node_summary(results: list[NodeResult]) -> list[dict]:
+    return [asdict(r) for r in results]

@@ -1,0 +1,74 @@
+"""PyTorch -> ONNX: the zoo's shipped models, with a dynamic batch axis and metadata."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import platform
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+from torch import nn
+
+from zoo.weights import load_pretrained
+
+from .metadata import INPUT_NAME, OUTPUT_NAME, build_metadata, set_metadata
+
+DEFAULT_OPSET = 18
+MIN_OPSET = 17  # older opsets go through a converter we do not test
+
+
+def supported_opsets() -> range:
+    return range(MIN_OPSET, onnx.defs.onnx_opset_version() + 1)
+
+
+def export_versions() -> dict[str, str]:
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+            "numpy": np.__version__}
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter narrates every step and warns about optional packages; keep it short."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def to_onnx(net: nn.Module, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """Export `net` (eval mode) with a symbolic batch axis named 'batch'."""
+    if opset not in supported_opsets():
+        raise ValueError(f"opset {opset} is not supported; use {MIN_OPSET} to {supported_opsets()[-1]}")
+    example = torch.zeros(2, 1, 28, 28)  # batch 2: a batch of 1 invites specialization
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            net.eval(), (example,), dynamo=True, verbose=False, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+        )
+    return program.model_proto
+
+
+def export_model(model: str, dataset: str, opset: int = DEFAULT_OPSET) -> tuple[onnx.ModelProto, nn.Module, dict]:
+    """The shipped (model, dataset) as an ONNX model with metadata, plus the torch module
+    and model card it came from."""
+    net, card = load_pretrained(model, dataset)
+    proto = to_onnx(net, opset)
+    proto.model_version = 1
+    proto.doc_string = (f"{model} trained on {dataset} by cnn-zoo; input {INPUT_NAME} "
+                        f"(N, 1, 28, 28) float32 normalized, output {OUTPUT_NAME} (N, 10)")
+    set_metadata(proto, build_metadata(card, export_versions()))
+    return proto, net, card
