@@ -74,6 +74,13 @@ def check_batch_axis(proto: onnx.ModelProto, net: nn.Module, images: np.ndarray)
     return {"dim_param": dim0.dim_param, "max_abs_vs_torch": errors}
 
 
+def run_reference(proto: onnx.ModelProto, images: np.ndarray, intermediates: bool = False) -> dict:
+    try:
+        return reference.run(proto, {INPUT_NAME: images}, intermediates=intermediates)
+    except (reference.UnsupportedError, ValueError) as e:
+        raise CheckFailed(f"reference: {e}") from None
+
+
 @dataclass
 class NodeResult:
     node: str
@@ -115,7 +122,7 @@ def check_nodes(proto: onnx.ModelProto, images: np.ndarray) -> list[NodeResult]:
     exposed = expose_intermediates(proto)
     names = [o.name for o in exposed.graph.output]
     ort_values = dict(zip(names, session(exposed, optimize=False).run(names, {INPUT_NAME: images})))
-    ref_values = reference.run(proto, {INPUT_NAME: images}, intermediates=True)
+    ref_values = run_reference(proto, images, intermediates=True)
     results = []
     for node in proto.graph.node:
         for name in filter(None, node.output):
@@ -139,7 +146,7 @@ def check_test_set(proto: onnx.ModelProto, net: nn.Module, images: np.ndarray, l
     outputs = {
         "torch": np.concatenate([torch_logits(net, images[i : i + 1000]) for i in range(0, len(images), 1000)]),
         "onnxruntime": session(proto).run([OUTPUT_NAME], {INPUT_NAME: images})[0],
-        "reference": reference.run(proto, {INPUT_NAME: images})[OUTPUT_NAME],
+        "reference": run_reference(proto, images)[OUTPUT_NAME],
     }
     top1 = {k: v.argmax(1) for k, v in outputs.items()}
     pairs = [("torch", "onnxruntime"), ("onnxruntime", "reference"), ("torch", "reference")]

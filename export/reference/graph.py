@@ -50,8 +50,12 @@ OPS: dict[str, Callable] = {
 }
 
 
-def _keyword_names(fn: Callable) -> set[str]:
-    return {p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+def _keyword_names(fn: Callable) -> set[str] | None:
+    """The attribute names `fn` accepts, or None when it takes any (**kwargs)."""
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind is p.KEYWORD_ONLY}
 
 
 def run_node(node: onnx.NodeProto, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
@@ -68,7 +72,8 @@ def run_node(node: onnx.NodeProto, inputs: list[np.ndarray | None]) -> list[np.n
     for key, value in attrs.items():
         if isinstance(value, bytes):
             attrs[key] = value.decode()
-    unknown = set(attrs) - _keyword_names(fn)
+    accepted = _keyword_names(fn)
+    unknown = set() if accepted is None else set(attrs) - accepted
     if unknown:
         raise UnsupportedError(
             f"node {node.name!r}: {node.op_type} attribute(s) {', '.join(sorted(unknown))} not supported"
