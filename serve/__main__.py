@@ -1,0 +1,95 @@
+"""python -m serve [--models DIR] [--host 127.0.0.1] [--port 50051] [--device cpu|cuda|auto] ...
+
+Serve every .onnx in the models directory (as `python -m export` writes it) over gRPC:
+our zoo.v1.Predictor API and the KServe v2 protocol, with health, reflection and
+Prometheus metrics. SIGTERM or Ctrl-C drains in-flight requests, then exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .core import Limits
+from .device import DEVICES, DeviceError
+from .registry import ModelLoadError
+from .server import ServerConfig, create_server
+
+log = logging.getLogger("serve")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d, limits = ServerConfig(), Limits()
+    p = argparse.ArgumentParser(prog="python -m serve", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default=str(d.models_dir), help=f"models directory (default: {d.models_dir})")
+    p.add_argument("--host", default=d.host, help=f"address to bind (default: {d.host}, loopback only)")
+    p.add_argument("--port", type=int, default=d.port, help=f"gRPC port, 0 for any free one (default: {d.port})")
+    p.add_argument("--device", choices=DEVICES, default=d.device,
+                   help="cpu; cuda (refuses to start without a working CUDA provider); auto (CUDA if it "
+                        f"really loads, else CPU, said in the log) (default: {d.device})")
+    p.add_argument("--max-batch", type=int, default=limits.max_batch,
+                   help=f"images per coalesced onnxruntime run; 0 turns dynamic batching off "
+                        f"(default: {limits.max_batch})")
+    p.add_argument("--batch-delay-ms", type=float, default=limits.batch_delay_s * 1000,
+                   help=f"how long a batch waits to fill (default: {limits.batch_delay_s * 1000:g})")
+    p.add_argument("--max-request-images", type=int, default=limits.max_request_images,
+                   help=f"images one request may carry (default: {limits.max_request_images})")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port (default: off)")
+    p.add_argument("--tls-cert", help="PEM certificate: serve TLS with --tls-key (default: plaintext)")
+    p.add_argument("--tls-key", help="PEM private key for --tls-cert (default: none)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse to start if any model fails to load (default: serve the healthy ones)")
+    p.add_argument("--grace", type=float, default=10.0,
+                   help="seconds in-flight requests get to finish on shutdown (default: 10)")
+    p.add_argument("--workers", type=int, default=d.workers, help=f"handler threads (default: {d.workers})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    if args.max_batch < 0 or args.batch_delay_ms < 0 or args.max_request_images < 1:
+        print("error: --max-batch and --batch-delay-ms must be >= 0 and --max-request-images >= 1",
+              file=sys.stderr)
+        return 2
+    config = ServerConfig(
+        models_dir=Path(args.models), host=args.host, port=args.port, device=args.device,
+        limits=Limits(args.max_batch, args.batch_delay_ms / 1000, args.max_request_images),
+        metrics_port=args.metrics_port, tls_cert=args.tls_cert and Path(args.tls_cert),
+        tls_key=args.tls_key and Path(args.tls_key), strict=args.strict, workers=args.workers)
+    try:
+        server, port = create_server(config)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (DeviceError, ModelLoadError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for name, model in server.core.registry.models.items():
+        if model.ready:
+            log.info("model %s v%s: input %s %s, labels %d, provider %s", name, model.version,
+                     model.input_name, model.input_shape, model.num_classes, model.provider)
+        else:
+            log.error("model %s NOT READY: %s", name, model.error)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    server.start()
+    scheme = "grpcs" if config.tls_cert else "grpc"
+    log.info("serving %d models on %s://%s:%d%s (batching: %s)", len(server.core.registry.models), scheme,
+             args.host, port, f", metrics on :{server.metrics_port}/metrics" if server.metrics_port else "",
+             f"up to {args.max_batch} images / {args.batch_delay_ms:g} ms" if args.max_batch else "off")
+    stop.wait()
+    log.info("draining: refusing new requests, giving in-flight ones %.1f s", args.grace)
+    server.stop(args.grace)
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

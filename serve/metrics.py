@@ -1,0 +1,45 @@
+"""Prometheus metrics, per server instance (its own registry), served on --metrics-port."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "zoo_requests", "gRPC requests by API, method, model and status code",
+            ["api", "method", "model", "code"], registry=self.registry)
+        self.latency = Histogram(
+            "zoo_request_latency_seconds", "Request latency in seconds",
+            ["api", "method", "model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram(
+            "zoo_batch_size_images", "Images per onnxruntime run (after dynamic batching)",
+            ["model"], buckets=BATCH_BUCKETS, registry=self.registry)
+        self.inference = Histogram(
+            "zoo_inference_seconds", "Seconds per onnxruntime run",
+            ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._http = None
+
+    def observe_request(self, api: str, method: str, model: str, code: str, seconds: float) -> None:
+        self.requests.labels(api, method, model, code).inc()
+        self.latency.labels(api, method, model).observe(seconds)
+
+    def observe_batch(self, model: str, images: int, seconds: float) -> None:
+        self.batch_size.labels(model).observe(images)
+        self.inference.labels(model).observe(seconds)
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Expose /metrics over HTTP; returns the bound port (port 0 picks a free one)."""
+        self._http, _ = start_http_server(port, addr=host, registry=self.registry)
+        return self._http.server_port
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None

@@ -1,0 +1,69 @@
+"""zoo.v1.Predictor: our own API."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .core import InferenceCore, handler, softmax
+from .errors import invalid
+from .gen import predictor_pb2 as pb
+from .gen import predictor_pb2_grpc as pb_grpc
+from .inputs import batch_from_shape, decode_array, decode_images
+from .registry import ServedModel
+
+TENSOR_DTYPES = {pb.DTYPE_FLOAT32: "float32", pb.DTYPE_UINT8: "uint8"}
+
+
+def model_info(model: ServedModel) -> pb.ModelInfo:
+    return pb.ModelInfo(
+        name=model.name, version=model.version, ready=model.ready, error=model.error,
+        execution_provider=model.provider, dataset=model.metadata.get("dataset", ""),
+        labels=model.labels, input_shape=model.input_shape, mean=model.mean, std=model.std,
+        test_accuracy=float(model.metadata.get("test_accuracy", 0) or 0), metadata=model.metadata,
+    )
+
+
+class PredictorServicer(pb_grpc.PredictorServicer):
+    def __init__(self, core: InferenceCore) -> None:
+        self.core = core
+
+    def _batch(self, request: pb.PredictRequest, model: ServedModel) -> np.ndarray:
+        limit = self.core.limits.max_request_images
+        kind = request.WhichOneof("input")
+        if kind is None:
+            raise invalid("input: neither tensor nor images is set; expected one of them")
+        if kind == "images":
+            return decode_images(list(request.images.images), model, "images.images", limit)
+        tensor = request.tensor
+        n = batch_from_shape(list(tensor.shape), "tensor.shape", limit)
+        if tensor.dtype not in TENSOR_DTYPES:
+            raise invalid(f"tensor.dtype: {pb.DType.Name(tensor.dtype) if tensor.dtype in pb.DType.values() else tensor.dtype} "
+                          "is not supported; expected DTYPE_FLOAT32 (normalized) or DTYPE_UINT8 (raw pixels)")
+        return decode_array(tensor.data, TENSOR_DTYPES[tensor.dtype], n, model, "tensor.data")
+
+    @handler("predictor", "Predict", "model")
+    def Predict(self, request: pb.PredictRequest, context) -> pb.PredictResponse:
+        model = self.core.registry.get(request.model, request.version)
+        if request.top_k < 0:
+            raise invalid(f"top_k: {request.top_k} is negative; expected 0 (meaning 1) to {model.num_classes}")
+        x = self._batch(request, model)
+        logits = self.core.infer(model, x, context)
+        probabilities = softmax(logits)
+        k = min(max(request.top_k, 1), model.num_classes)
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        predictions = []
+        for row_logits, row_probs, top in zip(logits, probabilities, order):
+            scores = [pb.ClassScore(index=int(i), label=model.labels[i], probability=float(row_probs[i]),
+                                    logit=float(row_logits[i])) for i in top]
+            predictions.append(pb.Prediction(logits=row_logits.tolist(), probabilities=row_probs.tolist(),
+                                             top_k=scores))
+        return pb.PredictResponse(model=model.name, version=model.version,
+                                  execution_provider=model.provider, predictions=predictions)
+
+    @handler("predictor", "ListModels")
+    def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(models=[model_info(m) for _, m in sorted(self.core.registry.models.items())])
+
+    @handler("predictor", "GetModel", "model")
+    def GetModel(self, request: pb.GetModelRequest, context) -> pb.ModelInfo:
+        return model_info(self.core.registry.lookup(request.model, request.version))

@@ -1,0 +1,156 @@
+"""The served models: every .onnx in the models directory, loaded with its metadata."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from .device import DeviceError, describe_fallback, make_session
+from .errors import invalid, not_found, unavailable
+
+log = logging.getLogger("serve")
+
+# A model name is a file stem of the models directory: letters, digits, '.', '_' and '-',
+# starting with a letter or digit, so a name can never be a path.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+REQUIRED_METADATA = ("labels", "mean", "std", "pixel_scale", "input_name", "output_name", "input_shape")
+
+
+class ModelLoadError(Exception):
+    """A model file that cannot be served; the message names the file."""
+
+
+@dataclass
+class ServedModel:
+    name: str
+    path: Path
+    version: str = ""
+    ready: bool = False
+    error: str = ""
+    session: ort.InferenceSession | None = None
+    provider: str = ""
+    labels: list[str] = field(default_factory=list)
+    mean: float = 0.0
+    std: float = 1.0
+    pixel_scale: float = 1 / 255
+    input_name: str = "input"
+    output_name: str = "logits"
+    input_shape: list[int] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: x})[0]
+
+
+def validate_name(name: str) -> str:
+    if not NAME_PATTERN.match(name or ""):
+        raise invalid(
+            f"model name {name[:80]!r} is not valid: expected 1-128 letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def _parse_metadata(path: Path, proto: onnx.ModelProto) -> dict:
+    meta = {p.key: p.value for p in proto.metadata_props}
+    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    if missing:
+        raise ModelLoadError(f"{path}: metadata_props lack {', '.join(missing)} (export it with python -m export)")
+    try:
+        labels = json.loads(meta["labels"])
+        input_shape = [int(d) for d in json.loads(meta["input_shape"])]
+        values = {k: float(meta[k]) for k in ("mean", "std", "pixel_scale")}
+    except (ValueError, TypeError) as e:
+        raise ModelLoadError(f"{path}: unreadable metadata ({e})") from None
+    if input_shape[1:] != [1, 28, 28] or not labels:
+        raise ModelLoadError(f"{path}: input shape {input_shape} or labels {labels} not supported")
+    return dict(labels=labels, input_shape=input_shape, input_name=meta["input_name"],
+                output_name=meta["output_name"], metadata=meta, **values)
+
+
+def load_model(path: Path, device: str, threads: int = 0) -> ServedModel:
+    """Load one .onnx file; raises ModelLoadError (or DeviceError) naming the file."""
+    model = ServedModel(name=path.stem, path=path)
+    try:
+        data = path.read_bytes()
+        proto = onnx.load_from_string(data)
+    except Exception as e:  # unreadable, truncated or not protobuf at all
+        raise ModelLoadError(f"{path}: cannot read as ONNX ({type(e).__name__}: {e})") from None
+    for key, value in _parse_metadata(path, proto).items():
+        setattr(model, key, value)
+    model.version = str(proto.model_version or 1)
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        model.session = make_session(data, device, options)
+    except DeviceError:
+        raise
+    except Exception as e:  # onnxruntime rejects the graph
+        raise ModelLoadError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from None
+    model.provider = model.session.get_providers()[0]
+    fallback = describe_fallback(device, model.provider)
+    if fallback:
+        log.warning("%s: %s", model.name, fallback)
+    model.ready = True
+    return model
+
+
+class ModelRegistry:
+    def __init__(self, models: dict[str, ServedModel]) -> None:
+        self.models = models
+
+    @classmethod
+    def load_dir(cls, directory: Path, device: str, *, strict: bool = False, threads: int = 0) -> "ModelRegistry":
+        """Every *.onnx in `directory`. A broken file is kept as not ready with its error,
+        unless `strict`, which raises instead. A DeviceError always raises."""
+        paths = sorted(p for p in Path(directory).glob("*.onnx") if NAME_PATTERN.match(p.stem))
+        if not paths:
+            raise FileNotFoundError(
+                f"no .onnx models in {directory}; run `python -m export --all --out {directory}` first"
+            )
+        models = {}
+        for path in paths:
+            try:
+                models[path.stem] = load_model(path, device, threads)
+            except ModelLoadError as e:
+                if strict:
+                    raise
+                log.error("not serving %s: %s", path.stem, e)
+                models[path.stem] = ServedModel(name=path.stem, path=path, error=str(e))
+        return cls(models)
+
+    def names(self) -> list[str]:
+        return sorted(self.models)
+
+    def lookup(self, name: str, version: str = "") -> ServedModel:
+        """The model `name` (at `version`, if given), ready or not; NOT_FOUND otherwise."""
+        validate_name(name)
+        model = self.models.get(name)
+        if model is None:
+            raise not_found(f"model {name!r} is not served; available: {', '.join(self.names())}")
+        if version and version != model.version:
+            raise not_found(f"model {name!r} has no version {version!r}; available: {model.version or 'none'}")
+        return model
+
+    def get(self, name: str, version: str = "") -> ServedModel:
+        """The ready model `name`; a model that failed to load is UNAVAILABLE, with its error."""
+        model = self.lookup(name, version)
+        if not model.ready:
+            raise unavailable(f"model {name!r} is not ready: {model.error}")
+        return model
+
+    @property
+    def all_ready(self) -> bool:
+        return all(m.ready for m in self.models.values())

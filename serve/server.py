@@ -1,0 +1,122 @@
+"""Building, starting and draining the gRPC server.
+
+    server, port = create_server(models_dir="models", port=0)
+    server.start()
+    ...
+    server.stop(grace=5.0)   # health NOT_SERVING at once, in-flight requests finish
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from tritonclient.grpc import service_pb2 as kpb
+from tritonclient.grpc import service_pb2_grpc as kpb_grpc
+
+from .core import InferenceCore, Limits
+from .gen import predictor_pb2, predictor_pb2_grpc
+from .kserve import KServeServicer
+from .metrics import Metrics
+from .predictor import PredictorServicer
+from .registry import ModelRegistry
+
+log = logging.getLogger("serve")
+
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # 1,024 float32 images are 3.2 MB; a message over this is refused
+PREDICTOR = predictor_pb2.DESCRIPTOR.services_by_name["Predictor"].full_name
+KSERVE = kpb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+
+
+@dataclass
+class ServerConfig:
+    models_dir: Path = Path("models")
+    host: str = "127.0.0.1"  # loopback unless told otherwise
+    port: int = 50051
+    device: str = "cpu"
+    limits: Limits = field(default_factory=Limits)
+    metrics_port: int | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    strict: bool = False  # refuse to start when any model fails to load
+    workers: int = 32  # handler threads: the cap on requests served at once
+    ort_threads: int = 0  # onnxruntime intra-op threads per model (0 = its default)
+
+
+class ZooServer:
+    """The grpc.Server with the inference core, health and metrics it serves."""
+
+    def __init__(self, grpc_server: grpc.Server, core: InferenceCore, health_servicer, metrics_port) -> None:
+        self.grpc_server = grpc_server
+        self.core = core
+        self.health = health_servicer
+        self.metrics_port = metrics_port
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        self.grpc_server.start()
+        self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        for name, model in self.core.registry.models.items():
+            status = health_pb2.HealthCheckResponse.SERVING if model.ready else health_pb2.HealthCheckResponse.NOT_SERVING
+            self.health.set(name, status)
+        for service in (PREDICTOR, KSERVE):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace: float | None = 5.0) -> None:
+        """Drain: health NOT_SERVING at once, new requests refused, in-flight ones given
+        `grace` seconds to finish; then the batchers and the metrics endpoint stop."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.health.enter_graceful_shutdown()
+        self.core.draining.set()
+        self.grpc_server.stop(grace).wait()
+        self.core.close()
+        self.core.metrics.close()
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return self.grpc_server.wait_for_termination(timeout)
+
+
+def _credentials(cert: Path, key: Path) -> grpc.ServerCredentials:
+    return grpc.ssl_server_credentials([(Path(key).read_bytes(), Path(cert).read_bytes())])
+
+
+def create_server(config: ServerConfig | None = None, **overrides) -> tuple[ZooServer, int]:
+    """Load the models and build the server (not started); returns it and the bound port.
+    Raises FileNotFoundError for an empty models directory, DeviceError when the device
+    is not really available, ModelLoadError with `strict` and a broken model."""
+    config = config or ServerConfig(**overrides)
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ValueError("TLS needs both --tls-cert and --tls-key")
+    registry = ModelRegistry.load_dir(config.models_dir, config.device, strict=config.strict,
+                                      threads=config.ort_threads)
+    metrics = Metrics()
+    core = InferenceCore(registry, config.limits, metrics)
+    options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+               ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+               ("grpc.so_reuseport", 0)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="grpc"),
+                         options=options, maximum_concurrent_rpcs=config.workers * 4)
+    predictor_pb2_grpc.add_PredictorServicer_to_server(PredictorServicer(core), server)
+    kpb_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(core), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)  # until start()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (PREDICTOR, KSERVE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = f"{config.host}:{config.port}"
+    if config.tls_cert:
+        port = server.add_secure_port(address, _credentials(config.tls_cert, config.tls_key))
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind {address}")
+    metrics_port = metrics.serve(config.metrics_port, config.host) if config.metrics_port is not None else None
+    return ZooServer(server, core, health_servicer, metrics_port), port
