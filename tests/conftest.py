@@ -21,3 +21,25 @@ def test_split(data_dir):
         return cache[dataset]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory):
+    """Two exported models (lenet5 on both datasets) as `python -m export` writes them;
+    the checks themselves are tested in test_export.py."""
+    from export.exporter import export_model
+
+    out = tmp_path_factory.mktemp("served")
+    for dataset in ("mnist", "fashion-mnist"):
+        proto, _, _ = export_model("lenet5", dataset)
+        (out / f"lenet5-{dataset}.onnx").write_bytes(proto.SerializeToString())
+    return out
+
+
+@pytest.fixture(scope="session")
+def mnist_batch(test_split):
+    """64 real MNIST test images: raw uint8 (64, 28, 28), normalized float32, labels."""
+    from zoo.data import normalize
+
+    split = test_split("mnist")
+    return split.images[:64], normalize(split.images[:64], split.info), split.labels[:64]

@@ -1,0 +1,30 @@
+"""Helpers for tests that run a real server on 127.0.0.1, port 0."""
+
+from __future__ import annotations
+
+import contextlib
+
+import grpc
+
+from serve.core import Limits
+from serve.gen import predictor_pb2_grpc
+from serve.server import create_server
+
+TIMEOUT = 10.0  # every RPC in the tests is bounded
+
+
+@contextlib.contextmanager
+def running_server(models_dir, **overrides):
+    limits = overrides.pop("limits", Limits())
+    server, port = create_server(models_dir=models_dir, host="127.0.0.1", port=0, limits=limits, **overrides)
+    server.start()
+    try:
+        yield server, port
+    finally:
+        server.stop(grace=1.0)
+
+
+@contextlib.contextmanager
+def predictor_stub(port):
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield predictor_pb2_grpc.PredictorStub(channel)
