@@ -1,0 +1,139 @@
+"""The KServe v2 protocol, driven by tritonclient.grpc, unchanged."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc as triton
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import InferenceServerException
+
+from serve.core import Limits
+from tests.serving import TIMEOUT, running_server
+
+
+@pytest.fixture(scope="module")
+def server(models_dir):
+    with running_server(models_dir, limits=Limits(max_batch=64, batch_delay_s=0.002)) as (srv, port):
+        yield srv, port
+
+
+@pytest.fixture
+def client(server):
+    c = triton.InferenceServerClient(f"127.0.0.1:{server[1]}")
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def expected(models_dir, mnist_batch):
+    sess = ort.InferenceSession(str(models_dir / "lenet5-mnist.onnx"), providers=["CPUExecutionProvider"])
+    return sess.run(["logits"], {"input": mnist_batch[1]})[0]
+
+
+def infer_input(x: np.ndarray, datatype="FP32", name="input") -> triton.InferInput:
+    tensor = triton.InferInput(name, list(x.shape), datatype)
+    tensor.set_data_from_numpy(x)
+    return tensor
+
+
+def test_liveness_readiness_and_metadata(client):
+    assert client.is_server_live(client_timeout=TIMEOUT)
+    assert client.is_server_ready(client_timeout=TIMEOUT)
+    assert client.is_model_ready("lenet5-mnist", client_timeout=TIMEOUT)
+    meta = client.get_server_metadata(as_json=True, client_timeout=TIMEOUT)
+    assert meta["name"] == "cnn-zoo" and "classification" in meta["extensions"]
+    model = client.get_model_metadata("lenet5-mnist", as_json=True, client_timeout=TIMEOUT)
+    assert model["platform"] == "onnxruntime_onnx" and model["versions"] == ["1"]
+    assert model["inputs"] == [{"name": "input", "datatype": "FP32", "shape": ["-1", "1", "28", "28"]}]
+    assert model["outputs"] == [{"name": "logits", "datatype": "FP32", "shape": ["-1", "10"]}]
+
+
+def test_execution_provider_travels_in_response_headers(server):
+    with grpc.insecure_channel(f"127.0.0.1:{server[1]}") as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        for call, request in ((stub.ServerMetadata, service_pb2.ServerMetadataRequest()),
+                              (stub.ModelMetadata, service_pb2.ModelMetadataRequest(name="lenet5-mnist"))):
+            _, rpc = call.with_call(request, timeout=TIMEOUT)
+            assert ("x-execution-provider", "CPUExecutionProvider") in rpc.initial_metadata()
+
+
+def test_model_config(client, server):
+    config = client.get_model_config("lenet5-fashion-mnist", as_json=True, client_timeout=TIMEOUT)["config"]
+    assert config["platform"] == "onnxruntime_onnx"
+    assert config["max_batch_size"] == server[0].core.limits.max_request_images
+    assert config["input"][0]["dims"] == ["1", "28", "28"]
+    assert config["output"][0]["dims"] == ["10"]
+    assert config["instance_group"][0]["kind"] == "KIND_CPU"
+    assert config["parameters"]["execution_provider"]["string_value"] == "CPUExecutionProvider"
+    assert "dynamic_batching" in config
+
+
+def test_infer_raw_matches_in_process(client, mnist_batch, expected):
+    _, x, _ = mnist_batch
+    result = client.infer("lenet5-mnist", [infer_input(x)], outputs=[triton.InferRequestedOutput("logits")],
+                          client_timeout=TIMEOUT, request_id="r1")
+    logits = result.as_numpy("logits")
+    assert logits.shape == (64, 10) and logits.dtype == np.float32
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-5)
+    assert result.get_response().id == "r1"
+
+
+def test_infer_uint8_pixels(client, mnist_batch, expected):
+    raw, _, _ = mnist_batch
+    result = client.infer("lenet5-mnist", [infer_input(raw[:, None], "UINT8")], client_timeout=TIMEOUT)
+    np.testing.assert_allclose(result.as_numpy("logits"), expected, rtol=0, atol=1e-4)
+
+
+def test_infer_typed_contents(server, mnist_batch, expected):
+    _, x, _ = mnist_batch
+    request = service_pb2.ModelInferRequest(model_name="lenet5-mnist")
+    tensor = request.inputs.add(name="input", datatype="FP32", shape=[4, 1, 28, 28])
+    tensor.contents.fp32_contents.extend(x[:4].ravel().tolist())
+    with grpc.insecure_channel(f"127.0.0.1:{server[1]}") as channel:
+        response = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=TIMEOUT)
+    assert response.outputs[0].name == "logits" and list(response.outputs[0].shape) == [4, 10]
+    logits = np.frombuffer(response.raw_output_contents[0], dtype="<f4").reshape(4, 10)
+    np.testing.assert_allclose(logits, expected[:4], rtol=0, atol=1e-5)
+
+
+def test_classification_extension(client, mnist_batch):
+    _, x, labels = mnist_batch
+    out = triton.InferRequestedOutput("logits", class_count=3)
+    result = client.infer("lenet5-mnist", [infer_input(x[:5])], outputs=[out], client_timeout=TIMEOUT)
+    classes = result.as_numpy("logits")
+    assert classes.shape == (5, 3)
+    value, index, label = classes[0, 0].decode().split(":")
+    assert int(index) == labels[0] and label == str(labels[0]) and float(value) > 0
+
+
+def test_requested_outputs_keep_their_order(client, mnist_batch):
+    _, x, _ = mnist_batch
+    outputs = [triton.InferRequestedOutput("logits", class_count=2), triton.InferRequestedOutput("logits")]
+    response = client.infer("lenet5-mnist", [infer_input(x[:2])], outputs=outputs,
+                            client_timeout=TIMEOUT).get_response()
+    assert [o.datatype for o in response.outputs] == ["BYTES", "FP32"]
+    assert [list(o.shape) for o in response.outputs] == [[2, 2], [2, 10]]
+
+
+def test_statistics_and_repository_index(client, mnist_batch):
+    _, x, _ = mnist_batch
+    client.infer("lenet5-fashion-mnist", [infer_input(x[:3])], client_timeout=TIMEOUT)
+    stats = client.get_inference_statistics("lenet5-fashion-mnist", as_json=True, client_timeout=TIMEOUT)
+    entry = stats["model_stats"][0]
+    assert entry["name"] == "lenet5-fashion-mnist"
+    assert int(entry["inference_count"]) >= 3 and int(entry["execution_count"]) >= 1
+    assert int(entry["inference_stats"]["success"]["count"]) >= 1
+    assert entry["batch_stats"]
+    index = client.get_model_repository_index(as_json=True, client_timeout=TIMEOUT)["models"]
+    assert {m["name"] for m in index} == {"lenet5-mnist", "lenet5-fashion-mnist"}
+
+
+def test_unknown_model_is_not_found(client, mnist_batch):
+    _, x, _ = mnist_batch
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("lenet9", [infer_input(x[:1])], client_timeout=TIMEOUT)
+    assert info.value.status() == "StatusCode.NOT_FOUND"
+    assert "available: lenet5-fashion-mnist, lenet5-mnist" in info.value.message()
