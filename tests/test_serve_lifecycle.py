@@ -1,0 +1,229 @@
+"""Health, reflection, draining, shutdown by signal, devices and the lean import."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from serve.core import Limits
+from serve.device import DeviceError, make_session
+from serve.gen import predictor_pb2 as pb
+from serve.registry import ModelLoadError
+from serve.server import create_server
+from tests.serving import TIMEOUT, predictor_stub, running_server
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def health_status(port: int, service: str = "") -> int:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        return health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=TIMEOUT).status
+
+
+def test_health_overall_per_model_and_per_service(models_dir):
+    with running_server(models_dir) as (_, port):
+        assert health_status(port) == SERVING
+        assert health_status(port, "lenet5-mnist") == SERVING
+        assert health_status(port, "zoo.v1.Predictor") == SERVING
+        assert health_status(port, "inference.GRPCInferenceService") == SERVING
+        with pytest.raises(grpc.RpcError) as info:
+            health_status(port, "lenet9")
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_reflection_lists_every_service(models_dir):
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    with running_server(models_dir) as (_, port):
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            db = ProtoReflectionDescriptorDatabase(channel)
+            services = set(db.get_services())
+            assert {"zoo.v1.Predictor", "inference.GRPCInferenceService", "grpc.health.v1.Health",
+                    "grpc.reflection.v1alpha.ServerReflection"} <= services
+            assert db.FindFileContainingSymbol("zoo.v1.PredictRequest").package == "zoo.v1"
+
+
+def slow_run(model, seconds: float):
+    original = model.run
+
+    def run(x):
+        time.sleep(seconds)
+        return original(x)
+
+    model.run = run
+
+
+def test_drain_finishes_in_flight_requests_and_turns_health_off(models_dir, mnist_batch):
+    _, x, _ = mnist_batch
+    server, port = create_server(models_dir=models_dir, port=0, limits=Limits(max_batch=0))
+    slow_run(server.core.registry.models["lenet5-mnist"], 1.0)
+    server.start()
+    results, statuses = [], []
+    request = pb.PredictRequest(model="lenet5-mnist", tensor=pb.Tensor(shape=[4, 1, 28, 28], dtype=pb.DTYPE_FLOAT32,
+                                                                        data=x[:4].tobytes()))
+
+    def call():
+        with predictor_stub(port) as stub:
+            results.append(stub.Predict(request, timeout=TIMEOUT))
+
+    clients = [threading.Thread(target=call) for _ in range(3)]
+    for c in clients:
+        c.start()
+    time.sleep(0.3)  # the three requests are in flight
+    stopper = threading.Thread(target=server.stop, kwargs={"grace": 5.0})
+    stopper.start()
+    time.sleep(0.1)
+    statuses.append(server.health._server_status[""])  # noqa: SLF001  (the servicer's own table)
+    for c in clients + [stopper]:
+        c.join(TIMEOUT)
+    assert statuses == [NOT_SERVING]
+    assert len(results) == 3 and all(len(r.predictions) == 4 for r in results)
+
+
+def test_deadline_frees_the_work_and_server_stays_healthy(models_dir, mnist_batch):
+    _, x, _ = mnist_batch
+    with running_server(models_dir, limits=Limits(max_batch=8, batch_delay_s=0.001)) as (server, port):
+        slow_run(server.core.registry.models["lenet5-mnist"], 0.5)
+        server.core.batchers["lenet5-mnist"].run = server.core.registry.models["lenet5-mnist"].run
+        request = pb.PredictRequest(model="lenet5-mnist", tensor=pb.Tensor(
+            shape=[64, 1, 28, 28], dtype=pb.DTYPE_FLOAT32, data=x.tobytes()))  # 8 runs of 0.5 s
+        with predictor_stub(port) as stub:
+            start = time.monotonic()
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Predict(request, timeout=0.8)
+            assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            time.sleep(1.0)
+            stats = server.core.stats["lenet5-mnist"]
+            assert stats.execution_count <= 3  # the rest of the request never ran
+            assert time.monotonic() - start < 5
+        assert health_status(port) == SERVING
+
+
+def test_broken_model_is_reported_not_ready(models_dir, tmp_path):
+    for f in models_dir.glob("*.onnx"):
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "broken.onnx").write_bytes(b"not a model at all")
+    with running_server(tmp_path) as (server, port):
+        with predictor_stub(port) as stub:
+            models = {m.name: m for m in stub.ListModels(pb.ListModelsRequest(), timeout=TIMEOUT).models}
+            assert models["lenet5-mnist"].ready
+            assert not models["broken"].ready and "broken.onnx: cannot read as ONNX" in models["broken"].error
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Predict(pb.PredictRequest(model="broken", tensor=pb.Tensor()), timeout=TIMEOUT)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert health_status(port, "broken") == NOT_SERVING
+        assert health_status(port) == SERVING
+    with pytest.raises(ModelLoadError, match="broken.onnx"):
+        create_server(models_dir=tmp_path, port=0, strict=True)
+
+
+def test_cuda_fails_closed_on_a_machine_without_it(models_dir):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA: the fail-closed path cannot be shown here")
+    data = (models_dir / "lenet5-mnist.onnx").read_bytes()
+    with pytest.raises(DeviceError, match="--device cuda: .*no CUDA execution provider"):
+        make_session(data, "cuda")
+    assert make_session(data, "auto").get_providers()[0] == "CPUExecutionProvider"
+
+
+def start_cli(*args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "serve", "--port", "0", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def wait_for_port(proc) -> tuple[int, list[str]]:
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        match = re.search(r"serving \d+ models on grpc://127\.0\.0\.1:(\d+)", line)
+        if match:
+            return int(match.group(1)), lines
+    proc.kill()
+    raise AssertionError("server did not start: " + "".join(lines))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_drains_and_exits_zero(models_dir, mnist_batch, sig):
+    _, x, _ = mnist_batch
+    proc = start_cli("--models", str(models_dir))
+    port, lines = wait_for_port(proc)
+    assert any("provider CPUExecutionProvider" in line for line in lines)
+    with predictor_stub(port) as stub:
+        request = pb.PredictRequest(model="lenet5-mnist", tensor=pb.Tensor(shape=[64, 1, 28, 28],
+                                                                            dtype=pb.DTYPE_FLOAT32, data=x.tobytes()))
+        assert len(stub.Predict(request, timeout=TIMEOUT).predictions) == 64
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "draining" in out and "stopped" in out
+
+
+def test_cli_device_cuda_refuses_to_start(models_dir):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    result = subprocess.run([sys.executable, "-m", "serve", "--models", str(models_dir), "--device", "cuda"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "error: --device cuda" in result.stderr and "install onnxruntime-gpu" in result.stderr
+
+
+def test_cli_device_auto_says_it_fell_back(models_dir):
+    proc = start_cli("--models", str(models_dir), "--device", "auto")
+    _, lines = wait_for_port(proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    text = "".join(lines) + out
+    assert "CUDA is not usable here" in text or "CUDAExecutionProvider" in text
+
+
+def test_cli_empty_models_directory(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "serve", "--models", str(tmp_path / "none")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: no .onnx models in {tmp_path / 'none'}; run `python -m export --all --out {tmp_path / 'none'}` first"]
+
+
+def test_serve_imports_no_torch():
+    code = ("import sys, serve.__main__, serve.server, serve.client; "
+            "bad = [m for m in ('torch', 'zoo', 'export') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env={**os.environ})
+
+
+def test_client_cli_prints_labels_and_scores(models_dir, capsys):
+    from pathlib import Path
+
+    from serve.client import main
+
+    examples = sorted((Path(__file__).parent.parent / "serve" / "examples").glob("digit-*.png"))
+    with running_server(models_dir) as (_, port):
+        assert main(["predict", "lenet5", *map(str, examples), "--server", f"127.0.0.1:{port}", "--top-k", "2"]) == 0
+        out = capsys.readouterr().out
+        assert main(["predict", "lenet9", str(examples[0]), "--server", f"127.0.0.1:{port}"]) == 2
+    assert out.splitlines()[0] == "lenet5-mnist v1 on CPUExecutionProvider"
+    for path in examples:
+        digit = path.name.split("-")[1]
+        block = out.split(str(path))[1].splitlines()
+        assert block[1].split()[:2] == [digit, digit]  # best class first: index, label
+    assert "not served" in capsys.readouterr().err
