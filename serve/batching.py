@@ -1,6 +1,9 @@
 """Dynamic batching: concurrent requests for one model are coalesced into one
 onnxruntime call of at most `max_batch` images, gathered for at most `delay_s`, then
-split back. Requests whose client has gone (deadline or cancellation) are dropped before
+split back. The wait is adaptive: while requests come one at a time (the last batch held
+one and nothing else is queued) a request runs at once, so batching adds no latency at
+low load; once they overlap, the worker waits up to `delay_s` to fill each batch.
+Requests whose client has gone (deadline or cancellation) are dropped before
 they cost anything, without disturbing the others in the batch.
 """
 
@@ -42,6 +45,7 @@ class Batcher:
         self.on_batch = on_batch
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._pending: _Item | None = None  # an item that did not fit the last batch
+        self._last_batch_items = 1
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._thread.start()
@@ -85,7 +89,8 @@ class Batcher:
     def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
         """Items for one run, starting with `first`; the bool says a stop was requested."""
         batch, images = [first], len(first.x)
-        deadline = time.monotonic() + self.delay_s
+        concurrent = self._last_batch_items > 1 or self._pending is not None or not self._queue.empty()
+        deadline = time.monotonic() + (self.delay_s if concurrent else 0.0)
         while images < self.max_batch:
             remaining = deadline - time.monotonic()
             try:
@@ -99,6 +104,7 @@ class Batcher:
                 break
             batch.append(item)
             images += len(item.x)
+        self._last_batch_items = len(batch)
         return batch, False
 
     def _loop(self) -> None:
