@@ -2,7 +2,9 @@
 onnxruntime call of at most `max_batch` images, gathered for at most `delay_s`, then
 split back. The wait is adaptive: while requests come one at a time (the last batch held
 one and nothing else is queued) a request runs at once, so batching adds no latency at
-low load; once they overlap, the worker waits up to `delay_s` to fill each batch.
+low load; once they overlap, the worker waits up to `delay_s` to fill each batch. When the
+model is idle and nothing is queued, a caller runs its request in its own thread, sparing
+the hand-off to the worker (two thread switches) that a lone request gains nothing from.
 Requests whose client has gone (deadline or cancellation) are dropped before
 they cost anything, without disturbing the others in the batch.
 """
@@ -46,6 +48,7 @@ class Batcher:
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._pending: _Item | None = None  # an item that did not fit the last batch
         self._last_batch_items = 1
+        self._run_lock = threading.Lock()  # one onnxruntime run at a time, inline or batched
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._thread.start()
@@ -61,6 +64,14 @@ class Batcher:
 
     def infer(self, x: np.ndarray, is_active: Callable[[], bool], timeout: float | None) -> np.ndarray:
         """Submit and wait; the caller's deadline bounds the wait."""
+        if len(x) <= self.max_batch and self._queue.empty() and self._run_lock.acquire(blocking=False):
+            try:  # idle: run inline
+                if self._closed:
+                    raise unavailable("the server is shutting down")
+                self._last_batch_items = 1
+                return self._timed_run(x)
+            finally:
+                self._run_lock.release()
         futures = self.submit(x, is_active)
         deadline = None if timeout is None else time.monotonic() + timeout
         parts = []
@@ -73,6 +84,13 @@ class Batcher:
                 f.cancel()
             raise
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _timed_run(self, x: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        out = self.run(x)
+        if self.on_batch:
+            self.on_batch(len(x), time.perf_counter() - start)
+        return out
 
     def close(self, timeout: float = 5.0) -> None:
         """Finish what is queued, then stop the worker."""
@@ -119,7 +137,8 @@ class Batcher:
                 continue
             batch, stop_now = self._gather(first)
             stop = stop or stop_now
-            self._run(batch)
+            with self._run_lock:
+                self._run(batch)
         while not self._queue.empty():  # anything submitted during the stop race
             item = self._queue.get_nowait()
             if item is not None:
@@ -134,15 +153,12 @@ class Batcher:
                 item.future.cancel()
         if not live:
             return
-        start = time.perf_counter()
         try:
-            out = self.run(np.concatenate([item.x for item in live]) if len(live) > 1 else live[0].x)
+            out = self._timed_run(np.concatenate([item.x for item in live]) if len(live) > 1 else live[0].x)
         except Exception as e:  # onnxruntime failure: every caller learns of it
             for item in live:
                 item.future.set_exception(e)
             return
-        if self.on_batch:
-            self.on_batch(sum(len(i.x) for i in live), time.perf_counter() - start)
         offset = 0
         for item in live:
             item.future.set_result(out[offset : offset + len(item.x)])

@@ -1,0 +1,252 @@
+"""Serving benchmark, all in one run on loopback, with tritonclient in separate client
+processes:
+
+  1. in-process onnxruntime: the limit;
+  2. a bare grpcio echo server with the same payload as a batch-1 ModelInfer: the
+     transport floor;
+  3. our server (python -m serve, its own process): sequential p50/p99 latency at batch 1
+     (with the echo's own lean client and payload, so only the server differs, and with
+     tritonclient),
+     and requests/s and images/s at batch 1 and 64 with 1, 4 and 16 concurrent clients,
+     with dynamic batching on, and batch 1 at 16 clients with it off.
+
+    python bench/serve_bench.py [--models DIR] [--seconds 3] [--json out.json]
+
+Targets: p50 at batch 1 within 1.3x of (echo p50 + in-process p50); batch 64 with 4 clients
+at least 50 % of in-process images/s; batching raises batch-1 throughput at 16 clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent import futures
+from pathlib import Path
+
+import numpy as np
+
+MODEL = "lenet5-mnist"
+SEQUENTIAL_REQUESTS = 300
+MAX_REQUESTS_PER_CLIENT = 200_000  # a hard cap beside the time limit
+
+
+def percentile_ms(latencies: list[float], q: float) -> float:
+    return float(np.percentile(np.array(latencies) * 1000, q))
+
+
+def ensure_models(directory: str | None) -> Path:
+    if directory and (Path(directory) / f"{MODEL}.onnx").exists():
+        return Path(directory)
+    from export.exporter import export_model
+
+    out = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    proto, _, _ = export_model("lenet5", "mnist")
+    (out / f"{MODEL}.onnx").write_bytes(proto.SerializeToString())
+    return out
+
+
+def in_process(models: Path, seconds: float) -> dict:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(models / f"{MODEL}.onnx"), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    result = {}
+    one = rng.standard_normal((1, 1, 28, 28), dtype=np.float32)
+    latencies = []
+    for _ in range(SEQUENTIAL_REQUESTS):
+        start = time.perf_counter()
+        sess.run(["logits"], {"input": one})
+        latencies.append(time.perf_counter() - start)
+    result["p50_ms_batch1"] = percentile_ms(latencies, 50)
+    for batch in (1, 64):
+        x = rng.standard_normal((batch, 1, 28, 28), dtype=np.float32)
+        count, end = 0, time.perf_counter() + seconds
+        start = time.perf_counter()
+        while time.perf_counter() < end and count < MAX_REQUESTS_PER_CLIENT:
+            sess.run(["logits"], {"input": x})
+            count += 1
+        elapsed = time.perf_counter() - start
+        result[f"images_per_s_batch{batch}"] = count * batch / elapsed
+    return result
+
+
+def echo_server(port_queue, stop_event) -> None:
+    import grpc
+
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(lambda request, context: request)})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
+    server.add_generic_rpc_handlers((handler,))
+    port_queue.put(server.add_insecure_port("127.0.0.1:0"))
+    server.start()
+    stop_event.wait(300)
+    server.stop(0)
+
+
+def batch1_request_bytes() -> bytes:
+    from tritonclient.grpc import service_pb2
+
+    request = service_pb2.ModelInferRequest(model_name=MODEL)
+    request.inputs.add(name="input", datatype="FP32", shape=[1, 1, 28, 28])
+    request.raw_input_contents.append(np.zeros((1, 1, 28, 28), np.float32).tobytes())
+    return request.SerializeToString()
+
+
+def client_process(mode: str, address: str, batch: int, seconds: float, count: int, barrier, out_queue) -> None:
+    """One client: `count` requests (sequential) or as many as fit in `seconds`."""
+    rng = np.random.default_rng()
+    if mode in ("echo", "raw"):
+        # The same pre-serialized batch-1 ModelInferRequest, sent as bytes by the same lean
+        # client to the echo server or to our ModelInfer: only the server differs.
+        import grpc
+
+        channel = grpc.insecure_channel(address)
+        path = "/bench.Echo/Echo" if mode == "echo" else "/inference.GRPCInferenceService/ModelInfer"
+        call = channel.unary_unary(path)
+        payload = batch1_request_bytes()
+
+        def once():
+            call(payload, timeout=10)
+    else:
+        import tritonclient.grpc as triton
+
+        client = triton.InferenceServerClient(address)
+        tensor = triton.InferInput("input", [batch, 1, 28, 28], "FP32")
+        tensor.set_data_from_numpy(rng.standard_normal((batch, 1, 28, 28), dtype=np.float32))
+        outputs = [triton.InferRequestedOutput("logits")]
+
+        def once():
+            client.infer(MODEL, [tensor], outputs=outputs, client_timeout=10).as_numpy("logits")
+    for _ in range(10):
+        once()  # warm up the channel
+    barrier.wait(60)
+    latencies = []
+    end = time.perf_counter() + seconds
+    limit = count or MAX_REQUESTS_PER_CLIENT
+    while len(latencies) < limit and (count or time.perf_counter() < end):
+        start = time.perf_counter()
+        once()
+        latencies.append(time.perf_counter() - start)
+    out_queue.put(latencies)
+
+
+def run_clients(mode: str, address: str, clients: int, batch: int, seconds: float, count: int = 0) -> dict:
+    ctx = mp.get_context("spawn")
+    barrier, out_queue = ctx.Barrier(clients + 1), ctx.Queue()
+    procs = [ctx.Process(target=client_process, args=(mode, address, batch, seconds, count, barrier, out_queue))
+             for _ in range(clients)]
+    for p in procs:
+        p.start()
+    barrier.wait(120)
+    start = time.perf_counter()
+    per_client = [out_queue.get(timeout=seconds + 120) for _ in procs]
+    elapsed = time.perf_counter() - start
+    for p in procs:
+        p.join(30)
+    latencies = [x for lat in per_client for x in lat]
+    requests = len(latencies)
+    return {"clients": clients, "batch": batch, "requests": requests, "seconds": elapsed,
+            "requests_per_s": requests / elapsed, "images_per_s": requests * batch / elapsed,
+            "p50_ms": percentile_ms(latencies, 50), "p99_ms": percentile_ms(latencies, 99)}
+
+
+class ServerProcess:
+    def __init__(self, models: Path, *extra: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "serve", "--models", str(models), "--port", "0", *extra],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            match = re.search(r"on grpc://([\d.]+:\d+)", line)
+            if match:
+                self.address = match.group(1)
+                return
+            if not line:
+                break
+        self.proc.kill()
+        raise RuntimeError("the server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.communicate(timeout=60)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", help="models directory holding lenet5-mnist.onnx (default: export one)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per throughput run (default: 3)")
+    parser.add_argument("--json", help="also write the figures to this file (default: stdout only)")
+    args = parser.parse_args()
+    models = ensure_models(args.models)
+    figures: dict = {"model": MODEL, "seconds_per_run": args.seconds}
+
+    figures["in_process"] = limit = in_process(models, args.seconds)
+    print(f"in-process onnxruntime: p50 {limit['p50_ms_batch1']:.3f} ms at batch 1; "
+          f"{limit['images_per_s_batch1']:,.0f} img/s at batch 1, {limit['images_per_s_batch64']:,.0f} at batch 64",
+          flush=True)
+
+    ctx = mp.get_context("spawn")
+    port_queue, stop_event = ctx.Queue(), ctx.Event()
+    echo = ctx.Process(target=echo_server, args=(port_queue, stop_event))
+    echo.start()
+    echo_address = f"127.0.0.1:{port_queue.get(timeout=60)}"
+    figures["echo"] = floor = run_clients("echo", echo_address, 1, 1, args.seconds, SEQUENTIAL_REQUESTS)
+    stop_event.set()
+    echo.join(30)
+    print(f"grpcio echo (transport floor): p50 {floor['p50_ms']:.3f} ms, p99 {floor['p99_ms']:.3f} ms", flush=True)
+
+    server = ServerProcess(models)
+    try:
+        seq = run_clients("raw", server.address, 1, 1, args.seconds, SEQUENTIAL_REQUESTS)
+        figures["sequential_batch1"] = seq
+        print(f"our server, sequential batch 1, same lean client as the echo: p50 {seq['p50_ms']:.3f} ms, "
+              f"p99 {seq['p99_ms']:.3f} ms", flush=True)
+        seq_triton = run_clients("triton", server.address, 1, 1, args.seconds, SEQUENTIAL_REQUESTS)
+        figures["sequential_batch1_tritonclient"] = seq_triton
+        print(f"our server, sequential batch 1, tritonclient: p50 {seq_triton['p50_ms']:.3f} ms, "
+              f"p99 {seq_triton['p99_ms']:.3f} ms", flush=True)
+        figures["throughput"] = []
+        print(f"{'batch':>6}{'clients':>8}{'req/s':>10}{'img/s':>11}{'p50 ms':>9}{'p99 ms':>9}")
+        for batch in (1, 64):
+            for clients in (1, 4, 16):
+                row = run_clients("triton", server.address, clients, batch, args.seconds)
+                figures["throughput"].append(row)
+                print(f"{batch:>6}{clients:>8}{row['requests_per_s']:>10,.0f}{row['images_per_s']:>11,.0f}"
+                      f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}", flush=True)
+    finally:
+        server.stop()
+
+    server = ServerProcess(models, "--max-batch", "0")
+    try:
+        off = run_clients("triton", server.address, 16, 1, args.seconds)
+    finally:
+        server.stop()
+    figures["batching_off_batch1_16_clients"] = off
+    on = next(r for r in figures["throughput"] if r["batch"] == 1 and r["clients"] == 16)
+    b64c4 = next(r for r in figures["throughput"] if r["batch"] == 64 and r["clients"] == 4)
+    latency_ratio = seq["p50_ms"] / (floor["p50_ms"] + limit["p50_ms_batch1"])
+    throughput_share = b64c4["images_per_s"] / limit["images_per_s_batch64"]
+    batching_gain = on["requests_per_s"] / off["requests_per_s"]
+    figures["targets"] = {
+        "p50_over_floor_plus_inference": latency_ratio, "p50_target_met": latency_ratio <= 1.3,
+        "batch64_4clients_share_of_in_process": throughput_share, "throughput_target_met": throughput_share >= 0.5,
+        "batching_gain_batch1_16_clients": batching_gain, "batching_target_met": batching_gain > 1.0,
+    }
+    print(f"batch 1, 16 clients: batching off {off['requests_per_s']:,.0f} req/s, on {on['requests_per_s']:,.0f} "
+          f"req/s ({batching_gain:.2f}x)")
+    print(f"targets: p50 / (echo + in-process) = {latency_ratio:.2f} (<= 1.3); batch 64 x 4 clients = "
+          f"{100 * throughput_share:.0f}% of in-process (>= 50%); batching gain {batching_gain:.2f}x (> 1)")
+    print(json.dumps(figures))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
