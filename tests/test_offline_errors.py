@@ -1,0 +1,161 @@
+"""The offline tools on broken files: one-line errors naming the file, never a traceback,
+and nothing half-written after a failed or interrupted run."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from zoo.weights import WEIGHTS_DIR
+
+
+def run_cli(*args, env_extra=None, timeout=300):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def assert_one_line_error(result, *fragments, code=2):
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture
+def corrupt_data(tmp_path, data_dir):
+    root = tmp_path / "data" / "mnist"
+    root.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(data_dir / "mnist" / name, root)
+    full = (root / "t10k-images-idx3-ubyte.gz").read_bytes()
+    (root / "t10k-images-idx3-ubyte.gz").write_bytes(full[: len(full) // 3])  # truncated
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def weights_copy(tmp_path):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(WEIGHTS_DIR / f"lenet5-mnist{suffix}", folder)
+    return folder
+
+
+def test_evaluate_with_truncated_idx(corrupt_data):
+    result = run_cli("zoo", "evaluate", "lenet5", "--data-dir", str(corrupt_data))
+    assert_one_line_error(result, "t10k-images-idx3-ubyte.gz", "gzip stream ends early")
+
+
+def test_export_with_truncated_idx(corrupt_data, tmp_path):
+    result = run_cli("export", "lenet5", "--data-dir", str(corrupt_data), "--out", str(tmp_path / "out"))
+    assert_one_line_error(result, "t10k-images-idx3-ubyte.gz")
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_tampered_safetensors(weights_copy, data_dir):
+    path = weights_copy / "lenet5-mnist.safetensors"
+    path.write_bytes(path.read_bytes()[:1000])
+    result = run_cli("zoo", "evaluate", "lenet5", "--weights", str(weights_copy), "--data-dir", str(data_dir))
+    assert_one_line_error(result, "lenet5-mnist.safetensors: SHA-256")
+
+
+def test_garbage_safetensors_with_matching_hash(weights_copy, data_dir):
+    from zoo.weights import sha256sum
+
+    path = weights_copy / "lenet5-mnist.safetensors"
+    path.write_bytes(b"\xff" * 64)
+    card = json.loads((weights_copy / "lenet5-mnist.json").read_text())
+    card["weights_sha256"] = sha256sum(path)
+    (weights_copy / "lenet5-mnist.json").write_text(json.dumps(card))
+    result = run_cli("zoo", "evaluate", "lenet5", "--weights", str(weights_copy), "--data-dir", str(data_dir))
+    assert_one_line_error(result, "lenet5-mnist.safetensors: not a readable safetensors file")
+
+
+def test_broken_model_card(weights_copy, data_dir, tmp_path):
+    (weights_copy / "lenet5-mnist.json").write_text('{"model": "lenet5"')
+    result = run_cli("zoo", "evaluate", "lenet5", "--weights", str(weights_copy), "--data-dir", str(data_dir))
+    assert_one_line_error(result, "lenet5-mnist.json: model card is not valid JSON")
+    result = run_cli("export", "lenet5", "--out", str(tmp_path / "out"), "--data-dir", str(data_dir),
+                     env_extra={"ZOO_WEIGHTS_DIR": str(weights_copy)})
+    assert_one_line_error(result, "lenet5-mnist.json: model card is not valid JSON")
+
+
+def test_serve_strict_with_a_corrupt_onnx(models_dir, tmp_path):
+    shutil.copy(models_dir / "lenet5-mnist.onnx", tmp_path)
+    data = (models_dir / "lenet5-fashion-mnist.onnx").read_bytes()
+    (tmp_path / "lenet5-fashion-mnist.onnx").write_bytes(data[: len(data) // 2])
+    result = run_cli("serve", "--models", str(tmp_path), "--port", "0", "--strict")
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "lenet5-fashion-mnist.onnx" in last
+    assert "Traceback" not in result.stderr
+
+
+def interrupt_after(args, seconds, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(seconds)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def test_interrupted_training_leaves_nothing(tmp_path, data_dir):
+    out = tmp_path / "run"
+    code, err = interrupt_after(["zoo", "train", "twoblock-cnn", "--epochs", "3", "--out", str(out),
+                                 "--data-dir", str(data_dir), "--no-progress"], 6, tmp_path)
+    assert code == 130 and "interrupted" in err and "Traceback" not in err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_interrupted_download_leaves_nothing(tmp_path, monkeypatch):
+    import zoo.download as download
+
+    class Response:
+        headers = {"Content-Length": "100000"}
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self, n):
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the transfer
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", lambda url, timeout: Response())
+    with pytest.raises(KeyboardInterrupt):
+        download.download_file("x.gz", "0" * 32, tmp_path, ("http://127.0.0.1:9/",), progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gzip_with_bad_crc_is_named(tmp_path):
+    from zoo.idx import IdxFormatError, read_idx
+
+    data = bytearray(gzip.compress(b"\0\0\x08\x01\0\0\0\x02ab"))
+    data[-8] ^= 0xFF  # corrupt the CRC32 in the trailer
+    (tmp_path / "bad.gz").write_bytes(bytes(data))
+    with pytest.raises(IdxFormatError, match="bad.gz: not a valid gzip file"):
+        read_idx(tmp_path / "bad.gz")
+
+
+def test_interrupted_export_leaves_only_whole_files(tmp_path, data_dir):
+    import onnx
+
+    out = tmp_path / "models"
+    code, err = interrupt_after(["export", "--all", "--out", str(out), "--data-dir", str(data_dir)], 12, tmp_path)
+    assert code == 130 and "Traceback" not in err
+    files = list(out.rglob("*")) if out.exists() else []
+    assert not [p for p in files if p.name.endswith(".part")]
+    for model in out.glob("*.onnx") if out.exists() else []:
+        onnx.checker.check_model(onnx.load(model))  # whatever was written is whole
+        assert model.with_suffix(".report.json").exists()
