@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import list_models
@@ -70,6 +71,50 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(format_report(report, f"{args.model} on {args.dataset}"))
 
 
+def load_image(args: argparse.Namespace) -> tuple[np.ndarray, str | None]:
+    """(28, 28) uint8 pixels from --image PATH or test-set --index I, and the true label."""
+    if args.image:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(args.image) as image:
+                gray = image.convert("L").resize((28, 28), Image.Resampling.BILINEAR)
+        except (OSError, UnidentifiedImageError) as e:
+            raise CliError(f"{args.image}: cannot read as an image ({e})") from None
+        return np.asarray(gray, dtype=np.uint8), None
+    from .data import load
+
+    split = load(args.dataset, "test", data_dir=args.data_dir)
+    if not 0 <= args.index < len(split.images):
+        raise CliError(f"--index {args.index} is out of range 0..{len(split.images) - 1}")
+    return split.images[args.index], split.info.classes[split.labels[args.index]]
+
+
+def cmd_viz(args: argparse.Namespace) -> None:
+    from . import viz
+
+    _check_choice("model", args.model, list_models() + ["edges"])
+    _check_choice("dataset", args.dataset, list_datasets())
+    if (args.image is None) == (args.index is None):
+        raise CliError("give exactly one of --image PATH or --index I")
+    pixels, label = load_image(args)
+    source = Path(args.image).stem if args.image else f"test{args.index}"
+    if args.model == "edges":
+        out = Path(args.out) / f"edges-{source}"
+        written = [viz.render_edges(pixels, out)]
+    else:
+        from .data import normalize
+        from .datasets import get_dataset_info
+        from .weights import load_pretrained
+
+        net, card = load_pretrained(args.model, args.dataset)
+        x = normalize(pixels[None], get_dataset_info(args.dataset))
+        out = Path(args.out) / f"{args.model}-{args.dataset}-{source}"
+        written = viz.render_model(net, card, pixels, x, out, label)
+    for path in written:
+        print(f"wrote {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m zoo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="weights directory (default: the shipped zoo/weights)")
     p.add_argument("--data-dir", help=data_help)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("viz", help="pictures: feature maps, filters, probabilities; or 'edges'")
+    p.add_argument("model", help=f"one of: {', '.join(list_models())}; or edges, for the hand-made filters")
+    p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (default: mnist)")
+    p.add_argument("--image", help="an image file (PNG or JPEG), made grayscale 28x28 (default: none)")
+    p.add_argument("--index", type=int, help="a test-set image by index (default: none)")
+    p.add_argument("--out", default="viz", help="output directory (default: viz)")
+    p.add_argument("--data-dir", help=data_help)
+    p.set_defaults(func=cmd_viz)
     return parser
 
 
