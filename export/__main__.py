@@ -33,7 +33,7 @@ def format_result(result: ExportResult) -> str:
     if "nodes" in r:
         w = worst_node(r)
         lines.append(f"  nodes       {len(r['nodes'])}/{len(r['nodes'])} node outputs match the NumPy "
-                     f"reference; worst: {w['op_type']} {w['output']!r} max |diff| {w['max_abs']:.1e} "
+                     f"reference; worst: {w['op_type']} in {w['module']} max |diff| {w['max_abs']:.1e} "
                      f"(rel {w['max_rel']:.1e})")
     if "test_set" in r:
         t = r["test_set"]

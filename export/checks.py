@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from . import reference
+from .exporter import source_module
 from .metadata import INPUT_NAME, OUTPUT_NAME
 
 NODE_RTOL, NODE_ATOL = 1e-4, 1e-5  # per element: |ort - ref| <= atol + rtol * |ref|
@@ -85,6 +86,7 @@ def run_reference(proto: onnx.ModelProto, images: np.ndarray, intermediates: boo
 class NodeResult:
     node: str
     op_type: str
+    module: str  # the PyTorch module it came from
     output: str
     shape: list[int]
     max_abs: float
@@ -128,12 +130,13 @@ def check_nodes(proto: onnx.ModelProto, images: np.ndarray) -> list[NodeResult]:
         for name in filter(None, node.output):
             got, want = ort_values[name], ref_values[name]
             max_abs, max_rel, ok = compare(got, want)
-            results.append(NodeResult(node.name, node.op_type, name, list(want.shape), max_abs, max_rel, ok))
+            results.append(NodeResult(node.name, node.op_type, source_module(node), name, list(want.shape),
+                                      max_abs, max_rel, ok))
     failed = [r for r in results if not r.ok]
     if failed:
         r = failed[0]
         raise CheckFailed(
-            f"nodes: {r.op_type} node {r.node!r} output {r.output!r} differs from the NumPy "
+            f"nodes: {r.op_type} node {r.node!r} ({r.module}) output {r.output!r} differs from the NumPy "
             f"reference (max |diff| {r.max_abs:.3g}, max rel {r.max_rel:.3g}; allowed "
             f"{NODE_ATOL} + {NODE_RTOL} * |ref|)"
         )

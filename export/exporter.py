@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import logging
@@ -72,3 +73,13 @@ def export_model(model: str, dataset: str, opset: int = DEFAULT_OPSET) -> tuple[
                         f"(N, 1, 28, 28) float32 normalized, output {OUTPUT_NAME} (N, 10)")
     set_metadata(proto, build_metadata(card, export_versions()))
     return proto, net, card
+
+
+def source_module(node: onnx.NodeProto) -> str:
+    """The PyTorch module a node was exported from (torch.onnx records its name scopes),
+    or the node's own name when there is no record."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            scopes = ast.literal_eval(prop.value)
+            return scopes[-2] if len(scopes) >= 2 else node.name
+    return node.name

@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serve.client", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", default=DEFAULT_SERVER, help=f"server address (default: {DEFAULT_SERVER})")
+    parser.add_argument("--wait", type=float, default=0.0,
+                        help="seconds to wait for the server to come up (default: 0, no waiting)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="classify image files (PNG or JPEG)")
     p.add_argument("model", help="served model name, or a zoo model name completed with --dataset")
@@ -66,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with grpc.insecure_channel(args.server) as channel:
+            if args.wait:
+                try:
+                    grpc.channel_ready_future(channel).result(timeout=args.wait)
+                except grpc.FutureTimeoutError:
+                    raise OSError(f"no server answered at {args.server} within {args.wait:g} s") from None
             args.func(pb_grpc.PredictorStub(channel), args)
     except grpc.RpcError as e:
         print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)

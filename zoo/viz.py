@@ -8,7 +8,6 @@ what you see is what the deployed graph computes.
 
 from __future__ import annotations
 
-import ast
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,21 +56,13 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def module_of(node) -> str:
-    """The PyTorch module an exported node came from (torch.onnx records name scopes)."""
-    for prop in node.metadata_props:
-        if prop.key == "pkg.torch.onnx.name_scopes":
-            scopes = ast.literal_eval(prop.value)
-            return scopes[-2] if len(scopes) >= 2 else node.name
-    return node.name
-
-
 def feature_maps(net, proto, x: np.ndarray) -> list[FeatureMap]:
     """Outputs of every convolution and pooling node of the exported graph `proto` for one
     image x (1, 1, 28, 28), by the NumPy reference, each checked against PyTorch's `net`."""
     import torch
 
     from export import reference
+    from export.exporter import source_module as module_of
     from export.metadata import INPUT_NAME
 
     values = reference.run(proto, {INPUT_NAME: x}, intermediates=True)

@@ -1,0 +1,67 @@
+"""Run every README block marked runnable, in order, in one empty directory, and compare
+each command's output with the README's (a line '...' stands for any number of lines;
+text after '...' inside a line is matched as a prefix)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BLOCK = re.compile(r"<!-- runnable -->\n```console\n(.*?)```", re.S)
+
+
+def parse_blocks(text: str) -> list[list[tuple[str, list[str]]]]:
+    """Per block: (command, expected output lines) pairs."""
+    blocks = []
+    for body in BLOCK.findall(text):
+        steps: list[tuple[str, list[str]]] = []
+        for line in body.splitlines():
+            if line.startswith("$ "):
+                steps.append((line[2:], []))
+            else:
+                steps[-1][1].append(line.rstrip())
+        blocks.append(steps)
+    return blocks
+
+
+def line_matches(expected: str, actual: str) -> bool:
+    if expected.endswith("..."):
+        return actual.startswith(expected[:-3])
+    return expected == actual
+
+
+def matches(expected: list[str], actual: list[str]) -> bool:
+    if not expected:
+        return True
+    head, rest = expected[0], expected[1:]
+    if head == "...":
+        return any(matches(rest, actual[i:]) for i in range(len(actual) + 1))
+    return bool(actual) and line_matches(head, actual[0]) and matches(rest, actual[1:])
+
+
+def test_readme_has_runnable_blocks():
+    blocks = parse_blocks(README.read_text())
+    commands = [cmd for block in blocks for cmd, _ in block]
+    assert any(c.startswith("python -m zoo summary") for c in commands)
+    assert any(c.startswith("python -m export") for c in commands)
+    assert any(c.startswith("python -m serve.client") for c in commands)
+
+
+def test_readme_commands_print_what_the_readme_says(tmp_path):
+    steps = [step for block in parse_blocks(README.read_text()) for step in block]
+    marker = "@@README-STEP@@"
+    script = ["set -e"]
+    for i, (command, _) in enumerate(steps):
+        script += [f"echo {marker}{i}", command]
+    script += ["wait"]
+    result = subprocess.run(["bash", "-c", "\n".join(script)], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    outputs = re.split(rf"{marker}\d+\n", result.stdout)[1:]
+    assert len(outputs) == len(steps)
+    for (command, expected), actual in zip(steps, outputs):
+        lines = actual.rstrip("\n").splitlines() if actual.strip() else []
+        assert matches(expected, lines), f"$ {command}\nexpected:\n" + "\n".join(expected) + \
+            "\nactual:\n" + "\n".join(lines)
