@@ -100,6 +100,16 @@ def test_server_answers_are_the_same_with_batching_on_and_off(models_dir, mnist_
     limits = Limits(max_batch=max_batch, batch_delay_s=0.01)
     answers = {}
     with running_server(models_dir, limits=limits) as (server, port):
+        model = server.core.registry.models["lenet5-mnist"]
+        original = model.run
+
+        def slow(batch):  # each run takes long enough for the other requests to arrive
+            time.sleep(0.05)
+            return original(batch)
+
+        model.run = slow
+        if max_batch:
+            server.core.batchers["lenet5-mnist"].run = slow
 
         def call(i):
             with predictor_stub(port) as stub:

@@ -30,7 +30,7 @@ def test_a_wrong_reference_op_is_named(monkeypatch):
     proto = to_onnx(net)
     monkeypatch.setitem(reference.OPS, "Relu", lambda X: X)  # a deliberately wrong Relu
     x = np.random.default_rng(0).standard_normal((4, 1, 28, 28), dtype=np.float32)
-    with pytest.raises(checks.CheckFailed, match=r"nodes: Relu node '.*' output '.*' differs"):
+    with pytest.raises(checks.CheckFailed, match=r"nodes: Relu node '.*' \(relu.\) output '.*' differs"):
         checks.check_nodes(proto, x)
 
 
