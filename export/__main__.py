@@ -12,7 +12,8 @@ from pathlib import Path
 
 from zoo import list_models
 from zoo.datasets import list_datasets
-from zoo.weights import WeightsError, shipped
+from zoo.cli import run_command
+from zoo.weights import shipped
 
 from .exporter import DEFAULT_OPSET, supported_opsets
 from .pipeline import ExportResult, export_and_check, worst_node
@@ -84,32 +85,26 @@ def pairs_from_args(args: argparse.Namespace) -> list[tuple[str, str]]:
     return [(args.model, args.dataset)]
 
 
-def main(argv: list[str] | None = None) -> int:
-    from zoo.data import IdxFormatError
-    from zoo.download import DownloadError
-
-    args = build_parser().parse_args(argv)
-    try:
-        pairs = pairs_from_args(args)
-        failures = 0
-        for model, dataset in pairs:
-            result = export_and_check(
-                model, dataset, Path(args.out), opset=args.opset, data_dir=args.data_dir,
-                triton_repo=Path(args.triton_repo) if args.triton_repo else None,
-                triton_device=args.triton_device)
-            print(format_result(result), flush=True)
-            failures += not result.passed
-    except (ValueError, WeightsError, IdxFormatError, DownloadError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing half-written was kept", file=sys.stderr)
-        return 130
+def export_all(args: argparse.Namespace) -> int:
+    pairs = pairs_from_args(args)
+    failures = 0
+    for model, dataset in pairs:
+        result = export_and_check(
+            model, dataset, Path(args.out), opset=args.opset, data_dir=args.data_dir,
+            triton_repo=Path(args.triton_repo) if args.triton_repo else None,
+            triton_device=args.triton_device)
+        print(format_result(result), flush=True)
+        failures += not result.passed
     if failures:
         print(f"{failures} of {len(pairs)} exports FAILED their checks", file=sys.stderr)
         return 1
     print(f"all {len(pairs)} exports passed every check")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: export_all(args))
 
 
 if __name__ == "__main__":

@@ -101,9 +101,16 @@ def test_serve_strict_with_a_corrupt_onnx(models_dir, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def interrupt_after(args, seconds, tmp_path):
+def interrupt_when(args, ready_line: str, then_seconds: float):
+    """Start `python -m args`, wait (bounded) for a stdout line starting with `ready_line`
+    (so the work is under way, past the imports), then press Ctrl-C `then_seconds` later."""
     proc = subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(seconds)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line or line.startswith(ready_line):
+            break
+    time.sleep(then_seconds)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     return proc.returncode, err
@@ -111,8 +118,8 @@ def interrupt_after(args, seconds, tmp_path):
 
 def test_interrupted_training_leaves_nothing(tmp_path, data_dir):
     out = tmp_path / "run"
-    code, err = interrupt_after(["zoo", "train", "twoblock-cnn", "--epochs", "3", "--out", str(out),
-                                 "--data-dir", str(data_dir), "--no-progress"], 6, tmp_path)
+    code, err = interrupt_when(["zoo", "train", "twoblock-cnn", "--epochs", "3", "--out", str(out),
+                                "--data-dir", str(data_dir), "--no-progress"], "training ", 2.0)
     assert code == 130 and "interrupted" in err and "Traceback" not in err
     assert not out.exists() or list(out.iterdir()) == []
 
@@ -152,10 +159,12 @@ def test_interrupted_export_leaves_only_whole_files(tmp_path, data_dir):
     import onnx
 
     out = tmp_path / "models"
-    code, err = interrupt_after(["export", "--all", "--out", str(out), "--data-dir", str(data_dir)], 12, tmp_path)
+    code, err = interrupt_when(["export", "--all", "--out", str(out), "--data-dir", str(data_dir)],
+                               "  wrote", 1.0)  # the first model is written, the second under way
     assert code == 130 and "Traceback" not in err
-    files = list(out.rglob("*")) if out.exists() else []
+    files = list(out.rglob("*"))
     assert not [p for p in files if p.name.endswith(".part")]
-    for model in out.glob("*.onnx") if out.exists() else []:
+    assert list(out.glob("*.onnx"))  # the first model was written before the interrupt
+    for model in out.glob("*.onnx"):
         onnx.checker.check_model(onnx.load(model))  # whatever was written is whole
         assert model.with_suffix(".report.json").exists()

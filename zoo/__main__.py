@@ -10,12 +10,9 @@ import numpy as np
 import torch
 
 from . import list_models
+from .cli import CliError, run_command
 from .datasets import list_datasets
 from .recipes import TrainConfig
-
-
-class CliError(Exception):
-    """A user's mistake: printed as one line, exit status 2."""
 
 
 def _check_choice(kind: str, value: str, valid: list[str]) -> str:
@@ -165,20 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import IdxFormatError
-    from .download import DownloadError
-    from .weights import WeightsError
-
     args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except (CliError, IdxFormatError, DownloadError, WeightsError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing half-written was kept", file=sys.stderr)
-        return 130
-    return 0
+    return run_command(lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,35 @@
+"""What every command line of ours does with a user's mistake: one line, a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+EXIT_USAGE = 2  # the user's input was wrong: a name, a file, an argument
+EXIT_INTERRUPTED = 130
+
+
+class CliError(Exception):
+    """A user's mistake found by the command itself."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that describe bad input and name what was wrong (never a bug of ours)."""
+    from .download import DownloadError
+    from .idx import IdxFormatError
+    from .weights import WeightsError
+
+    return CliError, ValueError, IdxFormatError, DownloadError, WeightsError, FileNotFoundError
+
+
+def run_command(command: Callable[[], int | None]) -> int:
+    """Run `command`; a user error prints one line and exits 2, Ctrl-C exits 130 (every
+    file we write is written atomically, so nothing half-written stays behind)."""
+    try:
+        return command() or 0
+    except user_errors() as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted; nothing half-written was kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
