@@ -37,8 +37,9 @@ class PredictorServicer(pb_grpc.PredictorServicer):
         tensor = request.tensor
         n = batch_from_shape(list(tensor.shape), "tensor.shape", limit)
         if tensor.dtype not in TENSOR_DTYPES:
-            raise invalid(f"tensor.dtype: {pb.DType.Name(tensor.dtype) if tensor.dtype in pb.DType.values() else tensor.dtype} "
-                          "is not supported; expected DTYPE_FLOAT32 (normalized) or DTYPE_UINT8 (raw pixels)")
+            name = pb.DType.Name(tensor.dtype) if tensor.dtype in pb.DType.values() else str(tensor.dtype)
+            raise invalid(f"tensor.dtype: {name} is not supported; expected DTYPE_FLOAT32 (normalized) "
+                          "or DTYPE_UINT8 (raw pixels)")
         return decode_array(tensor.data, TENSOR_DTYPES[tensor.dtype], n, model, "tensor.data")
 
     @handler("predictor", "Predict", "model")

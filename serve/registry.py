@@ -96,7 +96,7 @@ def load_model(path: Path, device: str, threads: int = 0) -> ServedModel:
     try:
         model.session = make_session(data, device, options)
     except DeviceError:
-        raise
+        raise  # the device, not this file, is at fault: never hidden as one broken model
     except Exception as e:  # onnxruntime rejects the graph
         raise ModelLoadError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from None
     model.provider = model.session.get_providers()[0]

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .atomic import atomic_write_text
+from .atomic import atomic_open, atomic_write_text
 from .data import Split, load, normalize
+from .datasets import get_dataset_info
 from .evaluation import evaluate
 from .recipes import TrainConfig
 from .registry import get_model
@@ -160,8 +161,6 @@ def plot_curves(history: list[EpochMetrics], title: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .atomic import atomic_open
-
     epochs = [m.epoch for m in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [m.train_loss for m in history], "o-", label="train")
@@ -183,8 +182,6 @@ def plot_curves(history: list[EpochMetrics], title: str, path: Path) -> None:
 def write_outputs(result: TrainResult, model_name: str, dataset: str, cfg: TrainConfig,
                   out_dir: Path) -> dict:
     """Weights, model card, per-epoch metrics and the training curve, each written atomically."""
-    from .datasets import get_dataset_info
-
     info = get_dataset_info(dataset)
     name = stem(model_name, dataset)
     weights_file = f"{name}.safetensors"
