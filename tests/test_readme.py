@@ -4,8 +4,10 @@ text after '...' inside a line is matched as a prefix)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -56,8 +58,10 @@ def test_readme_commands_print_what_the_readme_says(tmp_path):
     for i, (command, _) in enumerate(steps):
         script += [f"echo {marker}{i}", command]
     script += ["wait"]
+    # `python` in the README is this test's interpreter, installed or not on PATH.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     result = subprocess.run(["bash", "-c", "\n".join(script)], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=600)
+                            timeout=600, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     outputs = re.split(rf"{marker}\d+\n", result.stdout)[1:]
     assert len(outputs) == len(steps)
