@@ -38,6 +38,12 @@ CONV_GRID = [
     (4, 6, 2, 7, 7, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), "NOTSET"),  # grouped
     (4, 4, 4, 7, 8, (3, 3), (2, 2), (1, 1), (1, 0, 1, 0), "NOTSET"),  # depthwise
     (3, 6, 3, 6, 6, (1, 1), (1, 1), (1, 1), (0, 0, 0, 0), "NOTSET"),  # depthwise multiplier 2
+    # one input channel takes the tap-by-tap path: the same grid of attributes again
+    (1, 3, 1, 11, 10, (3, 3), (2, 2), (2, 2), (1, 1, 1, 1), "NOTSET"),
+    (1, 4, 1, 8, 7, (3, 2), (1, 2), (1, 1), (2, 0, 1, 3), "NOTSET"),
+    (1, 2, 1, 10, 9, (4, 3), (3, 2), (1, 1), None, "SAME_LOWER"),
+    (1, 2, 1, 9, 9, (3, 3), (2, 2), (1, 1), None, "VALID"),
+    (6, 8, 1, 9, 9, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), "NOTSET"),  # many channels, channels-last path
 ]
 
 
@@ -71,18 +77,15 @@ def test_conv_same_matches_torch_same_for_odd_kernel():
     check(conv(x, wt, auto_pad="SAME_LOWER"), expected)
 
 
-def test_conv_chunks_large_batches_consistently():
-    x = rng.standard_normal((300, 2, 28, 28), dtype=np.float32)
-    wt = rng.standard_normal((8, 2, 5, 5), dtype=np.float32)
+@pytest.mark.parametrize("channels", [1, 2])
+def test_conv_chunks_large_batches_consistently(channels, monkeypatch):
     import export.reference.convolution as cm
 
+    x = rng.standard_normal((300, channels, 28, 28), dtype=np.float32)
+    wt = rng.standard_normal((8, channels, 5, 5), dtype=np.float32)
     whole = conv(x, wt, pads=(2, 2, 2, 2))
-    old = cm._COLUMN_BUDGET
-    cm._COLUMN_BUDGET = 50_000  # force many chunks
-    try:
-        check(conv(x, wt, pads=(2, 2, 2, 2)), whole, rtol=0, atol=0)
-    finally:
-        cm._COLUMN_BUDGET = old
+    monkeypatch.setattr(cm, "_CHUNK_FLOATS", 50_000)  # force many chunks
+    check(conv(x, wt, pads=(2, 2, 2, 2)), whole)  # only the summation order may differ
 
 
 POOL_GRID = [

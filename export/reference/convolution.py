@@ -1,13 +1,20 @@
-"""ONNX Conv, vectorised as im2col + matmul (no Python loop over pixels)."""
+"""ONNX Conv, vectorised as im2col + matmul (no Python loop over pixels).
+
+A cache-sized chunk of images at a time is padded and turned into a column matrix, then
+multiplied by the filters. With one input channel (a first layer) the columns are gathered
+tap by tap straight into NCHW order; otherwise the chunk is laid out channels-last, so each
+im2col row is gathered from contiguous runs.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .windows import output_size, pad_spatial, resolve_pads, spatial_attrs, windows
+from .windows import output_size, pad_spatial, resolve_pads, spatial_attrs, window_offsets, windows_nhwc
 
-# Images per im2col chunk: bounds the column matrix to about 64 MiB of float32.
-_COLUMN_BUDGET = 16 * 1024 * 1024
+# Floats one chunk of images may touch (about 8 MiB): small enough to stay in cache from
+# the padding through the im2col copy and the matmul to the output.
+_CHUNK_FLOATS = 2 * 1024 * 1024
 
 
 def conv(
@@ -39,26 +46,53 @@ def conv(
     if B is not None and B.shape != (m,):
         raise ValueError(f"Conv: bias shape {B.shape} is not ({m},) for weight shape {W.shape}")
     begins, ends = resolve_pads((h, w), kernel_shape, strides, dilations, pads, auto_pad)
-    out_hw = tuple(
+    oh, ow = (
         output_size(size, k, s, d, b, e)
         for size, k, s, d, b, e in zip((h, w), kernel_shape, strides, dilations, begins, ends)
     )
-    padded = pad_spatial(X, begins, ends, 0.0)
     kh, kw = kernel_shape
-    kernel_len = c_per_group * kh * kw
-    # (G, M/G, C/G * kH * kW): one weight matrix per group.
-    w_mat = W.reshape(group, m // group, kernel_len)
-    chunk = max(1, _COLUMN_BUDGET // max(1, out_hw[0] * out_hw[1] * c * kh * kw))
-    out = np.empty((n, m) + out_hw, dtype=np.result_type(X, W))
+    out = np.empty((n, m, oh, ow), dtype=np.result_type(X, W))
+    # Everything one chunk of images touches (padded input, columns, output) stays in cache.
+    per_image = oh * ow * (kh * kw * c + 2 * m) + c * (h + sum(begins)) * (w + sum(ends))
+    chunk = max(1, _CHUNK_FLOATS // max(1, per_image))
+    one_channel = c == 1 and group == 1
     for start in range(0, n, chunk):
-        view = windows(padded[start : start + chunk], out_hw, kernel_shape, strides, dilations)
-        b = view.shape[0]
-        # (b, C, OH, OW, kH, kW) -> (G, b * OH * OW, C/G * kH * kW)
-        cols = view.reshape(b, group, c_per_group, *out_hw, kh, kw)
-        cols = cols.transpose(1, 0, 3, 4, 2, 5, 6).reshape(group, -1, kernel_len)
-        y = np.matmul(cols, w_mat.transpose(0, 2, 1))  # (G, b * OH * OW, M/G)
-        y = y.reshape(group, b, *out_hw, m // group).transpose(1, 0, 4, 2, 3)
-        out[start : start + b] = y.reshape(b, m, *out_hw)
-    if B is not None:
-        out += B.reshape(1, m, 1, 1)
+        part = pad_spatial(X[start : start + chunk], begins, ends, 0.0)
+        if one_channel:
+            y = _conv_taps(part, W, (oh, ow), strides, dilations)
+        else:
+            y = _conv_nhwc(part, W, (oh, ow), strides, dilations, group)
+        if B is not None:
+            y += B.reshape(1, m, 1, 1)
+        out[start : start + len(part)] = y
     return out
+
+
+def _conv_taps(part: np.ndarray, W: np.ndarray, out_hw, strides, dilations) -> np.ndarray:
+    """Columns (b, kH * kW, OH, OW) gathered one kernel tap at a time, then W @ columns."""
+    b, (m, _, kh, kw), (oh, ow) = len(part), W.shape, out_hw
+    cols = np.empty((b, kh * kw, oh, ow), dtype=part.dtype)
+    rows = list(window_offsets(oh, kh, strides[0], dilations[0]))
+    columns = list(window_offsets(ow, kw, strides[1], dilations[1]))
+    for ky, r in enumerate(rows):
+        for kx, q in enumerate(columns):
+            cols[:, ky * kw + kx] = part[:, 0, slice(*r), slice(*q)]
+    y = np.matmul(W.reshape(m, kh * kw), cols.reshape(b, kh * kw, oh * ow))  # (b, M, OH * OW)
+    return y.reshape(b, m, oh, ow)
+
+
+def _conv_nhwc(part: np.ndarray, W: np.ndarray, out_hw, strides, dilations, group: int) -> np.ndarray:
+    """im2col over a channels-last copy of the chunk, one matmul per group."""
+    b, (m, c_per_group, kh, kw), (oh, ow) = len(part), W.shape, out_hw
+    mg, kernel_len = m // group, kh * kw * c_per_group
+    # (G, kH * kW * C/G, M/G): the filters in the same (ky, kx, c) order as a column row.
+    w_mat = W.reshape(group, mg, c_per_group, kh, kw).transpose(0, 3, 4, 2, 1).reshape(group, kernel_len, mg)
+    nhwc = np.ascontiguousarray(part.transpose(0, 2, 3, 1))
+    view = windows_nhwc(nhwc, (oh, ow), (kh, kw), strides, dilations)
+    if group == 1:
+        y = view.reshape(b * oh * ow, kernel_len) @ w_mat[0]  # (b * OH * OW, M)
+    else:
+        cols = view.reshape(b, oh, ow, kh, kw, group, c_per_group)
+        cols = cols.transpose(5, 0, 1, 2, 3, 4, 6).reshape(group, b * oh * ow, kernel_len)
+        y = np.matmul(cols, w_mat).transpose(1, 0, 2)  # (b * OH * OW, G, M/G)
+    return y.reshape(b, oh * ow, m).transpose(0, 2, 1).reshape(b, m, oh, ow)

@@ -1,10 +1,13 @@
-"""ONNX MaxPool, AveragePool, GlobalAveragePool and GlobalMaxPool over strided window views."""
+"""ONNX MaxPool, AveragePool, GlobalAveragePool and GlobalMaxPool.
+
+A window reduction is computed separably, one whole-array step per kernel tap and axis,
+each over the strided slice of the padded input that lines up with the output grid."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .windows import output_size, pad_spatial, resolve_pads, spatial_attrs, windows
+from .windows import output_size, pad_spatial, resolve_pads, spatial_attrs, window_offsets
 
 
 def _geometry(X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode, op):
@@ -23,6 +26,25 @@ def _geometry(X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode, op
     return kernel_shape, strides, dilations, begins, ends, out_hw, overhang
 
 
+def _reduce(padded: np.ndarray, out_hw, kernel_shape, strides, dilations, ufunc) -> np.ndarray:
+    """ufunc (np.maximum or np.add) over every window of `padded`. Both are associative, so
+    the rectangular window is reduced separably: along the width for each kx, then along
+    the height for each ky -- kW + kH whole-array steps instead of kW * kH."""
+    (oh, ow), (kh, kw) = out_hw, kernel_shape
+    rows = _along(padded, 3, ow, kw, strides[1], dilations[1], ufunc)  # (N, C, Hp, OW)
+    return _along(rows, 2, oh, kh, strides[0], dilations[0], ufunc)  # (N, C, OH, OW)
+
+
+def _along(x: np.ndarray, axis: int, out_len: int, k: int, stride: int, dilation: int, ufunc) -> np.ndarray:
+    acc = None
+    for start, stop, step in window_offsets(out_len, k, stride, dilation):
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(start, stop, step)
+        part = x[tuple(index)]
+        acc = part.copy() if acc is None else ufunc(acc, part, out=acc)
+    return acc
+
+
 def max_pool(
     X: np.ndarray, *, auto_pad: str = "NOTSET", ceil_mode: int = 0, dilations=None,
     kernel_shape, pads=None, storage_order: int = 0, strides=None,
@@ -33,7 +55,7 @@ def max_pool(
     kernel_shape, strides, dilations, begins, ends, out_hw, overhang = _geometry(
         X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode, "MaxPool")
     padded = pad_spatial(X, begins, [e + o for e, o in zip(ends, overhang)], -np.inf)
-    return windows(padded, out_hw, kernel_shape, strides, dilations).max(axis=(4, 5))
+    return _reduce(padded, out_hw, kernel_shape, strides, dilations, np.maximum)
 
 
 def average_pool(
@@ -46,14 +68,14 @@ def average_pool(
         X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode, "AveragePool")
     full_ends = [e + o for e, o in zip(ends, overhang)]
     padded = pad_spatial(X, begins, full_ends, 0.0)
-    sums = windows(padded, out_hw, kernel_shape, strides, dilations).sum(axis=(4, 5))
+    sums = _reduce(padded, out_hw, kernel_shape, strides, dilations, np.add)
     # The same windows over a 0/1 mask of the positions that count give the divisors.
     if count_include_pad:
         mask_hw = tuple(n + b + e for n, b, e in zip(X.shape[2:], begins, ends))
         mask = pad_spatial(np.ones((1, 1) + mask_hw, X.dtype), [0, 0], overhang, 0.0)
     else:
         mask = pad_spatial(np.ones((1, 1) + X.shape[2:], X.dtype), begins, full_ends, 0.0)
-    counts = windows(mask, out_hw, kernel_shape, strides, dilations).sum(axis=(4, 5))
+    counts = _reduce(mask, out_hw, kernel_shape, strides, dilations, np.add)
     return (sums / counts).astype(X.dtype, copy=False)
 
 

@@ -69,20 +69,32 @@ def pad_spatial(x: np.ndarray, begins: list[int], ends: list[int], value: float)
     return np.pad(x, width, mode="constant", constant_values=value)
 
 
-def windows(
+def windows_nhwc(
     x: np.ndarray, out_shape: tuple[int, int], kernel_shape: tuple[int, int],
     strides: tuple[int, int], dilations: tuple[int, int],
 ) -> np.ndarray:
-    """A read-only view (N, C, OH, OW, KH, KW) of the sliding windows of padded 4-D `x`."""
-    n, c = x.shape[:2]
-    sn, sc, sh, sw = x.strides
+    """A read-only view (N, OH, OW, KH, KW, C) of the sliding windows of padded NHWC `x`.
+
+    With channels last, the (KW, C) block of a window is one contiguous run of memory
+    (for dilation 1), so copying the view into an im2col matrix moves whole runs."""
+    n, _, _, c = x.shape
+    sn, sh, sw, sc = x.strides
     (oh, ow), (kh, kw) = out_shape, kernel_shape
     return as_strided(
         x,
-        shape=(n, c, oh, ow, kh, kw),
-        strides=(sn, sc, sh * strides[0], sw * strides[1], sh * dilations[0], sw * dilations[1]),
+        shape=(n, oh, ow, kh, kw, c),
+        strides=(sn, sh * strides[0], sw * strides[1], sh * dilations[0], sw * dilations[1], sc),
         writeable=False,
     )
+
+
+def window_offsets(out_len: int, k: int, stride: int, dilation: int):
+    """For each kernel tap along one axis, the (start, stop, step) slice of the padded
+    input that lines up with the `out_len` outputs: a window reduction becomes k
+    whole-array steps instead of a loop over pixels."""
+    for tap in range(k):
+        start = tap * dilation
+        yield start, start + stride * (out_len - 1) + 1, stride
 
 
 def spatial_attrs(
