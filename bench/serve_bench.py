@@ -3,10 +3,10 @@ processes:
 
   1. in-process onnxruntime: the limit;
   2. a bare grpcio echo server with the same payload as a batch-1 ModelInfer: the
-     transport floor;
+     transport floor, measured by one lean client alternating its requests between the echo
+     and our server, so both see the same machine noise;
   3. our server (python -m serve, its own process): sequential p50/p99 latency at batch 1
-     (with the echo's own lean client and payload, so only the server differs, and with
-     tritonclient),
+     (that paired measurement, and with tritonclient),
      and requests/s and images/s at batch 1 and 64 with 1, 4 and 16 concurrent clients,
      with dynamic batching on, and batch 1 at 16 clients with it off.
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 MODEL = "lenet5-mnist"
-SEQUENTIAL_REQUESTS = 300
+SEQUENTIAL_REQUESTS = 1000
 MAX_REQUESTS_PER_CLIENT = 200_000  # a hard cap beside the time limit
 
 
@@ -98,31 +98,19 @@ def batch1_request_bytes() -> bytes:
     return request.SerializeToString()
 
 
-def client_process(mode: str, address: str, batch: int, seconds: float, count: int, barrier, out_queue) -> None:
-    """One client: `count` requests (sequential) or as many as fit in `seconds`."""
+def client_process(address: str, batch: int, seconds: float, count: int, barrier, out_queue) -> None:
+    """One tritonclient client: `count` requests (sequential) or as many as fit in `seconds`."""
+    import tritonclient.grpc as triton
+
     rng = np.random.default_rng()
-    if mode in ("echo", "raw"):
-        # The same pre-serialized batch-1 ModelInferRequest, sent as bytes by the same lean
-        # client to the echo server or to our ModelInfer: only the server differs.
-        import grpc
+    client = triton.InferenceServerClient(address)
+    tensor = triton.InferInput("input", [batch, 1, 28, 28], "FP32")
+    tensor.set_data_from_numpy(rng.standard_normal((batch, 1, 28, 28), dtype=np.float32))
+    outputs = [triton.InferRequestedOutput("logits")]
 
-        channel = grpc.insecure_channel(address)
-        path = "/bench.Echo/Echo" if mode == "echo" else "/inference.GRPCInferenceService/ModelInfer"
-        call = channel.unary_unary(path)
-        payload = batch1_request_bytes()
+    def once():
+        client.infer(MODEL, [tensor], outputs=outputs, client_timeout=10).as_numpy("logits")
 
-        def once():
-            call(payload, timeout=10)
-    else:
-        import tritonclient.grpc as triton
-
-        client = triton.InferenceServerClient(address)
-        tensor = triton.InferInput("input", [batch, 1, 28, 28], "FP32")
-        tensor.set_data_from_numpy(rng.standard_normal((batch, 1, 28, 28), dtype=np.float32))
-        outputs = [triton.InferRequestedOutput("logits")]
-
-        def once():
-            client.infer(MODEL, [tensor], outputs=outputs, client_timeout=10).as_numpy("logits")
     for _ in range(10):
         once()  # warm up the channel
     barrier.wait(60)
@@ -136,10 +124,40 @@ def client_process(mode: str, address: str, batch: int, seconds: float, count: i
     out_queue.put(latencies)
 
 
-def run_clients(mode: str, address: str, clients: int, batch: int, seconds: float, count: int = 0) -> dict:
+def paired_latency(echo_address: str, server_address: str, count: int, out_queue) -> None:
+    """One lean client alternating the same batch-1 ModelInfer bytes between the echo server
+    and ours, so both latencies are taken under the same machine noise."""
+    import grpc
+
+    payload = batch1_request_bytes()
+    calls = {"echo": grpc.insecure_channel(echo_address).unary_unary("/bench.Echo/Echo"),
+             "server": grpc.insecure_channel(server_address).unary_unary(
+                 "/inference.GRPCInferenceService/ModelInfer")}
+    latencies: dict[str, list[float]] = {name: [] for name in calls}
+    for i in range(count + 50):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call(payload, timeout=10)
+            if i >= 50:  # the first 50 warm the channels up
+                latencies[name].append(time.perf_counter() - start)
+    out_queue.put(latencies)
+
+
+def run_paired(echo_address: str, server_address: str, count: int) -> dict:
+    ctx = mp.get_context("spawn")
+    out_queue = ctx.Queue()
+    proc = ctx.Process(target=paired_latency, args=(echo_address, server_address, count, out_queue))
+    proc.start()
+    latencies = out_queue.get(timeout=300)
+    proc.join(30)
+    return {name: {"p50_ms": percentile_ms(v, 50), "p99_ms": percentile_ms(v, 99), "requests": len(v)}
+            for name, v in latencies.items()}
+
+
+def run_clients(address: str, clients: int, batch: int, seconds: float, count: int = 0) -> dict:
     ctx = mp.get_context("spawn")
     barrier, out_queue = ctx.Barrier(clients + 1), ctx.Queue()
-    procs = [ctx.Process(target=client_process, args=(mode, address, batch, seconds, count, barrier, out_queue))
+    procs = [ctx.Process(target=client_process, args=(address, batch, seconds, count, barrier, out_queue))
              for _ in range(clients)]
     for p in procs:
         p.start()
@@ -182,6 +200,8 @@ def main() -> int:
     parser.add_argument("--models", help="models directory holding lenet5-mnist.onnx (default: export one)")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per throughput run (default: 3)")
     parser.add_argument("--json", help="also write the figures to this file (default: stdout only)")
+    parser.add_argument("--server-args", nargs=argparse.REMAINDER, default=[],
+                        help="extra python -m serve flags, last on the line (default: none)")
     args = parser.parse_args()
     models = ensure_models(args.models)
     figures: dict = {"model": MODEL, "seconds_per_run": args.seconds}
@@ -196,18 +216,17 @@ def main() -> int:
     echo = ctx.Process(target=echo_server, args=(port_queue, stop_event))
     echo.start()
     echo_address = f"127.0.0.1:{port_queue.get(timeout=60)}"
-    figures["echo"] = floor = run_clients("echo", echo_address, 1, 1, args.seconds, SEQUENTIAL_REQUESTS)
-    stop_event.set()
-    echo.join(30)
-    print(f"grpcio echo (transport floor): p50 {floor['p50_ms']:.3f} ms, p99 {floor['p99_ms']:.3f} ms", flush=True)
-
-    server = ServerProcess(models)
+    server = ServerProcess(models, *args.server_args)
     try:
-        seq = run_clients("raw", server.address, 1, 1, args.seconds, SEQUENTIAL_REQUESTS)
-        figures["sequential_batch1"] = seq
-        print(f"our server, sequential batch 1, same lean client as the echo: p50 {seq['p50_ms']:.3f} ms, "
+        paired = run_paired(echo_address, server.address, SEQUENTIAL_REQUESTS)
+        stop_event.set()
+        echo.join(30)
+        floor, seq = paired["echo"], paired["server"]
+        figures["echo"], figures["sequential_batch1"] = floor, seq
+        print(f"batch 1, sequential, one lean client alternating: grpcio echo (transport floor) p50 "
+              f"{floor['p50_ms']:.3f} ms, p99 {floor['p99_ms']:.3f} ms; our server p50 {seq['p50_ms']:.3f} ms, "
               f"p99 {seq['p99_ms']:.3f} ms", flush=True)
-        seq_triton = run_clients("triton", server.address, 1, 1, args.seconds, SEQUENTIAL_REQUESTS)
+        seq_triton = run_clients(server.address, 1, 1, args.seconds, SEQUENTIAL_REQUESTS)
         figures["sequential_batch1_tritonclient"] = seq_triton
         print(f"our server, sequential batch 1, tritonclient: p50 {seq_triton['p50_ms']:.3f} ms, "
               f"p99 {seq_triton['p99_ms']:.3f} ms", flush=True)
@@ -215,16 +234,16 @@ def main() -> int:
         print(f"{'batch':>6}{'clients':>8}{'req/s':>10}{'img/s':>11}{'p50 ms':>9}{'p99 ms':>9}")
         for batch in (1, 64):
             for clients in (1, 4, 16):
-                row = run_clients("triton", server.address, clients, batch, args.seconds)
+                row = run_clients(server.address, clients, batch, args.seconds)
                 figures["throughput"].append(row)
                 print(f"{batch:>6}{clients:>8}{row['requests_per_s']:>10,.0f}{row['images_per_s']:>11,.0f}"
                       f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}", flush=True)
     finally:
         server.stop()
 
-    server = ServerProcess(models, "--max-batch", "0")
+    server = ServerProcess(models, *args.server_args, "--max-batch", "0")
     try:
-        off = run_clients("triton", server.address, 16, 1, args.seconds)
+        off = run_clients(server.address, 16, 1, args.seconds)
     finally:
         server.stop()
     figures["batching_off_batch1_16_clients"] = off

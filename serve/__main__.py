@@ -8,6 +8,7 @@ Prometheus metrics. SIGTERM or Ctrl-C drains in-flight requests, then exits 0.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace", type=float, default=10.0,
                    help="seconds in-flight requests get to finish on shutdown (default: 10)")
     p.add_argument("--workers", type=int, default=d.workers, help=f"handler threads (default: {d.workers})")
+    p.add_argument("--ort-threads", type=int, default=d.ort_threads,
+                   help="onnxruntime intra-op threads per model; 0 lets onnxruntime choose "
+                        f"(default: {d.ort_threads})")
     return p
 
 
@@ -61,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         models_dir=Path(args.models), host=args.host, port=args.port, device=args.device,
         limits=Limits(args.max_batch, args.batch_delay_ms / 1000, args.max_request_images),
         metrics_port=args.metrics_port, tls_cert=args.tls_cert and Path(args.tls_cert),
-        tls_key=args.tls_key and Path(args.tls_key), strict=args.strict, workers=args.workers)
+        tls_key=args.tls_key and Path(args.tls_key), strict=args.strict, workers=args.workers,
+        ort_threads=args.ort_threads)
     try:
         server, port = create_server(config)
     except FileNotFoundError as e:
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                      model.input_name, model.input_shape, model.num_classes, model.provider)
         else:
             log.error("model %s NOT READY: %s", name, model.error)
+    gc.freeze()  # the models and modules loaded so far are permanent: keep them out of collections
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())

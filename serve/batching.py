@@ -2,7 +2,9 @@
 onnxruntime call of at most `max_batch` images, gathered for at most `delay_s`, then
 split back. The wait is adaptive: while requests come one at a time (the last batch held
 one and nothing else is queued) a request runs at once, so batching adds no latency at
-low load; once they overlap, the worker waits up to `delay_s` to fill each batch. When the
+low load; once they overlap, the worker waits up to `delay_s` to fill each batch, but only
+while a request it was told of (`expecting`) is still being decoded: with every client's
+request already in the batch there is nothing to wait for. When the
 model is idle and nothing is queued, a caller runs its request in its own thread, sparing
 the hand-off to the worker (two thread switches) that a lone request gains nothing from.
 Requests whose client has gone (deadline or cancellation) are dropped before
@@ -11,6 +13,7 @@ they cost anything, without disturbing the others in the batch.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -49,9 +52,28 @@ class Batcher:
         self._pending: _Item | None = None  # an item that did not fit the last batch
         self._last_batch_items = 1
         self._run_lock = threading.Lock()  # one onnxruntime run at a time, inline or batched
+        self._expected = 0  # requests announced by `expecting` that have not arrived yet
+        self._count_lock = threading.Lock()
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._thread.start()
+
+    @contextlib.contextmanager
+    def expecting(self):
+        """Announce a request that is being decoded; `infer` (or leaving) marks it arrived."""
+        token = [True]
+        with self._count_lock:
+            self._expected += 1
+        try:
+            yield token
+        finally:
+            self._arrive(token)
+
+    def _arrive(self, token: list[bool] | None) -> None:
+        if token and token[0]:
+            token[0] = False
+            with self._count_lock:
+                self._expected -= 1
 
     def submit(self, x: np.ndarray, is_active: Callable[[], bool] = lambda: True) -> list[Future]:
         """Queue `x` (N, 1, 28, 28); a request larger than max_batch is split into chunks."""
@@ -62,8 +84,10 @@ class Batcher:
             self._queue.put(item)
         return [item.future for item in items]
 
-    def infer(self, x: np.ndarray, is_active: Callable[[], bool], timeout: float | None) -> np.ndarray:
+    def infer(self, x: np.ndarray, is_active: Callable[[], bool], timeout: float | None,
+              token: list[bool] | None = None) -> np.ndarray:
         """Submit and wait; the caller's deadline bounds the wait."""
+        self._arrive(token)
         if len(x) <= self.max_batch and self._queue.empty() and self._run_lock.acquire(blocking=False):
             try:  # idle: run inline
                 if self._closed:
@@ -112,9 +136,14 @@ class Batcher:
         while images < self.max_batch:
             remaining = deadline - time.monotonic()
             try:
-                item = self._next(remaining) if remaining > 0 else self._queue.get_nowait()
+                if self._pending is not None or not self._queue.empty():
+                    item = self._next(0)
+                elif remaining > 0 and self._expected > 0:
+                    item = self._queue.get(timeout=min(remaining, 0.0005))  # look again soon
+                else:
+                    break
             except queue.Empty:
-                break
+                continue
             if item is None:
                 return batch, True
             if images + len(item.x) > self.max_batch:

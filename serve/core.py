@@ -4,6 +4,7 @@ the wrapper that turns every servicer method's outcome into a status and a metri
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 import logging
 import threading
@@ -73,7 +74,13 @@ class InferenceCore:
         self._on_batch(model.name, len(x), time.perf_counter() - start)
         return out
 
-    def infer(self, model: ServedModel, x: np.ndarray, context: grpc.ServicerContext) -> np.ndarray:
+    def expecting(self, model: ServedModel):
+        """Tell the model's batcher a request is on its way (being decoded)."""
+        batcher = self.batchers.get(model.name)
+        return batcher.expecting() if batcher else contextlib.nullcontext(None)
+
+    def infer(self, model: ServedModel, x: np.ndarray, context: grpc.ServicerContext,
+              token: list[bool] | None = None) -> np.ndarray:
         """Logits for the normalized batch `x`, through the model's batcher when batching is on."""
         if self.draining.is_set():
             raise unavailable("the server is shutting down")
@@ -84,7 +91,7 @@ class InferenceCore:
             if batcher is None:
                 out = self._run_direct(model, x)
             else:
-                out = batcher.infer(x, context.is_active, context.time_remaining())
+                out = batcher.infer(x, context.is_active, context.time_remaining(), token)
             ok = True
             return out
         except concurrent.futures.TimeoutError:

@@ -24,14 +24,28 @@ class Metrics:
             "zoo_inference_seconds", "Seconds per onnxruntime run",
             ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self._http = None
+        self._children: dict[tuple, tuple] = {}  # label values -> metric children (labels() is slow)
+
+    def _child(self, *key):
+        children = self._children.get(key)
+        if children is None:
+            if key[0] == "batch":
+                children = (self.batch_size.labels(key[1]), self.inference.labels(key[1]))
+            else:
+                api, method, model, code = key
+                children = (self.requests.labels(api, method, model, code), self.latency.labels(api, method, model))
+            self._children[key] = children
+        return children
 
     def observe_request(self, api: str, method: str, model: str, code: str, seconds: float) -> None:
-        self.requests.labels(api, method, model, code).inc()
-        self.latency.labels(api, method, model).observe(seconds)
+        count, latency = self._child(api, method, model, code)
+        count.inc()
+        latency.observe(seconds)
 
     def observe_batch(self, model: str, images: int, seconds: float) -> None:
-        self.batch_size.labels(model).observe(images)
-        self.inference.labels(model).observe(seconds)
+        size, duration = self._child("batch", model)
+        size.observe(images)
+        duration.observe(seconds)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Expose /metrics over HTTP; returns the bound port (port 0 picks a free one)."""

@@ -93,6 +93,9 @@ def load_model(path: Path, device: str, threads: int = 0) -> ServedModel:
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
+    # Idle onnxruntime threads would otherwise spin, taking the cores that the gRPC
+    # threads (and, on a small machine, the clients) need between runs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         model.session = make_session(data, device, options)
     except DeviceError:

@@ -103,7 +103,7 @@ def create_server(config: ServerConfig | None = None, **overrides) -> tuple[ZooS
                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                ("grpc.so_reuseport", 0)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="grpc"),
-                         options=options, maximum_concurrent_rpcs=config.workers * 4)
+                         options=options)
     predictor_pb2_grpc.add_PredictorServicer_to_server(PredictorServicer(core), server)
     kpb_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(core), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
