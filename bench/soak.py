@@ -40,6 +40,7 @@ class SoakResult:
     rss_start_mib: float = 0.0
     rss_end_mib: float = 0.0
     rss_max_mib: float = 0.0
+    rss_half_mib: float = 0.0  # halfway through: growth after this point would be a leak
     seconds: float = 0.0
 
     def summary(self) -> dict:
@@ -48,7 +49,7 @@ class SoakResult:
                 "unexpected_count": len(self.unexpected), "wrong_answers": self.wrong_answers,
                 "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
                 "rss_start_mib": self.rss_start_mib, "rss_end_mib": self.rss_end_mib,
-                "rss_max_mib": self.rss_max_mib, "seconds": self.seconds,
+                "rss_max_mib": self.rss_max_mib, "rss_half_mib": self.rss_half_mib, "seconds": self.seconds,
                 "requests_per_s": self.requests / self.seconds if self.seconds else 0.0}
 
 
@@ -168,7 +169,10 @@ def run_soak(address: str, pid: int, workload: Workload, clients: int, seconds: 
         t.start()
     while any(t.is_alive() for t in threads):
         time.sleep(0.5)
-        result.rss_max_mib = max(result.rss_max_mib, rss_mib(pid))
+        rss = rss_mib(pid)
+        result.rss_max_mib = max(result.rss_max_mib, rss)
+        if not result.rss_half_mib and time.monotonic() - start >= seconds / 2:
+            result.rss_half_mib = rss
     for t in threads:
         t.join(60)
     result.seconds = time.monotonic() - start
@@ -236,7 +240,8 @@ def main() -> int:
     print("statuses: " + ", ".join(f"{k} {v:,}" for k, v in sorted(figures["statuses"].items())))
     print(f"unexpected statuses: {figures['unexpected_count']}; wrong answers: {figures['wrong_answers']}")
     print(f"latency p50 {figures['p50_ms']:.2f} ms, p99 {figures['p99_ms']:.2f} ms")
-    print(f"server RSS: {figures['rss_start_mib']:.1f} MiB at start, {figures['rss_end_mib']:.1f} MiB at end, "
+    print(f"server RSS: {figures['rss_start_mib']:.1f} MiB at start (after warm-up), "
+          f"{figures['rss_half_mib']:.1f} MiB halfway, {figures['rss_end_mib']:.1f} MiB at end, "
           f"{figures['rss_max_mib']:.1f} MiB at most; exit code {proc.returncode}")
     print(json.dumps(figures))
     if args.json:
