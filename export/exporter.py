@@ -60,7 +60,18 @@ def to_onnx(net: nn.Module, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
             input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_shapes=({0: torch.export.Dim("batch")},),
         )
-    return program.model_proto
+    proto = program.model_proto
+    strip_stack_traces(proto)
+    return proto
+
+
+def strip_stack_traces(proto: onnx.ModelProto) -> None:
+    """torch.onnx records each node's Python stack trace, paths of this machine included;
+    a shipped file should not carry them (the module name scopes stay)."""
+    for node in proto.graph.node:
+        kept = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
 
 
 def export_model(model: str, dataset: str, opset: int = DEFAULT_OPSET) -> tuple[onnx.ModelProto, nn.Module, dict]:

@@ -63,6 +63,9 @@ def test_metadata_travels_inside_the_file(exported, model, dataset):
     assert json.loads(meta["recipe"]) == card["recipe"]
     assert {"train", "export"} == set(json.loads(meta["versions"]))
     assert proto.graph.input[0].name == INPUT_NAME and proto.graph.output[0].name == OUTPUT_NAME
+    node_keys = {p.key for n in proto.graph.node for p in n.metadata_props}
+    assert "pkg.torch.onnx.stack_trace" not in node_keys  # no paths of the exporting machine
+    assert b"/zoo/models.py" not in proto.SerializeToString()
 
 
 def run_ort(proto, x):
