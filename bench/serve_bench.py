@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +28,9 @@ from concurrent import futures
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+from bench.server_process import start_server  # noqa: E402
 
 MODEL = "lenet5-mnist"
 SEQUENTIAL_REQUESTS = 1000
@@ -174,27 +175,6 @@ def run_clients(address: str, clients: int, batch: int, seconds: float, count: i
             "p50_ms": percentile_ms(latencies, 50), "p99_ms": percentile_ms(latencies, 99)}
 
 
-class ServerProcess:
-    def __init__(self, models: Path, *extra: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "serve", "--models", str(models), "--port", "0", *extra],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            match = re.search(r"on grpc://([\d.]+:\d+)", line)
-            if match:
-                self.address = match.group(1)
-                return
-            if not line:
-                break
-        self.proc.kill()
-        raise RuntimeError("the server did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.communicate(timeout=60)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", help="models directory holding lenet5-mnist.onnx (default: export one)")
@@ -216,7 +196,7 @@ def main() -> int:
     echo = ctx.Process(target=echo_server, args=(port_queue, stop_event))
     echo.start()
     echo_address = f"127.0.0.1:{port_queue.get(timeout=60)}"
-    server = ServerProcess(models, *args.server_args)
+    server = start_server(models, *args.server_args)
     try:
         paired = run_paired(echo_address, server.address, SEQUENTIAL_REQUESTS)
         stop_event.set()
@@ -241,7 +221,7 @@ def main() -> int:
     finally:
         server.stop()
 
-    server = ServerProcess(models, *args.server_args, "--max-batch", "0")
+    server = start_server(models, *args.server_args, "--max-batch", "0")
     try:
         off = run_clients(server.address, 16, 1, args.seconds)
     finally:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,6 +22,9 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+from bench.server_process import start_server  # noqa: E402
 
 MODELS = ("lenet5-mnist", "lenet5-fashion-mnist")
 MAX_REQUESTS_PER_CLIENT = 100_000
@@ -180,23 +181,6 @@ def run_soak(address: str, pid: int, workload: Workload, clients: int, seconds: 
     return result
 
 
-def start_server(models_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "serve", "--models", str(models_dir), "--port", "0", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        match = re.search(r"on grpc://([\d.]+:\d+)", line)
-        if match:
-            # Keep draining the log so the server never blocks on a full pipe.
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            return proc, match.group(1)
-        if not line:
-            break
-    proc.kill()
-    raise RuntimeError("the server did not start")
-
-
 def prepare_models(directory: Path) -> Path:
     from export.exporter import export_model
 
@@ -228,12 +212,11 @@ def main() -> int:
     args = parser.parse_args()
     models_dir = prepare_models(Path(args.models) if args.models else Path(tempfile.mkdtemp(prefix="soak-")))
     workload = Workload(models_dir, real_images())
-    proc, address = start_server(models_dir)
+    server = start_server(models_dir)
     try:
-        result = run_soak(address, proc.pid, workload, args.clients, args.seconds)
+        result = run_soak(server.address, server.pid, workload, args.clients, args.seconds)
     finally:
-        proc.terminate()
-        proc.wait(60)
+        code = server.stop()
     figures = result.summary()
     print(f"{figures['requests']:,} requests in {figures['seconds']:.1f} s ({figures['requests_per_s']:,.0f}/s) "
           f"from {args.clients} clients")
@@ -242,11 +225,11 @@ def main() -> int:
     print(f"latency p50 {figures['p50_ms']:.2f} ms, p99 {figures['p99_ms']:.2f} ms")
     print(f"server RSS: {figures['rss_start_mib']:.1f} MiB at start (after warm-up), "
           f"{figures['rss_half_mib']:.1f} MiB halfway, {figures['rss_end_mib']:.1f} MiB at end, "
-          f"{figures['rss_max_mib']:.1f} MiB at most; exit code {proc.returncode}")
+          f"{figures['rss_max_mib']:.1f} MiB at most; exit code {code}")
     print(json.dumps(figures))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
-    ok = figures["unexpected_count"] == 0 and figures["wrong_answers"] == 0 and proc.returncode == 0
+    ok = figures["unexpected_count"] == 0 and figures["wrong_answers"] == 0 and code == 0
     return 0 if ok else 1
 
 

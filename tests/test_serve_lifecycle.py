@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -11,7 +10,6 @@ import threading
 import time
 
 import grpc
-import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -20,6 +18,7 @@ from serve.device import DeviceError, make_session
 from serve.gen import predictor_pb2 as pb
 from serve.registry import ModelLoadError
 from serve.server import create_server
+from bench.server_process import start_server
 from tests.serving import TIMEOUT, predictor_stub, running_server
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -140,40 +139,19 @@ def test_cuda_fails_closed_on_a_machine_without_it(models_dir):
     assert make_session(data, "auto").get_providers()[0] == "CPUExecutionProvider"
 
 
-def start_cli(*args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "serve", "--port", "0", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
-
-
-def wait_for_port(proc) -> tuple[int, list[str]]:
-    lines = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        match = re.search(r"serving \d+ models on grpc://127\.0\.0\.1:(\d+)", line)
-        if match:
-            return int(match.group(1)), lines
-    proc.kill()
-    raise AssertionError("server did not start: " + "".join(lines))
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_drains_and_exits_zero(models_dir, mnist_batch, sig):
     _, x, _ = mnist_batch
-    proc = start_cli("--models", str(models_dir))
-    port, lines = wait_for_port(proc)
-    assert any("provider CPUExecutionProvider" in line for line in lines)
+    server = start_server(models_dir)
+    assert "provider CPUExecutionProvider" in server.output
+    port = int(server.address.rsplit(":", 1)[1])
     with predictor_stub(port) as stub:
         request = pb.PredictRequest(model="lenet5-mnist", tensor=pb.Tensor(shape=[64, 1, 28, 28],
                                                                             dtype=pb.DTYPE_FLOAT32, data=x.tobytes()))
         assert len(stub.Predict(request, timeout=TIMEOUT).predictions) == 64
-    proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out
-    assert "draining" in out and "stopped" in out
+    code = server.stop(sig, timeout=30)
+    assert code == 0, server.output
+    assert "draining" in server.output and "stopped" in server.output
 
 
 def test_cli_device_cuda_refuses_to_start(models_dir):
@@ -188,12 +166,9 @@ def test_cli_device_cuda_refuses_to_start(models_dir):
 
 
 def test_cli_device_auto_says_it_fell_back(models_dir):
-    proc = start_cli("--models", str(models_dir), "--device", "auto")
-    _, lines = wait_for_port(proc)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
-    text = "".join(lines) + out
-    assert "CUDA is not usable here" in text or "CUDAExecutionProvider" in text
+    server = start_server(models_dir, "--device", "auto")
+    assert server.stop() == 0
+    assert "CUDA is not usable here" in server.output or "CUDAExecutionProvider" in server.output
 
 
 def test_cli_empty_models_directory(tmp_path):

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.soak import Workload, real_images, run_soak, start_server
+from bench.server_process import start_server
+from bench.soak import Workload, real_images, run_soak
 from serve.core import Limits
 from serve.gen import predictor_pb2 as pb
 from serve.gen import predictor_pb2_grpc
@@ -29,12 +30,11 @@ def workload(models_dir):
 
 
 def test_soak_16_clients_both_apis(models_dir, workload):
-    proc, address = start_server(models_dir)
+    server = start_server(models_dir)
     try:
-        result = run_soak(address, proc.pid, workload, clients=16, seconds=SOAK_SECONDS)
+        result = run_soak(server.address, server.pid, workload, clients=16, seconds=SOAK_SECONDS)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(60)
+        code = server.stop()
     figures = result.summary()
     print(figures)
     assert code == 0
@@ -46,7 +46,8 @@ def test_soak_16_clients_both_apis(models_dir, workload):
 
 
 def test_sigterm_under_load(models_dir, workload):
-    proc, address = start_server(models_dir, "--grace", "10")
+    server = start_server(models_dir, "--grace", "10")
+    address = server.address
     name = "lenet5-mnist"
     x, expected = workload.images[name][:256], workload.expected[name][:256]
     outcomes, stop = [], threading.Event()
@@ -80,10 +81,10 @@ def test_sigterm_under_load(models_dir, workload):
         time.sleep(2.0)
         served_before = len(outcomes)
         signalled = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        server.proc.send_signal(signal.SIGTERM)
         assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
         assert time.monotonic() - signalled < 2.0  # at once, not after the drain
-        code = proc.wait(30)
+        code = server.stop(timeout=30)
         elapsed = time.monotonic() - signalled
         stop.set()
         for c in clients:

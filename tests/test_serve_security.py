@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
 
 from serve.gen import predictor_pb2 as pb

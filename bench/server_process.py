@@ -1,0 +1,62 @@
+"""`python -m serve` in its own process on a free loopback port, for benchmarks and tests."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ADDRESS = re.compile(r"serving \d+ models on grpcs?://([\d.]+:\d+)")
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen
+    address: str = ""
+    lines: list[str] = field(default_factory=list)  # its log so far
+    _reader: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        """Signal the server, wait for it to exit, and return its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        if self._reader:
+            self._reader.join(10)
+        return code
+
+
+def start_server(models_dir: Path, *extra: str, timeout: float = 60) -> ServerProcess:
+    """Start the server on port 0 and return once its log names the address it bound."""
+    proc = subprocess.Popen([sys.executable, "-m", "serve", "--models", str(models_dir), "--port", "0", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = ServerProcess(proc)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        server.lines.append(line)
+        match = ADDRESS.search(line)
+        if match:
+            server.address = match.group(1)
+            # Keep reading, so the server never blocks on a full pipe and its log is kept.
+            server._reader = threading.Thread(target=lambda: server.lines.extend(proc.stdout), daemon=True)
+            server._reader.start()
+            return server
+    proc.kill()
+    proc.wait(10)
+    raise RuntimeError("the server did not start:\n" + server.output)
