@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from .device import DeviceError, describe_fallback, make_session
@@ -62,8 +61,7 @@ def validate_name(name: str) -> str:
     return name
 
 
-def _parse_metadata(path: Path, proto: onnx.ModelProto) -> dict:
-    meta = {p.key: p.value for p in proto.metadata_props}
+def _parse_metadata(path: Path, meta: dict[str, str]) -> dict:
     missing = [k for k in REQUIRED_METADATA if k not in meta]
     if missing:
         raise ModelLoadError(f"{path}: metadata_props lack {', '.join(missing)} (export it with python -m export)")
@@ -80,16 +78,15 @@ def _parse_metadata(path: Path, proto: onnx.ModelProto) -> dict:
 
 
 def load_model(path: Path, device: str, threads: int = 0) -> ServedModel:
-    """Load one .onnx file; raises ModelLoadError (or DeviceError) naming the file."""
+    """Load one .onnx file; raises ModelLoadError (or DeviceError) naming the file.
+
+    Everything comes from onnxruntime itself (the graph and its metadata_props), so the
+    server needs no other ONNX library."""
     model = ServedModel(name=path.stem, path=path)
     try:
         data = path.read_bytes()
-        proto = onnx.load_from_string(data)
-    except Exception as e:  # unreadable, truncated or not protobuf at all
-        raise ModelLoadError(f"{path}: cannot read as ONNX ({type(e).__name__}: {e})") from None
-    for key, value in _parse_metadata(path, proto).items():
-        setattr(model, key, value)
-    model.version = str(proto.model_version or 1)
+    except OSError as e:
+        raise ModelLoadError(f"{path}: cannot read it ({e.strerror or e})") from None
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
@@ -100,8 +97,13 @@ def load_model(path: Path, device: str, threads: int = 0) -> ServedModel:
         model.session = make_session(data, device, options)
     except DeviceError:
         raise  # the device, not this file, is at fault: never hidden as one broken model
-    except Exception as e:  # onnxruntime rejects the graph
-        raise ModelLoadError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from None
+    except Exception as e:  # truncated, corrupt or not a model at all
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"{path}: cannot load as an ONNX model ({first_line})") from None
+    meta = model.session.get_modelmeta()
+    for key, value in _parse_metadata(path, dict(meta.custom_metadata_map)).items():
+        setattr(model, key, value)
+    model.version = str(meta.version or 1)
     model.provider = model.session.get_providers()[0]
     fallback = describe_fallback(device, model.provider)
     if fallback:

@@ -120,7 +120,10 @@ def test_interrupted_training_leaves_nothing(tmp_path, data_dir):
     out = tmp_path / "run"
     code, err = interrupt_when(["zoo", "train", "twoblock-cnn", "--epochs", "3", "--out", str(out),
                                 "--data-dir", str(data_dir), "--no-progress"], "training ", 2.0)
-    assert code == 130 and "interrupted" in err and "Traceback" not in err
+    # Ctrl-C may land anywhere, even in a finalizer that Python reports on its way out;
+    # what matters is the exit status, the last word, and that nothing was left behind.
+    assert code == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted; nothing half-written was kept", err
     assert not out.exists() or list(out.iterdir()) == []
 
 
@@ -161,7 +164,8 @@ def test_interrupted_export_leaves_only_whole_files(tmp_path, data_dir):
     out = tmp_path / "models"
     code, err = interrupt_when(["export", "--all", "--out", str(out), "--data-dir", str(data_dir)],
                                "  wrote", 1.0)  # the first model is written, the second under way
-    assert code == 130 and "Traceback" not in err
+    assert code == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted; nothing half-written was kept", err
     files = list(out.rglob("*"))
     assert not [p for p in files if p.name.endswith(".part")]
     assert list(out.glob("*.onnx"))  # the first model was written before the interrupt
