@@ -47,13 +47,9 @@ def percentile_ms(latencies: list[float], q: float) -> float:
 def ensure_models(directory: str | None) -> Path:
     if directory and (Path(directory) / f"{MODEL}.onnx").exists():
         return Path(directory)
-    from export.exporter import export_model
+    from export.exporter import write_unchecked
 
-    out = Path(tempfile.mkdtemp(prefix="serve-bench-"))
-    dataset = "fashion-mnist" if MODEL.endswith("-fashion-mnist") else "mnist"
-    proto, _, _ = export_model(MODEL[: -len(dataset) - 1], dataset)
-    (out / f"{MODEL}.onnx").write_bytes(proto.SerializeToString())
-    return out
+    return write_unchecked(MODEL, Path(tempfile.mkdtemp(prefix="serve-bench-"))).parent
 
 
 def in_process_images_per_s(models: Path, batch: int, seconds: float) -> float:
@@ -264,9 +260,9 @@ def main() -> int:
         "batch64_4clients_share_of_in_process": throughput_share, "throughput_target_met": throughput_share >= 0.5,
         "batching_gain_batch1_16_clients": batching_gain, "batching_target_met": batching_gain > 1.0,
     }
-    print(f"batch 64, 4 clients, share of in-process onnxruntime measured around it, per round: "
+    print("batch 64, 4 clients, share of in-process onnxruntime measured around it, per round: "
           + ", ".join(f"{100 * x:.0f}%" for x in shares))
-    print(f"batch 1, 16 clients, alternating rounds: batching off "
+    print("batch 1, 16 clients, alternating rounds: batching off "
           + ", ".join(f"{x:,.0f}" for x in off_runs) + " req/s; on " + ", ".join(f"{x:,.0f}" for x in on_runs)
           + f" req/s ({batching_gain:.2f}x)")
     print(f"targets: p50 / (echo + in-process) = {latency_ratio:.2f} (<= 1.3); batch 64 x 4 clients = "

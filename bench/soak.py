@@ -182,14 +182,11 @@ def run_soak(address: str, pid: int, workload: Workload, clients: int, seconds: 
 
 
 def prepare_models(directory: Path) -> Path:
-    from export.exporter import export_model
+    from export.exporter import write_unchecked
 
-    directory.mkdir(parents=True, exist_ok=True)
     for name in MODELS:
         if not (directory / f"{name}.onnx").exists():
-            model, dataset = name.split("-", 1)
-            proto, _, _ = export_model(model, dataset)
-            (directory / f"{name}.onnx").write_bytes(proto.SerializeToString())
+            write_unchecked(name, directory)
     return directory
 
 

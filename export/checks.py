@@ -57,11 +57,11 @@ def torch_logits(net: nn.Module, x: np.ndarray) -> np.ndarray:
     return net.eval()(torch.from_numpy(x)).numpy()
 
 
-def check_batch_axis(proto: onnx.ModelProto, net: nn.Module, images: np.ndarray) -> dict:
+def check_batch_axis(proto: onnx.ModelProto, sess: ort.InferenceSession, net: nn.Module,
+                     images: np.ndarray) -> dict:
     dim0 = proto.graph.input[0].type.tensor_type.shape.dim[0]
     if not dim0.dim_param:
         raise CheckFailed(f"batch axis: input dimension 0 is fixed at {dim0.dim_value}, not symbolic")
-    sess = session(proto)
     errors = {}
     for n in BATCH_SIZES:
         x = images[:n]
@@ -143,12 +143,12 @@ def check_nodes(proto: onnx.ModelProto, images: np.ndarray) -> list[NodeResult]:
     return results
 
 
-def check_test_set(proto: onnx.ModelProto, net: nn.Module, images: np.ndarray, labels: np.ndarray,
-                   card_accuracy: float) -> dict:
+def check_test_set(proto: onnx.ModelProto, sess: ort.InferenceSession, net: nn.Module, images: np.ndarray,
+                   labels: np.ndarray, card_accuracy: float) -> dict:
     """PyTorch eager, onnxruntime (optimized) and the reference on the whole test set."""
     outputs = {
         "torch": np.concatenate([torch_logits(net, images[i : i + 1000]) for i in range(0, len(images), 1000)]),
-        "onnxruntime": session(proto).run([OUTPUT_NAME], {INPUT_NAME: images})[0],
+        "onnxruntime": sess.run([OUTPUT_NAME], {INPUT_NAME: images})[0],
         "reference": run_reference(proto, images)[OUTPUT_NAME],
     }
     top1 = {k: v.argmax(1) for k, v in outputs.items()}

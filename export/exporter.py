@@ -8,6 +8,7 @@ import io
 import logging
 import platform
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -15,7 +16,8 @@ import onnxruntime
 import torch
 from torch import nn
 
-from zoo.weights import load_pretrained
+from zoo.atomic import atomic_write_bytes
+from zoo.weights import load_pretrained, split_stem
 
 from .metadata import INPUT_NAME, OUTPUT_NAME, build_metadata, set_metadata
 
@@ -84,6 +86,15 @@ def export_model(model: str, dataset: str, opset: int = DEFAULT_OPSET) -> tuple[
                         f"(N, 1, 28, 28) float32 normalized, output {OUTPUT_NAME} (N, 10)")
     set_metadata(proto, build_metadata(card, export_versions()))
     return proto, net, card
+
+
+def write_unchecked(name: str, directory: Path) -> Path:
+    """Export the shipped model `name` (e.g. lenet5-mnist) to directory/name.onnx without
+    the checks: for tests and benchmarks that need a servable file quickly."""
+    proto, _, _ = export_model(*split_stem(name))
+    path = Path(directory) / f"{name}.onnx"
+    atomic_write_bytes(path, proto.SerializeToString())
+    return path
 
 
 def source_module(node: onnx.NodeProto) -> str:

@@ -42,11 +42,12 @@ def export_and_check(
     report: dict = {"model": model, "dataset": dataset, "opset": opset,
                     "weights_sha256": card["weights_sha256"], "card_accuracy": card["test_accuracy"]}
     result = ExportResult(name, passed=False, report=report)
+    sess = checks.session(proto)  # the optimized session, as users will run it
     steps = [
         ("structure", lambda: checks.check_structure(proto)),
-        ("batch_axis", lambda: checks.check_batch_axis(proto, net, images)),
+        ("batch_axis", lambda: checks.check_batch_axis(proto, sess, net, images)),
         ("nodes", lambda: checks.node_summary(checks.check_nodes(proto, images[:NODE_CHECK_IMAGES]))),
-        ("test_set", lambda: checks.check_test_set(proto, net, images, split.labels,
+        ("test_set", lambda: checks.check_test_set(proto, sess, net, images, split.labels,
                                                    card["test_accuracy"])),
     ]
     try:

@@ -155,7 +155,3 @@ class ModelRegistry:
         if not model.ready:
             raise unavailable(f"model {name!r} is not ready: {model.error}")
         return model
-
-    @property
-    def all_ready(self) -> bool:
-        return all(m.ready for m in self.models.values())

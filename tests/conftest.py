@@ -27,12 +27,11 @@ def test_split(data_dir):
 def models_dir(tmp_path_factory):
     """Two exported models (lenet5 on both datasets) as `python -m export` writes them;
     the checks themselves are tested in test_export.py."""
-    from export.exporter import export_model
+    from export.exporter import write_unchecked
 
     out = tmp_path_factory.mktemp("served")
-    for dataset in ("mnist", "fashion-mnist"):
-        proto, _, _ = export_model("lenet5", dataset)
-        (out / f"lenet5-{dataset}.onnx").write_bytes(proto.SerializeToString())
+    for name in ("lenet5-mnist", "lenet5-fashion-mnist"):
+        write_unchecked(name, out)
     return out
 
 

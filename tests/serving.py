@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import grpc
 
@@ -22,6 +23,21 @@ def running_server(models_dir, **overrides):
         yield server, port
     finally:
         server.stop(grace=1.0)
+
+
+def slow_down(server, name: str, seconds: float) -> None:
+    """Make every onnxruntime run of the served model `name` take `seconds` longer, in the
+    direct path and in its batcher alike, so requests overlap on purpose."""
+    model = server.core.registry.models[name]
+    original = model.run
+
+    def run(x):
+        time.sleep(seconds)
+        return original(x)
+
+    model.run = run
+    if name in server.core.batchers:
+        server.core.batchers[name].run = run
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import pytest
 from serve.batching import Batcher
 from serve.core import Limits
 from serve.gen import predictor_pb2 as pb
-from tests.serving import TIMEOUT, predictor_stub, running_server
+from tests.serving import TIMEOUT, predictor_stub, running_server, slow_down
 
 
 class Recorder:
@@ -100,16 +100,7 @@ def test_server_answers_are_the_same_with_batching_on_and_off(models_dir, mnist_
     limits = Limits(max_batch=max_batch, batch_delay_s=0.01)
     answers = {}
     with running_server(models_dir, limits=limits) as (server, port):
-        model = server.core.registry.models["lenet5-mnist"]
-        original = model.run
-
-        def slow(batch):  # each run takes long enough for the other requests to arrive
-            time.sleep(0.05)
-            return original(batch)
-
-        model.run = slow
-        if max_batch:
-            server.core.batchers["lenet5-mnist"].run = slow
+        slow_down(server, "lenet5-mnist", 0.05)  # long enough for the other requests to arrive
 
         def call(i):
             with predictor_stub(port) as stub:

@@ -22,7 +22,7 @@ def test_fixed_batch_export_is_caught():
     proto = to_onnx(net)
     proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2  # silently specialized
     with pytest.raises(checks.CheckFailed, match="batch axis: input dimension 0 is fixed at 2"):
-        checks.check_batch_axis(proto, net, np.zeros((64, 1, 28, 28), np.float32))
+        checks.check_batch_axis(proto, checks.session(proto), net, np.zeros((64, 1, 28, 28), np.float32))
 
 
 def test_a_wrong_reference_op_is_named(monkeypatch):

@@ -19,7 +19,7 @@ from serve.gen import predictor_pb2 as pb
 from serve.registry import ModelLoadError
 from serve.server import create_server
 from bench.server_process import start_server
-from tests.serving import TIMEOUT, predictor_stub, running_server
+from tests.serving import TIMEOUT, predictor_stub, running_server, slow_down
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -54,20 +54,10 @@ def test_reflection_lists_every_service(models_dir):
             assert db.FindFileContainingSymbol("zoo.v1.PredictRequest").package == "zoo.v1"
 
 
-def slow_run(model, seconds: float):
-    original = model.run
-
-    def run(x):
-        time.sleep(seconds)
-        return original(x)
-
-    model.run = run
-
-
 def test_drain_finishes_in_flight_requests_and_turns_health_off(models_dir, mnist_batch):
     _, x, _ = mnist_batch
     server, port = create_server(models_dir=models_dir, port=0, limits=Limits(max_batch=0))
-    slow_run(server.core.registry.models["lenet5-mnist"], 1.0)
+    slow_down(server, "lenet5-mnist", 1.0)
     server.start()
     results, statuses = [], []
     request = pb.PredictRequest(model="lenet5-mnist", tensor=pb.Tensor(shape=[4, 1, 28, 28], dtype=pb.DTYPE_FLOAT32,
@@ -94,8 +84,7 @@ def test_drain_finishes_in_flight_requests_and_turns_health_off(models_dir, mnis
 def test_deadline_frees_the_work_and_server_stays_healthy(models_dir, mnist_batch):
     _, x, _ = mnist_batch
     with running_server(models_dir, limits=Limits(max_batch=8, batch_delay_s=0.001)) as (server, port):
-        slow_run(server.core.registry.models["lenet5-mnist"], 0.5)
-        server.core.batchers["lenet5-mnist"].run = server.core.registry.models["lenet5-mnist"].run
+        slow_down(server, "lenet5-mnist", 0.5)
         request = pb.PredictRequest(model="lenet5-mnist", tensor=pb.Tensor(
             shape=[64, 1, 28, 28], dtype=pb.DTYPE_FLOAT32, data=x.tobytes()))  # 8 runs of 0.5 s
         with predictor_stub(port) as stub:

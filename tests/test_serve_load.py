@@ -17,7 +17,7 @@ from bench.soak import Workload, real_images, run_soak
 from serve.core import Limits
 from serve.gen import predictor_pb2 as pb
 from serve.gen import predictor_pb2_grpc
-from tests.serving import TIMEOUT, running_server
+from tests.serving import TIMEOUT, running_server, slow_down
 
 SOAK_SECONDS = float(os.environ.get("ZOO_SOAK_SECONDS", "60"))
 RSS_MARGIN_MIB = 64  # allowed growth of the server's RSS from warm-up to the end
@@ -98,14 +98,7 @@ def test_sigterm_under_load(models_dir, workload):
 def test_deadlines_mid_batch_do_not_disturb_the_others(models_dir, workload):
     name = "lenet5-mnist"
     with running_server(models_dir, limits=Limits(max_batch=64, batch_delay_s=0.05)) as (server, port):
-        model = server.core.registry.models[name]
-        original = model.run
-
-        def slow(x):
-            time.sleep(0.2)
-            return original(x)
-
-        server.core.batchers[name].run = slow
+        slow_down(server, name, 0.2)
         results = {}
 
         def call(i, timeout):

@@ -65,3 +65,17 @@ def test_evaluate_command(capsys, data_dir):
     assert "lenet5-classic on fashion-mnist: test accuracy" in out
     assert "Ankle boot" in out and "confusion matrix" in out
     assert len(out.splitlines()) == 1 + 1 + 1 + 10 + 1 + 1 + 1 + 10
+
+
+@pytest.mark.parametrize("model,dataset", sorted(FLOORS))
+def test_stem_round_trip(model, dataset):
+    from zoo.weights import split_stem, stem
+
+    assert split_stem(stem(model, dataset)) == (model, dataset)
+
+
+def test_split_stem_names_the_datasets():
+    from zoo.weights import split_stem
+
+    with pytest.raises(ValueError, match="does not end in a dataset name"):
+        split_stem("lenet5-cifar")

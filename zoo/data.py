@@ -10,7 +10,7 @@ import numpy as np
 import platformdirs
 
 from .datasets import FILES, DatasetInfo, get_dataset_info
-from .download import download_file, md5sum
+from .download import download_file
 from .idx import IdxFormatError, read_idx
 
 DATA_DIR_ENV = "ZOO_DATA_DIR"
@@ -49,13 +49,6 @@ def ensure_file(
         raise FileNotFoundError(f"{path} is missing (and downloading is off)")
     download_file(name, info.files[name], path.parent, _mirrors(info), progress=progress)
     return path
-
-
-def verify_files(dataset: str, data_dir: str | os.PathLike | None = None) -> dict[str, bool]:
-    """MD5 check of every file of `dataset` present in the data directory."""
-    info = get_dataset_info(dataset)
-    root = resolve_data_dir(data_dir) / info.name
-    return {n: md5sum(root / n) == md5 for n, md5 in info.files.items() if (root / n).exists()}
 
 
 def load(

@@ -33,6 +33,16 @@ def stem(model: str, dataset: str) -> str:
     return f"{model}-{dataset}"
 
 
+def split_stem(name: str) -> tuple[str, str]:
+    """The inverse of `stem`: 'lenet5-fashion-mnist' -> ('lenet5', 'fashion-mnist')."""
+    from .datasets import list_datasets
+
+    for dataset in sorted(list_datasets(), key=len, reverse=True):  # fashion-mnist before mnist
+        if name.endswith(f"-{dataset}"):
+            return name[: -len(dataset) - 1], dataset
+    raise ValueError(f"{name!r} does not end in a dataset name ({', '.join(list_datasets())})")
+
+
 def sha256sum(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
