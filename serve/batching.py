@@ -1,24 +1,24 @@
-"""Dynamic batching: concurrent requests for one model are coalesced into one
-onnxruntime call of at most `max_batch` images, gathered for at most `delay_s`, then
-split back. The wait is adaptive: while requests come one at a time (the last batch held
-one and nothing else is queued) a request runs at once, so batching adds no latency at
-low load; once they overlap, the worker waits up to `delay_s` to fill each batch, but only
-while a request it was told of (`expecting`) is still being decoded: with every client's
-request already in the batch there is nothing to wait for. When the
-model is idle and nothing is queued, a caller runs its request in its own thread, sparing
-the hand-off to the worker (two thread switches) that a lone request gains nothing from.
-Requests whose client has gone (deadline or cancellation) are dropped before
-they cost anything, without disturbing the others in the batch.
+"""Dynamic batching, leader/follower style: no batching thread of its own.
+
+Concurrent requests for one model queue their images. The request thread that finds no
+run in progress becomes the leader: it takes up to `max_batch` images from the head of
+the queue, runs them as one onnxruntime call, hands every follower its slice, and, if
+requests are still queued once its own is answered, makes the owner of the oldest one the
+next leader. So a lone request runs in its own thread at once, and a request that waited
+costs one wake-up (the one that brings its answer), never a hand-off to a worker and back.
+
+The wait for company is adaptive: a batch waits (up to `delay_s`) only while a request
+announced by `expecting` is still being decoded, and only until it arrives; with every
+client's request already queued, or a lone client, there is nothing to wait for. Requests whose client has gone (deadline or cancellation) are dropped
+before they cost anything, without disturbing the others in the batch.
 """
 
 from __future__ import annotations
 
-import contextlib
-import queue
+import collections
+import concurrent.futures
 import threading
 import time
-from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -30,84 +30,112 @@ RunFn = Callable[[np.ndarray], np.ndarray]
 BatchHook = Callable[[int, float], None]
 
 
-@dataclass
-class _Item:
-    x: np.ndarray
-    is_active: Callable[[], bool]
-    future: Future = field(default_factory=Future)
+class _Request:
+    """One caller's images, cut into chunks of at most max_batch, and their answers."""
+
+    __slots__ = ("chunks", "is_active", "results", "unanswered", "error", "lead", "event")
+
+    def __init__(self, chunks: list[np.ndarray], is_active: Callable[[], bool]) -> None:
+        self.chunks = chunks
+        self.is_active = is_active
+        self.results: list[np.ndarray | None] = [None] * len(chunks)
+        self.unanswered = len(chunks)
+        self.error: BaseException | None = None
+        self.lead = False  # this request's thread has been made the leader
+        self.event = threading.Event()  # set when answered, failed, or made leader
+
+    @property
+    def finished(self) -> bool:
+        return self.unanswered == 0 or self.error is not None
+
+    def output(self) -> np.ndarray:
+        if self.error is not None:
+            raise self.error
+        return self.results[0] if len(self.results) == 1 else np.concatenate(self.results)
+
+
+class Announcement:
+    """A request being decoded: while it is, a gathering batch may wait for it. Leaving the
+    `with` block, or passing it to `infer`, marks it arrived."""
+
+    __slots__ = ("batcher", "pending")
+
+    def __init__(self, batcher: "Batcher") -> None:
+        self.batcher = batcher
+        self.pending = True
+
+    def __enter__(self) -> "Announcement":
+        with self.batcher._lock:
+            self.batcher._expected += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pending:
+            with self.batcher._lock:
+                self.batcher._arrived(self)
 
 
 class Batcher:
-    """One worker thread per model that owns its onnxruntime calls."""
+    """Coalesces one model's concurrent requests into onnxruntime runs of <= max_batch images."""
 
-    def __init__(self, run: RunFn, max_batch: int, delay_s: float, name: str = "",
-                 on_batch: BatchHook | None = None) -> None:
+    def __init__(self, run: RunFn, max_batch: int, delay_s: float, on_batch: BatchHook | None = None) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         self.run = run
         self.max_batch = max_batch
         self.delay_s = delay_s
         self.on_batch = on_batch
-        self._queue: queue.Queue[_Item | None] = queue.Queue()
-        self._pending: _Item | None = None  # an item that did not fit the last batch
-        self._last_batch_items = 1
-        self._run_lock = threading.Lock()  # one onnxruntime run at a time, inline or batched
-        self._expected = 0  # requests announced by `expecting` that have not arrived yet
-        self._count_lock = threading.Lock()
+        self._lock = threading.Lock()  # guards everything below
+        self._company = threading.Condition(self._lock)  # a gathering leader waits on it
+        self._idle = threading.Condition(self._lock)  # close() waits on it
+        self._queue: collections.deque[tuple[_Request, int]] = collections.deque()  # (request, chunk index)
+        self._leading = False  # a thread is gathering or running a batch; False means the queue is empty
+        self._gathering = False  # the leader waits for company
+        self._expected = 0  # announced requests still being decoded
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
-        self._thread.start()
 
-    @contextlib.contextmanager
-    def expecting(self):
-        """Announce a request that is being decoded; `infer` (or leaving) marks it arrived."""
-        token = [True]
-        with self._count_lock:
-            self._expected += 1
-        try:
-            yield token
-        finally:
-            self._arrive(token)
+    def expecting(self) -> Announcement:
+        return Announcement(self)
 
-    def _arrive(self, token: list[bool] | None) -> None:
-        if token and token[0]:
-            token[0] = False
-            with self._count_lock:
-                self._expected -= 1
+    def _arrived(self, announcement: Announcement | None) -> None:  # under the lock
+        if announcement is not None and announcement.pending:
+            announcement.pending = False
+            self._expected -= 1
+            if self._gathering:
+                self._company.notify()
 
-    def submit(self, x: np.ndarray, is_active: Callable[[], bool] = lambda: True) -> list[Future]:
-        """Queue `x` (N, 1, 28, 28); a request larger than max_batch is split into chunks."""
-        if self._closed:
-            raise unavailable("the server is shutting down")
-        items = [_Item(x[i : i + self.max_batch], is_active) for i in range(0, len(x), self.max_batch)]
-        for item in items:
-            self._queue.put(item)
-        return [item.future for item in items]
-
-    def infer(self, x: np.ndarray, is_active: Callable[[], bool], timeout: float | None,
-              token: list[bool] | None = None) -> np.ndarray:
-        """Submit and wait; the caller's deadline bounds the wait."""
-        self._arrive(token)
-        if len(x) <= self.max_batch and self._queue.empty() and self._run_lock.acquire(blocking=False):
-            try:  # idle: run inline
-                if self._closed:
-                    raise unavailable("the server is shutting down")
-                self._last_batch_items = 1
+    def infer(self, x: np.ndarray, is_active: Callable[[], bool] = lambda: True, timeout: float | None = None,
+              announcement: Announcement | None = None) -> np.ndarray:
+        """Logits for `x` (N, 1, 28, 28), run alone or with other requests; a request larger
+        than max_batch runs as several chunks. The caller's deadline bounds the wait."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._arrived(announcement)
+            if self._closed:
+                raise unavailable("the server is shutting down")
+            alone = not self._leading and self._expected == 0 and len(x) <= self.max_batch
+            if alone:  # nothing queued, nothing on its way: run at once, skipping the queue
+                self._leading = True
+            else:
+                request = self._enqueue(x, is_active)
+                lead = not self._leading
+                self._leading = True
+        if alone:
+            try:
                 return self._timed_run(x)
             finally:
-                self._run_lock.release()
-        futures = self.submit(x, is_active)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        parts = []
-        try:
-            for f in futures:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                parts.append(f.result(remaining))
-        except BaseException:
-            for f in futures:  # whatever has not started yet will not run
-                f.cancel()
-            raise
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+                with self._lock:
+                    self._hand_over()
+        if lead or self._follow(request, deadline):
+            self._lead(request)
+        return request.output()
+
+    def _enqueue(self, x: np.ndarray, is_active: Callable[[], bool]) -> _Request:  # under the lock
+        request = _Request([x[i : i + self.max_batch] for i in range(0, len(x), self.max_batch)], is_active)
+        self._queue.extend((request, i) for i in range(len(request.chunks)))
+        if self._gathering:
+            self._company.notify()
+        return request
 
     def _timed_run(self, x: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
@@ -116,79 +144,102 @@ class Batcher:
             self.on_batch(len(x), time.perf_counter() - start)
         return out
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Finish what is queued, then stop the worker."""
-        self._closed = True
-        self._queue.put(None)
-        self._thread.join(timeout)
+    def _follow(self, request: _Request, deadline: float | None) -> bool:
+        """Wait for the answer; True when this thread was made the leader instead."""
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        answered = request.event.wait(remaining)
+        with self._lock:
+            if request.lead:  # lead even past the deadline: the queue behind it needs a leader
+                request.lead = False
+                return True
+            if not answered and not request.finished:
+                self._fail(request, concurrent.futures.TimeoutError())
+        return False
 
-    def _next(self, timeout: float | None) -> _Item | None:
-        if self._pending is not None:
-            item, self._pending = self._pending, None
-            return item
-        return self._queue.get(timeout=timeout)
+    def _fail(self, request: _Request, error: BaseException) -> None:  # under the lock
+        """Answer `request` with `error`; its chunks still queued will not run."""
+        request.error = error
+        if any(entry[0] is request for entry in self._queue):
+            self._queue = collections.deque(entry for entry in self._queue if entry[0] is not request)
+        request.event.set()
 
-    def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
-        """Items for one run, starting with `first`; the bool says a stop was requested."""
-        batch, images = [first], len(first.x)
-        concurrent = self._last_batch_items > 1 or self._pending is not None or not self._queue.empty()
-        deadline = time.monotonic() + (self.delay_s if concurrent else 0.0)
-        while images < self.max_batch:
-            remaining = deadline - time.monotonic()
-            try:
-                if self._pending is not None or not self._queue.empty():
-                    item = self._next(0)
-                elif remaining > 0 and self._expected > 0:
-                    item = self._queue.get(timeout=min(remaining, 0.0005))  # look again soon
-                else:
-                    break
-            except queue.Empty:
-                continue
-            if item is None:
-                return batch, True
-            if images + len(item.x) > self.max_batch:
-                self._pending = item  # keep it for the next run: batches never exceed the limit
-                break
-            batch.append(item)
-            images += len(item.x)
-        self._last_batch_items = len(batch)
-        return batch, False
-
-    def _loop(self) -> None:
-        stop = False
-        while not stop or self._pending is not None:
-            try:
-                first = self._next(None if not stop else 0)
-            except queue.Empty:
-                break
-            if first is None:
-                stop = True
-                continue
-            batch, stop_now = self._gather(first)
-            stop = stop or stop_now
-            with self._run_lock:
-                self._run(batch)
-        while not self._queue.empty():  # anything submitted during the stop race
-            item = self._queue.get_nowait()
-            if item is not None:
-                item.future.set_exception(unavailable("the server is shutting down"))
-
-    def _run(self, batch: list[_Item]) -> None:
-        live = []
-        for item in batch:
-            if item.is_active() and item.future.set_running_or_notify_cancel():
-                live.append(item)
-            elif not item.future.done():
-                item.future.cancel()
-        if not live:
-            return
+    def _lead(self, request: _Request) -> None:
+        """Run batches until this request is answered, then pass the lead on."""
         try:
-            out = self._timed_run(np.concatenate([item.x for item in live]) if len(live) > 1 else live[0].x)
-        except Exception as e:  # onnxruntime failure: every caller learns of it
-            for item in live:
-                item.future.set_exception(e)
-            return
-        offset = 0
-        for item in live:
-            item.future.set_result(out[offset : offset + len(item.x)])
-            offset += len(item.x)
+            while True:
+                self._execute(self._gather())
+                with self._lock:
+                    if request.finished:
+                        return
+        finally:  # also when something unforeseen escapes: the queue must never lose its leader
+            with self._lock:
+                self._hand_over()
+
+    def _gather(self) -> list[tuple[_Request, int]]:
+        """Entries for one run: from the head of the queue, waiting for company when it pays."""
+        with self._lock:
+            deadline = time.monotonic() + self.delay_s
+            batch: list[tuple[_Request, int]] = []
+            images = 0
+            while True:
+                while self._queue and images + len(self._chunk(self._queue[0])) <= self.max_batch:
+                    entry = self._queue.popleft()
+                    batch.append(entry)
+                    images += len(self._chunk(entry))
+                remaining = deadline - time.monotonic()
+                if self._queue or images >= self.max_batch or self._expected == 0 or remaining <= 0:
+                    break  # full, or nothing more worth waiting for
+                self._gathering = True
+                self._company.wait(remaining)
+                self._gathering = False
+            return batch
+
+    @staticmethod
+    def _chunk(entry: tuple[_Request, int]) -> np.ndarray:
+        request, index = entry
+        return request.chunks[index]
+
+    def _execute(self, batch: list[tuple[_Request, int]]) -> None:
+        """One onnxruntime run for the batch's live entries, then every owner told."""
+        live, gone = [], []
+        for entry in batch:
+            request = entry[0]
+            (live if request.error is None and request.is_active() else gone).append(entry)
+        out, failure = None, None
+        if live:
+            chunks = [self._chunk(entry) for entry in live]
+            try:
+                out = self._timed_run(chunks[0] if len(chunks) == 1 else np.concatenate(chunks))
+            except Exception as e:  # onnxruntime failure: every caller in the batch learns of it
+                failure = e
+        with self._lock:
+            for request, _ in gone:
+                if request.error is None:
+                    self._fail(request, concurrent.futures.CancelledError())
+            offset = 0
+            for request, index in live:
+                if failure is not None:
+                    self._fail(request, failure)
+                    continue
+                size = len(request.chunks[index])
+                request.results[index] = out[offset : offset + size]
+                offset += size
+                request.unanswered -= 1
+                if request.unanswered == 0:
+                    request.event.set()
+
+    def _hand_over(self) -> None:  # under the lock
+        """Make the owner of the oldest queued request the leader, or stand down."""
+        if self._queue:
+            successor = self._queue[0][0]
+            successor.lead = True
+            successor.event.set()
+        else:
+            self._leading = False
+            self._idle.notify_all()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Refuse new requests and wait (up to `timeout`) for the queued ones to finish."""
+        with self._lock:
+            self._closed = True
+            self._idle.wait_for(lambda: not self._leading, timeout)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from .batching import Batcher
+from .batching import Announcement, Batcher
 from .errors import RequestError, unavailable
 from .metrics import Metrics
 from .registry import ModelRegistry, ServedModel
@@ -55,7 +55,7 @@ class InferenceCore:
         self.batchers: dict[str, Batcher] = {}
         for name, model in registry.models.items():
             if model.ready and limits.max_batch > 0:
-                self.batchers[name] = Batcher(model.run, limits.max_batch, limits.batch_delay_s, name,
+                self.batchers[name] = Batcher(model.run, limits.max_batch, limits.batch_delay_s,
                                               on_batch=functools.partial(self._on_batch, name))
 
     def _on_batch(self, name: str, images: int, seconds: float) -> None:
@@ -80,7 +80,7 @@ class InferenceCore:
         return batcher.expecting() if batcher else contextlib.nullcontext(None)
 
     def infer(self, model: ServedModel, x: np.ndarray, context: grpc.ServicerContext,
-              token: list[bool] | None = None) -> np.ndarray:
+              announcement: Announcement | None = None) -> np.ndarray:
         """Logits for the normalized batch `x`, through the model's batcher when batching is on."""
         if self.draining.is_set():
             raise unavailable("the server is shutting down")
@@ -91,7 +91,7 @@ class InferenceCore:
             if batcher is None:
                 out = self._run_direct(model, x)
             else:
-                out = batcher.infer(x, context.is_active, context.time_remaining(), token)
+                out = batcher.infer(x, context.is_active, context.time_remaining(), announcement)
             ok = True
             return out
         except concurrent.futures.TimeoutError:

@@ -171,10 +171,10 @@ class KServeServicer(kpb_grpc.GRPCInferenceServiceServicer):
     @handler("kserve", "ModelInfer", "model_name")
     def ModelInfer(self, request, context):
         model = self.core.registry.get(request.model_name, request.model_version)
-        with self.core.expecting(model) as token:
+        with self.core.expecting(model) as announcement:
             x = self._input_batch(request, model)
             outputs = self._outputs(request, model)
-            logits = self.core.infer(model, x, context, token)
+            logits = self.core.infer(model, x, context, announcement)
         response = kpb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
         for name, k in outputs:
             tensor = response.outputs.add(name=name)

@@ -47,9 +47,9 @@ class PredictorServicer(pb_grpc.PredictorServicer):
         model = self.core.registry.get(request.model, request.version)
         if request.top_k < 0:
             raise invalid(f"top_k: {request.top_k} is negative; expected 0 (meaning 1) to {model.num_classes}")
-        with self.core.expecting(model) as token:
+        with self.core.expecting(model) as announcement:
             x = self._batch(request, model)
-            logits = self.core.infer(model, x, context, token)
+            logits = self.core.infer(model, x, context, announcement)
         probabilities = softmax(logits)
         k = min(max(request.top_k, 1), model.num_classes)
         order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]

@@ -151,6 +151,9 @@ class ModelRegistry:
 
     def get(self, name: str, version: str = "") -> ServedModel:
         """The ready model `name`; a model that failed to load is UNAVAILABLE, with its error."""
+        model = self.models.get(name)
+        if model is not None and model.ready and (not version or version == model.version):
+            return model  # the common case, kept short: every request comes through here
         model = self.lookup(name, version)
         if not model.ready:
             raise unavailable(f"model {name!r} is not ready: {model.error}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
 
@@ -63,25 +64,111 @@ def test_request_larger_than_the_limit_is_split():
     assert max(model.sizes) <= 10 and sum(model.sizes) == 25
 
 
-def test_cancelled_request_is_dropped_without_disturbing_others():
-    model = Recorder(delay=0.05)
-    batcher = Batcher(model, max_batch=64, delay_s=0.05)
-    active = {"gone": True}
-    gone = batcher.submit(images(4, 100), lambda: not active["gone"])
-    kept = batcher.submit(images(3, 0), lambda: True)
-    assert kept[0].result(TIMEOUT)[:, 0].tolist() == [0, 784, 1568]
-    assert gone[0].cancelled()
+def start(fn, *args) -> threading.Thread:
+    thread = threading.Thread(target=fn, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_until(condition, timeout: float = TIMEOUT) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out waiting"
+        time.sleep(0.001)
+
+
+def test_lone_request_runs_in_its_own_thread():
+    threads = []
+
+    def model(x):
+        threads.append(threading.current_thread())
+        return x.reshape(len(x), -1).sum(axis=1, keepdims=True)
+
+    batcher = Batcher(model, max_batch=8, delay_s=0.05)
+    out = batcher.infer(images(2, 5), lambda: True, timeout=TIMEOUT)
     batcher.close()
-    assert sum(model.sizes) == 3
+    assert out[:, 0].tolist() == [5 * 784, 6 * 784]
+    assert threads == [threading.current_thread()]  # no hand-off to another thread
 
 
-def test_closed_batcher_refuses_new_work():
+def test_cancelled_request_is_dropped_without_disturbing_others():
+    model = Recorder(delay=0.1)
+    batcher = Batcher(model, max_batch=64, delay_s=0.0)
+    outcome = {}
+
+    def call(name, x, is_active):
+        try:
+            outcome[name] = batcher.infer(x, is_active, timeout=TIMEOUT)
+        except concurrent.futures.CancelledError:
+            outcome[name] = "cancelled"
+
+    busy = start(call, "busy", images(1, 7), lambda: True)  # leads, and holds the model for 0.1 s
+    wait_until(lambda: batcher._leading)
+    gone = start(call, "gone", images(4, 100), lambda: False)  # its client left while it queued
+    kept = start(call, "kept", images(3, 0), lambda: True)
+    for t in (busy, gone, kept):
+        t.join(TIMEOUT)
+    batcher.close()
+    assert outcome["gone"] == "cancelled"
+    assert outcome["kept"][:, 0].tolist() == [0, 784, 1568]
+    assert model.sizes == [1, 3]  # the cancelled images never ran
+
+
+def test_deadline_while_queued_frees_the_work_and_the_queue_moves_on():
+    model = Recorder(delay=0.2)
+    batcher = Batcher(model, max_batch=64, delay_s=0.0)
+    outcome = {}
+    busy = start(lambda: outcome.setdefault("busy", batcher.infer(images(1), lambda: True, timeout=TIMEOUT)))
+    wait_until(lambda: batcher._leading)
+    with pytest.raises(concurrent.futures.TimeoutError):
+        batcher.infer(images(5), lambda: True, timeout=0.02)
+    busy.join(TIMEOUT)
+    assert batcher.infer(images(2, 3), lambda: True, timeout=TIMEOUT)[:, 0].tolist() == [3 * 784, 4 * 784]
+    batcher.close()
+    assert model.sizes == [1, 2]  # the timed-out images never ran
+
+
+def test_chunked_request_cancelled_midway_does_not_stall_the_queue():
+    model = Recorder(delay=0.05)
+    batcher = Batcher(model, max_batch=4, delay_s=0.0)
+    checks = iter([True])  # active for its first chunk only
+    outcome = {}
+
+    def chunked():
+        try:
+            batcher.infer(images(12), lambda: next(checks, False), timeout=TIMEOUT)
+        except concurrent.futures.CancelledError:
+            outcome["chunked"] = "cancelled"
+
+    busy = start(lambda: outcome.setdefault("busy", batcher.infer(images(1), lambda: True, timeout=TIMEOUT)))
+    wait_until(lambda: batcher._leading)
+    first = start(chunked)
+    wait_until(lambda: len(batcher._queue) == 3)
+    later = start(lambda: outcome.setdefault("later", batcher.infer(images(2, 9), lambda: True, timeout=TIMEOUT)))
+    for t in (busy, first, later):
+        t.join(TIMEOUT)
+    batcher.close()
+    assert outcome["chunked"] == "cancelled"
+    assert outcome["later"][:, 0].tolist() == [9 * 784, 10 * 784]
+    assert model.sizes == [1, 4, 2]
+
+
+def test_close_finishes_queued_work_then_refuses_new_work():
     from serve.errors import RequestError
 
-    batcher = Batcher(Recorder(), max_batch=4, delay_s=0.0)
+    model = Recorder(delay=0.05)
+    batcher = Batcher(model, max_batch=4, delay_s=0.0)
+    outcome = {}
+    first = start(lambda: outcome.setdefault("first", batcher.infer(images(1), lambda: True, timeout=TIMEOUT)))
+    wait_until(lambda: batcher._leading)
+    second = start(lambda: outcome.setdefault("second", batcher.infer(images(6), lambda: True, timeout=TIMEOUT)))
+    wait_until(lambda: len(batcher._queue) == 2)
     batcher.close()
+    for t in (first, second):
+        t.join(TIMEOUT)
+    assert outcome["second"].shape == (6, 1) and model.sizes == [1, 4, 2]
     with pytest.raises(RequestError, match="shutting down"):
-        batcher.submit(images(1), lambda: True)
+        batcher.infer(images(1), lambda: True, timeout=TIMEOUT)
 
 
 def test_model_failure_reaches_every_caller():
@@ -91,7 +178,26 @@ def test_model_failure_reaches_every_caller():
     batcher = Batcher(broken, max_batch=8, delay_s=0.0)
     with pytest.raises(RuntimeError, match="exploded"):
         batcher.infer(images(2), lambda: True, timeout=TIMEOUT)
+    with pytest.raises(RuntimeError, match="exploded"):  # and the batcher still takes requests
+        batcher.infer(images(20), lambda: True, timeout=TIMEOUT)
     batcher.close()
+
+
+def test_batch_waits_for_an_announced_request():
+    model = Recorder(delay=0.05)
+    batcher = Batcher(model, max_batch=64, delay_s=1.0)
+    outcome = {}
+    busy = start(lambda: outcome.setdefault("busy", batcher.infer(images(1), lambda: True, timeout=TIMEOUT)))
+    wait_until(lambda: batcher._leading)
+    queued = start(lambda: outcome.setdefault("a", batcher.infer(images(1, 1), lambda: True, timeout=TIMEOUT)))
+    with batcher.expecting() as announcement:  # a request still being decoded
+        wait_until(lambda: len(batcher._queue) == 1)
+        time.sleep(0.1)  # the next leader is now waiting for it
+        outcome["b"] = batcher.infer(images(1, 2), lambda: True, timeout=TIMEOUT, announcement=announcement)
+    for t in (busy, queued):
+        t.join(TIMEOUT)
+    batcher.close()
+    assert model.sizes == [1, 2]  # the announced request joined the queued one
 
 
 @pytest.mark.parametrize("max_batch", [0, 64])
