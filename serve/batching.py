@@ -1,16 +1,20 @@
 """Dynamic batching, leader/follower style: no batching thread of its own.
 
 Concurrent requests for one model queue their images. The request thread that finds no
-run in progress becomes the leader: it takes up to `max_batch` images from the head of
-the queue, runs them as one onnxruntime call, hands every follower its slice, and, if
-requests are still queued once its own is answered, makes the owner of the oldest one the
-next leader. So a lone request runs in its own thread at once, and a request that waited
-costs one wake-up (the one that brings its answer), never a hand-off to a worker and back.
+run in progress becomes the leader: it takes requests from the head of the queue, up to
+`max_batch` images, runs them as one onnxruntime call, hands every follower its slice,
+and, if requests are still queued, makes the owner of the oldest one the next leader.
+So a lone request runs in its own thread at once, and a request that waited costs one
+wake-up (the one that brings its answer), never a hand-off to a worker and back.
+A request of max_batch images or more has nothing to wait for: it runs at once, in its
+own thread and in chunks of max_batch, beside the batch in progress (onnxruntime
+sessions take concurrent runs).
 
 The wait for company is adaptive: a batch waits (up to `delay_s`) only while a request
 announced by `expecting` is still being decoded, and only until it arrives; with every
-client's request already queued, or a lone client, there is nothing to wait for. Requests whose client has gone (deadline or cancellation) are dropped
-before they cost anything, without disturbing the others in the batch.
+client's request already queued, or a lone client, there is nothing to wait for.
+Requests whose client has gone (deadline or cancellation) are dropped before they cost
+anything, without disturbing the others in the batch.
 """
 
 from __future__ import annotations
@@ -31,27 +35,26 @@ BatchHook = Callable[[int, float], None]
 
 
 class _Request:
-    """One caller's images, cut into chunks of at most max_batch, and their answers."""
+    """One queued request: its images, and its answer once there is one."""
 
-    __slots__ = ("chunks", "is_active", "results", "unanswered", "error", "lead", "event")
+    __slots__ = ("x", "is_active", "result", "error", "lead", "event")
 
-    def __init__(self, chunks: list[np.ndarray], is_active: Callable[[], bool]) -> None:
-        self.chunks = chunks
+    def __init__(self, x: np.ndarray, is_active: Callable[[], bool]) -> None:
+        self.x = x
         self.is_active = is_active
-        self.results: list[np.ndarray | None] = [None] * len(chunks)
-        self.unanswered = len(chunks)
+        self.result: np.ndarray | None = None
         self.error: BaseException | None = None
         self.lead = False  # this request's thread has been made the leader
         self.event = threading.Event()  # set when answered, failed, or made leader
 
     @property
     def finished(self) -> bool:
-        return self.unanswered == 0 or self.error is not None
+        return self.result is not None or self.error is not None
 
     def output(self) -> np.ndarray:
         if self.error is not None:
             raise self.error
-        return self.results[0] if len(self.results) == 1 else np.concatenate(self.results)
+        return self.result
 
 
 class Announcement:
@@ -88,10 +91,11 @@ class Batcher:
         self._lock = threading.Lock()  # guards everything below
         self._company = threading.Condition(self._lock)  # a gathering leader waits on it
         self._idle = threading.Condition(self._lock)  # close() waits on it
-        self._queue: collections.deque[tuple[_Request, int]] = collections.deque()  # (request, chunk index)
+        self._queue: collections.deque[_Request] = collections.deque()
         self._leading = False  # a thread is gathering or running a batch; False means the queue is empty
         self._gathering = False  # the leader waits for company
         self._expected = 0  # announced requests still being decoded
+        self._running_full = 0  # requests of max_batch images or more, running outside the queue
         self._closed = False
 
     def expecting(self) -> Announcement:
@@ -106,21 +110,24 @@ class Batcher:
 
     def infer(self, x: np.ndarray, is_active: Callable[[], bool] = lambda: True, timeout: float | None = None,
               announcement: Announcement | None = None) -> np.ndarray:
-        """Logits for `x` (N, 1, 28, 28), run alone or with other requests; a request larger
-        than max_batch runs as several chunks. The caller's deadline bounds the wait."""
+        """Logits for `x` (N, 1, 28, 28), run alone or with other requests. The caller's
+        deadline bounds its wait in the queue."""
+        if len(x) >= self.max_batch:
+            return self._run_full(x, is_active, announcement)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             self._arrived(announcement)
             if self._closed:
                 raise unavailable("the server is shutting down")
-            alone = not self._leading and self._expected == 0 and len(x) <= self.max_batch
-            if alone:  # nothing queued, nothing on its way: run at once, skipping the queue
-                self._leading = True
-            else:
-                request = self._enqueue(x, is_active)
+            alone = not self._leading and self._expected == 0
+            if not alone:
+                request = _Request(x, is_active)
+                self._queue.append(request)
                 lead = not self._leading
-                self._leading = True
-        if alone:
+                if self._gathering:
+                    self._company.notify()
+            self._leading = True
+        if alone:  # nothing queued, nothing on its way: run at once, skipping the queue
             try:
                 return self._timed_run(x)
             finally:
@@ -130,12 +137,23 @@ class Batcher:
             self._lead(request)
         return request.output()
 
-    def _enqueue(self, x: np.ndarray, is_active: Callable[[], bool]) -> _Request:  # under the lock
-        request = _Request([x[i : i + self.max_batch] for i in range(0, len(x), self.max_batch)], is_active)
-        self._queue.extend((request, i) for i in range(len(request.chunks)))
-        if self._gathering:
-            self._company.notify()
-        return request
+    def _run_full(self, x: np.ndarray, is_active: Callable[[], bool], announcement: Announcement | None) -> np.ndarray:
+        with self._lock:
+            self._arrived(announcement)
+            if self._closed:
+                raise unavailable("the server is shutting down")
+            self._running_full += 1
+        try:
+            parts = []
+            for i in range(0, len(x), self.max_batch):
+                if not is_active():
+                    raise concurrent.futures.CancelledError()
+                parts.append(self._timed_run(x[i : i + self.max_batch]))
+        finally:
+            with self._lock:
+                self._running_full -= 1
+                self._idle.notify_all()
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _timed_run(self, x: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
@@ -153,15 +171,10 @@ class Batcher:
                 request.lead = False
                 return True
             if not answered and not request.finished:
-                self._fail(request, concurrent.futures.TimeoutError())
+                if request in self._queue:  # else it is in the batch being run: its answer will be ignored
+                    self._queue.remove(request)
+                request.error = concurrent.futures.TimeoutError()
         return False
-
-    def _fail(self, request: _Request, error: BaseException) -> None:  # under the lock
-        """Answer `request` with `error`; its chunks still queued will not run."""
-        request.error = error
-        if any(entry[0] is request for entry in self._queue):
-            self._queue = collections.deque(entry for entry in self._queue if entry[0] is not request)
-        request.event.set()
 
     def _lead(self, request: _Request) -> None:
         """Run batches until this request is answered, then pass the lead on."""
@@ -175,63 +188,50 @@ class Batcher:
             with self._lock:
                 self._hand_over()
 
-    def _gather(self) -> list[tuple[_Request, int]]:
-        """Entries for one run: from the head of the queue, waiting for company when it pays."""
+    def _gather(self) -> list[_Request]:
+        """Requests for one run, from the head of the queue, waiting for company when it pays."""
         with self._lock:
             deadline = time.monotonic() + self.delay_s
-            batch: list[tuple[_Request, int]] = []
+            batch: list[_Request] = []
             images = 0
             while True:
-                while self._queue and images + len(self._chunk(self._queue[0])) <= self.max_batch:
-                    entry = self._queue.popleft()
-                    batch.append(entry)
-                    images += len(self._chunk(entry))
+                while self._queue and images + len(self._queue[0].x) <= self.max_batch:
+                    request = self._queue.popleft()
+                    batch.append(request)
+                    images += len(request.x)
                 remaining = deadline - time.monotonic()
                 if self._queue or images >= self.max_batch or self._expected == 0 or remaining <= 0:
-                    break  # full, or nothing more worth waiting for
+                    return batch  # full, or nothing more worth waiting for
                 self._gathering = True
                 self._company.wait(remaining)
                 self._gathering = False
-            return batch
 
-    @staticmethod
-    def _chunk(entry: tuple[_Request, int]) -> np.ndarray:
-        request, index = entry
-        return request.chunks[index]
-
-    def _execute(self, batch: list[tuple[_Request, int]]) -> None:
-        """One onnxruntime run for the batch's live entries, then every owner told."""
-        live, gone = [], []
-        for entry in batch:
-            request = entry[0]
-            (live if request.error is None and request.is_active() else gone).append(entry)
+    def _execute(self, batch: list[_Request]) -> None:
+        """One onnxruntime run for the batch's live requests, then every owner told."""
+        active = [request.is_active() for request in batch]
+        live = [request for request, ok in zip(batch, active) if ok]
         out, failure = None, None
         if live:
-            chunks = [self._chunk(entry) for entry in live]
             try:
-                out = self._timed_run(chunks[0] if len(chunks) == 1 else np.concatenate(chunks))
+                out = self._timed_run(live[0].x if len(live) == 1 else np.concatenate([r.x for r in live]))
             except Exception as e:  # onnxruntime failure: every caller in the batch learns of it
                 failure = e
         with self._lock:
-            for request, _ in gone:
-                if request.error is None:
-                    self._fail(request, concurrent.futures.CancelledError())
             offset = 0
-            for request, index in live:
-                if failure is not None:
-                    self._fail(request, failure)
-                    continue
-                size = len(request.chunks[index])
-                request.results[index] = out[offset : offset + size]
-                offset += size
-                request.unanswered -= 1
-                if request.unanswered == 0:
-                    request.event.set()
+            for request, ok in zip(batch, active):
+                if not ok:
+                    request.error = concurrent.futures.CancelledError()
+                elif failure is not None:
+                    request.error = failure
+                else:
+                    request.result = out[offset : offset + len(request.x)]
+                    offset += len(request.x)
+                request.event.set()
 
     def _hand_over(self) -> None:  # under the lock
         """Make the owner of the oldest queued request the leader, or stand down."""
         if self._queue:
-            successor = self._queue[0][0]
+            successor = self._queue[0]
             successor.lead = True
             successor.event.set()
         else:
@@ -239,7 +239,7 @@ class Batcher:
             self._idle.notify_all()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Refuse new requests and wait (up to `timeout`) for the queued ones to finish."""
+        """Refuse new requests and wait (up to `timeout`) for the running and queued ones."""
         with self._lock:
             self._closed = True
-            self._idle.wait_for(lambda: not self._leading, timeout)
+            self._idle.wait_for(lambda: not self._leading and not self._running_full, timeout)

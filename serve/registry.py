@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .device import DeviceError, describe_fallback, make_session
+from .device import CPU, DeviceError, describe_fallback, make_session
 from .errors import invalid, not_found, unavailable
 
 log = logging.getLogger("serve")
@@ -19,6 +19,10 @@ log = logging.getLogger("serve")
 # A model name is a file stem of the models directory: letters, digits, '.', '_' and '-',
 # starting with a letter or digit, so a name can never be a path.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Runs of fewer images than this go to a single-threaded session: waking onnxruntime's other
+# intra-op threads costs more than they save on so little work, above all when the cores are
+# busy with other requests (measured in bench/serve_bench.py). Larger runs use every thread.
+SINGLE_THREAD_BELOW = 16
 REQUIRED_METADATA = ("labels", "mean", "std", "pixel_scale", "input_name", "output_name", "input_shape")
 
 
@@ -34,6 +38,7 @@ class ServedModel:
     ready: bool = False
     error: str = ""
     session: ort.InferenceSession | None = None
+    small_session: ort.InferenceSession | None = None  # single-threaded, for small runs on the CPU
     provider: str = ""
     labels: list[str] = field(default_factory=list)
     mean: float = 0.0
@@ -49,7 +54,8 @@ class ServedModel:
         return len(self.labels)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output_name], {self.input_name: x})[0]
+        small = self.small_session is not None and len(x) < SINGLE_THREAD_BELOW
+        return (self.small_session if small else self.session).run([self.output_name], {self.input_name: x})[0]
 
 
 def validate_name(name: str) -> str:
@@ -77,6 +83,16 @@ def _parse_metadata(path: Path, meta: dict[str, str]) -> dict:
                 output_name=meta["output_name"], metadata=meta, **values)
 
 
+def _session_options(threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    # Idle onnxruntime threads would otherwise spin, taking the cores that the gRPC
+    # threads (and, on a small machine, the clients) need between runs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 def load_model(path: Path, device: str, threads: int = 0) -> ServedModel:
     """Load one .onnx file; raises ModelLoadError (or DeviceError) naming the file.
 
@@ -87,14 +103,8 @@ def load_model(path: Path, device: str, threads: int = 0) -> ServedModel:
         data = path.read_bytes()
     except OSError as e:
         raise ModelLoadError(f"{path}: cannot read it ({e.strerror or e})") from None
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    # Idle onnxruntime threads would otherwise spin, taking the cores that the gRPC
-    # threads (and, on a small machine, the clients) need between runs.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        model.session = make_session(data, device, options)
+        model.session = make_session(data, device, _session_options(threads))
     except DeviceError:
         raise  # the device, not this file, is at fault: never hidden as one broken model
     except Exception as e:  # truncated, corrupt or not a model at all
@@ -105,6 +115,8 @@ def load_model(path: Path, device: str, threads: int = 0) -> ServedModel:
         setattr(model, key, value)
     model.version = str(meta.version or 1)
     model.provider = model.session.get_providers()[0]
+    if model.provider == CPU and threads != 1:
+        model.small_session = make_session(data, "cpu", _session_options(1))
     fallback = describe_fallback(device, model.provider)
     if fallback:
         log.warning("%s: %s", model.name, fallback)

@@ -128,29 +128,29 @@ def test_deadline_while_queued_frees_the_work_and_the_queue_moves_on():
     assert model.sizes == [1, 2]  # the timed-out images never ran
 
 
-def test_chunked_request_cancelled_midway_does_not_stall_the_queue():
-    model = Recorder(delay=0.05)
+def test_full_request_skips_the_queue_and_stops_when_its_client_leaves():
+    release = threading.Event()
+    sizes = []
+
+    def model(x):
+        sizes.append(len(x))
+        if len(x) == 1:
+            release.wait(TIMEOUT)  # the busy batch holds on until the full request is done
+        return x.reshape(len(x), -1).sum(axis=1, keepdims=True)
+
     batcher = Batcher(model, max_batch=4, delay_s=0.0)
-    checks = iter([True])  # active for its first chunk only
     outcome = {}
-
-    def chunked():
-        try:
-            batcher.infer(images(12), lambda: next(checks, False), timeout=TIMEOUT)
-        except concurrent.futures.CancelledError:
-            outcome["chunked"] = "cancelled"
-
     busy = start(lambda: outcome.setdefault("busy", batcher.infer(images(1), lambda: True, timeout=TIMEOUT)))
-    wait_until(lambda: batcher._leading)
-    first = start(chunked)
-    wait_until(lambda: len(batcher._queue) == 3)
-    later = start(lambda: outcome.setdefault("later", batcher.infer(images(2, 9), lambda: True, timeout=TIMEOUT)))
-    for t in (busy, first, later):
-        t.join(TIMEOUT)
+    wait_until(lambda: sizes == [1])
+    full = batcher.infer(images(8, 2), lambda: True, timeout=TIMEOUT)  # ran beside the busy batch
+    assert full[:, 0].tolist() == [i * 784 for i in range(2, 10)] and "busy" not in outcome
+    checks = iter([True])  # its client leaves after the first chunk
+    with pytest.raises(concurrent.futures.CancelledError):
+        batcher.infer(images(12), lambda: next(checks, False), timeout=TIMEOUT)
+    release.set()
+    busy.join(TIMEOUT)
     batcher.close()
-    assert outcome["chunked"] == "cancelled"
-    assert outcome["later"][:, 0].tolist() == [9 * 784, 10 * 784]
-    assert model.sizes == [1, 4, 2]
+    assert sizes == [1, 4, 4, 4]  # the cancelled request's last two chunks never ran
 
 
 def test_close_finishes_queued_work_then_refuses_new_work():
@@ -161,12 +161,12 @@ def test_close_finishes_queued_work_then_refuses_new_work():
     outcome = {}
     first = start(lambda: outcome.setdefault("first", batcher.infer(images(1), lambda: True, timeout=TIMEOUT)))
     wait_until(lambda: batcher._leading)
-    second = start(lambda: outcome.setdefault("second", batcher.infer(images(6), lambda: True, timeout=TIMEOUT)))
-    wait_until(lambda: len(batcher._queue) == 2)
+    second = start(lambda: outcome.setdefault("second", batcher.infer(images(3, 5), lambda: True, timeout=TIMEOUT)))
+    wait_until(lambda: len(batcher._queue) == 1)
     batcher.close()
     for t in (first, second):
         t.join(TIMEOUT)
-    assert outcome["second"].shape == (6, 1) and model.sizes == [1, 4, 2]
+    assert outcome["second"][:, 0].tolist() == [5 * 784, 6 * 784, 7 * 784] and model.sizes == [1, 3]
     with pytest.raises(RequestError, match="shutting down"):
         batcher.infer(images(1), lambda: True, timeout=TIMEOUT)
 

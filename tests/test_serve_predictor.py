@@ -129,3 +129,21 @@ def test_metrics_count_requests_codes_and_batches(server, stub, mnist_batch):
     assert 'code="INVALID_ARGUMENT",method="Predict",model="lenet5-mnist"' in text
     assert 'zoo_request_latency_seconds_bucket{api="predictor"' in text
     assert 'zoo_batch_size_images_count{model="lenet5-mnist"}' in text
+
+
+@pytest.mark.parametrize("threads", [0, 1])
+def test_small_and_large_runs_agree_across_sessions(models_dir, mnist_batch, threads):
+    from serve.registry import SINGLE_THREAD_BELOW, load_model
+
+    _, x, _ = mnist_batch
+    model = load_model(models_dir / "lenet5-mnist.onnx", "cpu", threads)
+    if threads == 1:
+        assert model.small_session is None  # the one session already has a single thread
+    else:
+        assert model.small_session.get_session_options().intra_op_num_threads == 1
+    reference = model.session.run(["logits"], {"input": x})[0]
+    for n in (1, SINGLE_THREAD_BELOW - 1, SINGLE_THREAD_BELOW, len(x)):
+        out = model.run(x[:n])
+        assert out.shape == (n, 10)
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, reference[:n], rtol=0, atol=1e-5)
