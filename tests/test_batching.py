@@ -77,6 +77,18 @@ def wait_until(condition, timeout: float = TIMEOUT) -> None:
         time.sleep(0.001)
 
 
+def in_thread(batcher: Batcher, outcome: dict, name: str, x: np.ndarray) -> threading.Thread:
+    """batcher.infer(x) in a thread of its own, its answer kept in outcome[name]."""
+    return start(lambda: outcome.setdefault(name, batcher.infer(x, lambda: True, timeout=TIMEOUT)))
+
+
+def occupy(batcher: Batcher, outcome: dict) -> threading.Thread:
+    """A lone request that leads (its model is slow), so that the next ones queue."""
+    busy = in_thread(batcher, outcome, "busy", images(1))
+    wait_until(lambda: batcher._leading)
+    return busy
+
+
 def test_lone_request_runs_in_its_own_thread():
     threads = []
 
@@ -102,8 +114,7 @@ def test_cancelled_request_is_dropped_without_disturbing_others():
         except concurrent.futures.CancelledError:
             outcome[name] = "cancelled"
 
-    busy = start(call, "busy", images(1, 7), lambda: True)  # leads, and holds the model for 0.1 s
-    wait_until(lambda: batcher._leading)
+    busy = occupy(batcher, outcome)
     gone = start(call, "gone", images(4, 100), lambda: False)  # its client left while it queued
     kept = start(call, "kept", images(3, 0), lambda: True)
     for t in (busy, gone, kept):
@@ -118,8 +129,7 @@ def test_deadline_while_queued_frees_the_work_and_the_queue_moves_on():
     model = Recorder(delay=0.2)
     batcher = Batcher(model, max_batch=64, delay_s=0.0)
     outcome = {}
-    busy = start(lambda: outcome.setdefault("busy", batcher.infer(images(1), lambda: True, timeout=TIMEOUT)))
-    wait_until(lambda: batcher._leading)
+    busy = occupy(batcher, outcome)
     with pytest.raises(concurrent.futures.TimeoutError):
         batcher.infer(images(5), lambda: True, timeout=0.02)
     busy.join(TIMEOUT)
@@ -140,7 +150,7 @@ def test_full_request_skips_the_queue_and_stops_when_its_client_leaves():
 
     batcher = Batcher(model, max_batch=4, delay_s=0.0)
     outcome = {}
-    busy = start(lambda: outcome.setdefault("busy", batcher.infer(images(1), lambda: True, timeout=TIMEOUT)))
+    busy = in_thread(batcher, outcome, "busy", images(1))
     wait_until(lambda: sizes == [1])
     full = batcher.infer(images(8, 2), lambda: True, timeout=TIMEOUT)  # ran beside the busy batch
     assert full[:, 0].tolist() == [i * 784 for i in range(2, 10)] and "busy" not in outcome
@@ -159,9 +169,8 @@ def test_close_finishes_queued_work_then_refuses_new_work():
     model = Recorder(delay=0.05)
     batcher = Batcher(model, max_batch=4, delay_s=0.0)
     outcome = {}
-    first = start(lambda: outcome.setdefault("first", batcher.infer(images(1), lambda: True, timeout=TIMEOUT)))
-    wait_until(lambda: batcher._leading)
-    second = start(lambda: outcome.setdefault("second", batcher.infer(images(3, 5), lambda: True, timeout=TIMEOUT)))
+    first = occupy(batcher, outcome)
+    second = in_thread(batcher, outcome, "second", images(3, 5))
     wait_until(lambda: len(batcher._queue) == 1)
     batcher.close()
     for t in (first, second):
@@ -187,9 +196,8 @@ def test_batch_waits_for_an_announced_request():
     model = Recorder(delay=0.05)
     batcher = Batcher(model, max_batch=64, delay_s=1.0)
     outcome = {}
-    busy = start(lambda: outcome.setdefault("busy", batcher.infer(images(1), lambda: True, timeout=TIMEOUT)))
-    wait_until(lambda: batcher._leading)
-    queued = start(lambda: outcome.setdefault("a", batcher.infer(images(1, 1), lambda: True, timeout=TIMEOUT)))
+    busy = occupy(batcher, outcome)
+    queued = in_thread(batcher, outcome, "a", images(1, 1))
     with batcher.expecting() as announcement:  # a request still being decoded
         wait_until(lambda: len(batcher._queue) == 1)
         time.sleep(0.1)  # the next leader is now waiting for it
