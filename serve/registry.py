@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +22,13 @@ log = logging.getLogger("serve")
 # starting with a letter or digit, so a name can never be a path.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Runs of fewer images than this go to a single-threaded session: waking onnxruntime's other
-# intra-op threads costs more than they save on so little work, above all when the cores are
-# busy with other requests (measured in bench/serve_bench.py). Larger runs use every thread.
+# intra-op threads costs more than they save on so little work. So do all runs while the
+# model is crowded (a run started beside another in the last CROWDED_MEMORY_S seconds),
+# whatever their size: the cores are taken, and the extra threads would only wait for them
+# (bench/serve_bench.py: less server CPU per request, more req/s). A large run on a quiet
+# model uses every thread.
 SINGLE_THREAD_BELOW = 16
+CROWDED_MEMORY_S = 0.1
 REQUIRED_METADATA = ("labels", "mean", "std", "pixel_scale", "input_name", "output_name", "input_shape")
 
 
@@ -48,14 +54,27 @@ class ServedModel:
     output_name: str = "logits"
     input_shape: list[int] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    running: int = 0  # onnxruntime runs in flight
+    crowded_at: float = -1e9  # when a run last started beside another (time.monotonic())
+    _running_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def num_classes(self) -> int:
         return len(self.labels)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        small = self.small_session is not None and len(x) < SINGLE_THREAD_BELOW
-        return (self.small_session if small else self.session).run([self.output_name], {self.input_name: x})[0]
+        now = time.monotonic()
+        with self._running_lock:
+            if self.running:
+                self.crowded_at = now
+            crowded = now - self.crowded_at < CROWDED_MEMORY_S
+            self.running += 1
+        try:
+            small = self.small_session is not None and (crowded or len(x) < SINGLE_THREAD_BELOW)
+            return (self.small_session if small else self.session).run([self.output_name], {self.input_name: x})[0]
+        finally:
+            with self._running_lock:
+                self.running -= 1
 
 
 def validate_name(name: str) -> str:

@@ -147,3 +147,29 @@ def test_small_and_large_runs_agree_across_sessions(models_dir, mnist_batch, thr
         assert out.shape == (n, 10)
         assert out.dtype == np.float32
         np.testing.assert_allclose(out, reference[:n], rtol=0, atol=1e-5)
+
+
+def test_large_runs_go_single_threaded_while_the_model_is_crowded():
+    from serve.registry import CROWDED_MEMORY_S, ServedModel
+
+    used = []
+
+    class Session:
+        def __init__(self, name):
+            self.name = name
+
+        def run(self, names, feed):
+            used.append(self.name)
+            return [np.zeros((len(feed["input"]), 10), np.float32)]
+
+    model = ServedModel(name="m", path=None, session=Session("threaded"), small_session=Session("single"))
+    x = np.zeros((64, 1, 28, 28), np.float32)
+    model.run(x)
+    model.run(x[:1])
+    model.running = 1  # another run is in flight
+    model.run(x)
+    model.running = 0
+    model.run(x)  # still crowded: it was a moment ago
+    model.crowded_at -= CROWDED_MEMORY_S
+    model.run(x)  # quiet again
+    assert used == ["threaded", "single", "single", "single", "threaded"]
