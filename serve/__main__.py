@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: {limits.max_batch})")
     p.add_argument("--batch-delay-ms", type=float, default=limits.batch_delay_s * 1000,
                    help=f"how long a batch waits to fill (default: {limits.batch_delay_s * 1000:g})")
+    p.add_argument("--instances", type=int, default=limits.instances,
+                   help="batches of one model that run at once, each from the same queue, like "
+                        f"Triton's instance_group count (default: {limits.instances})")
     p.add_argument("--max-request-images", type=int, default=limits.max_request_images,
                    help=f"images one request may carry (default: {limits.max_request_images})")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port (default: off)")
@@ -57,13 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
-    if args.max_batch < 0 or args.batch_delay_ms < 0 or args.max_request_images < 1:
-        print("error: --max-batch and --batch-delay-ms must be >= 0 and --max-request-images >= 1",
+    if args.max_batch < 0 or args.batch_delay_ms < 0 or args.max_request_images < 1 or args.instances < 1:
+        print("error: --max-batch and --batch-delay-ms must be >= 0, --max-request-images and --instances >= 1",
               file=sys.stderr)
         return 2
     config = ServerConfig(
         models_dir=Path(args.models), host=args.host, port=args.port, device=args.device,
-        limits=Limits(args.max_batch, args.batch_delay_ms / 1000, args.max_request_images),
+        limits=Limits(args.max_batch, args.batch_delay_ms / 1000, args.max_request_images, args.instances),
         metrics_port=args.metrics_port, tls_cert=args.tls_cert and Path(args.tls_cert),
         tls_key=args.tls_key and Path(args.tls_key), strict=args.strict, workers=args.workers,
         ort_threads=args.ort_threads)

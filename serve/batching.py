@@ -81,19 +81,21 @@ class Announcement:
 class Batcher:
     """Coalesces one model's concurrent requests into onnxruntime runs of <= max_batch images."""
 
-    def __init__(self, run: RunFn, max_batch: int, delay_s: float, on_batch: BatchHook | None = None) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+    def __init__(self, run: RunFn, max_batch: int, delay_s: float, on_batch: BatchHook | None = None,
+                 instances: int = 1) -> None:
+        if max_batch < 1 or instances < 1:
+            raise ValueError(f"max_batch and instances must be at least 1, got {max_batch} and {instances}")
         self.run = run
         self.max_batch = max_batch
         self.delay_s = delay_s
+        self.instances = instances  # batches run at once, each by its own leader
         self.on_batch = on_batch
         self._lock = threading.Lock()  # guards everything below
         self._company = threading.Condition(self._lock)  # a gathering leader waits on it
         self._idle = threading.Condition(self._lock)  # close() waits on it
         self._queue: collections.deque[_Request] = collections.deque()
-        self._leading = False  # a thread is gathering or running a batch; False means the queue is empty
-        self._gathering = False  # the leader waits for company
+        self._leaders = 0  # threads gathering or running a batch, at most `instances`
+        self._gathering = 0  # leaders waiting for company
         self._expected = 0  # announced requests still being decoded
         self._running_full = 0  # requests of max_batch images or more, running outside the queue
         self._closed = False
@@ -119,14 +121,16 @@ class Batcher:
             self._arrived(announcement)
             if self._closed:
                 raise unavailable("the server is shutting down")
-            alone = not self._leading and self._expected == 0
+            free = self._leaders < self.instances
+            alone = free and not self._queue and self._expected == 0
             if not alone:
                 request = _Request(x, is_active)
                 self._queue.append(request)
-                lead = not self._leading
+                lead = free
                 if self._gathering:
                     self._company.notify()
-            self._leading = True
+            if free:
+                self._leaders += 1
         if alone:  # nothing queued, nothing on its way: run at once, skipping the queue
             try:
                 return self._timed_run(x)
@@ -202,9 +206,9 @@ class Batcher:
                 remaining = deadline - time.monotonic()
                 if self._queue or images >= self.max_batch or self._expected == 0 or remaining <= 0:
                     return batch  # full, or nothing more worth waiting for
-                self._gathering = True
+                self._gathering += 1
                 self._company.wait(remaining)
-                self._gathering = False
+                self._gathering -= 1
 
     def _execute(self, batch: list[_Request]) -> None:
         """One onnxruntime run for the batch's live requests, then every owner told."""
@@ -229,17 +233,17 @@ class Batcher:
                 request.event.set()
 
     def _hand_over(self) -> None:  # under the lock
-        """Make the owner of the oldest queued request the leader, or stand down."""
-        if self._queue:
-            successor = self._queue[0]
-            successor.lead = True
-            successor.event.set()
-        else:
-            self._leading = False
-            self._idle.notify_all()
+        """Make the owner of the oldest queued request a leader in this one's place, or stand down."""
+        for successor in self._queue:
+            if not successor.lead:  # one already made leader by another instance does not count twice
+                successor.lead = True
+                successor.event.set()
+                return
+        self._leaders -= 1
+        self._idle.notify_all()
 
     def close(self, timeout: float = 5.0) -> None:
         """Refuse new requests and wait (up to `timeout`) for the running and queued ones."""
         with self._lock:
             self._closed = True
-            self._idle.wait_for(lambda: not self._leading and not self._running_full, timeout)
+            self._idle.wait_for(lambda: not self._leaders and not self._running_full, timeout)

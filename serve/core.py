@@ -27,6 +27,7 @@ class Limits:
     max_batch: int = 64  # images per coalesced onnxruntime run; 0 turns dynamic batching off
     batch_delay_s: float = 0.002  # how long the first request of a batch waits for company
     max_request_images: int = 1024  # images one request may carry
+    instances: int = 1  # batches of one model run at once (Triton's instance_group count)
 
 
 @dataclass
@@ -56,7 +57,8 @@ class InferenceCore:
         for name, model in registry.models.items():
             if model.ready and limits.max_batch > 0:
                 self.batchers[name] = Batcher(model.run, limits.max_batch, limits.batch_delay_s,
-                                              on_batch=functools.partial(self._on_batch, name))
+                                              on_batch=functools.partial(self._on_batch, name),
+                                              instances=limits.instances)
 
     def _on_batch(self, name: str, images: int, seconds: float) -> None:
         self.metrics.observe_batch(name, images, seconds)

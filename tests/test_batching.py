@@ -85,7 +85,7 @@ def in_thread(batcher: Batcher, outcome: dict, name: str, x: np.ndarray) -> thre
 def occupy(batcher: Batcher, outcome: dict) -> threading.Thread:
     """A lone request that leads (its model is slow), so that the next ones queue."""
     busy = in_thread(batcher, outcome, "busy", images(1))
-    wait_until(lambda: batcher._leading)
+    wait_until(lambda: batcher._leaders)
     return busy
 
 
@@ -237,3 +237,34 @@ def test_server_answers_are_the_same_with_batching_on_and_off(models_dir, mnist_
         assert max(sizes) > 1  # 16 concurrent single-image requests shared runs
     else:
         assert set(sizes) == {1}
+
+
+def test_two_instances_run_two_batches_at_once():
+    together = threading.Barrier(2, timeout=TIMEOUT)  # passes only with two runs in flight
+
+    def model(x):
+        together.wait()
+        return x.reshape(len(x), -1).sum(axis=1, keepdims=True)
+
+    batcher = Batcher(model, max_batch=8, delay_s=0.0, instances=2)
+    outcome = {}
+    for t in [in_thread(batcher, outcome, i, images(1, i)) for i in range(2)]:
+        t.join(TIMEOUT)
+    batcher.close()
+    assert {i: out[0, 0] for i, out in outcome.items()} == {0: 0, 1: 784}
+
+
+@pytest.mark.parametrize("instances", [1, 3])
+def test_many_concurrent_requests_all_answered_and_leaders_released(instances):
+    model = Recorder(delay=0.005)
+    batcher = Batcher(model, max_batch=8, delay_s=0.001, instances=instances)
+    outcome = {}
+    threads = [in_thread(batcher, outcome, i, images(1 + i % 3, i)) for i in range(48)]
+    for t in threads:
+        t.join(TIMEOUT)
+    assert len(outcome) == 48
+    for i, out in outcome.items():
+        assert out[:, 0].tolist() == [(i + j) * 784 for j in range(1 + i % 3)]
+    assert max(model.sizes) <= 8 and sum(model.sizes) == sum(1 + i % 3 for i in range(48))
+    assert batcher._leaders == 0 and not batcher._queue  # every lead was handed back
+    batcher.close()

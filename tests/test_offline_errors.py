@@ -116,6 +116,13 @@ def interrupt_when(args, ready_line: str, then_seconds: float):
     return proc.returncode, err
 
 
+@pytest.mark.parametrize("flag", [["--max-batch", "-1"], ["--batch-delay-ms", "-2"], ["--instances", "0"],
+                                  ["--max-request-images", "0"]])
+def test_serve_refuses_bad_limits(models_dir, flag):
+    result = run_cli("serve", "--models", str(models_dir), "--port", "0", *flag)
+    assert_one_line_error(result, "--instances >= 1")
+
+
 def test_interrupted_training_leaves_nothing(tmp_path, data_dir):
     out = tmp_path / "run"
     code, err = interrupt_when(["zoo", "train", "twoblock-cnn", "--epochs", "3", "--out", str(out),
