@@ -172,8 +172,7 @@ class Batcher:
         answered = request.event.wait(remaining)
         with self._lock:
             if request.lead:  # lead even past the deadline: the queue behind it needs a leader
-                request.lead = False
-                return True
+                return True  # (lead stays set while it is queued, so no other leader hands it a second lead)
             if not answered and not request.finished:
                 if request in self._queue:  # else it is in the batch being run: its answer will be ignored
                     self._queue.remove(request)

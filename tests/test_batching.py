@@ -254,7 +254,7 @@ def test_two_instances_run_two_batches_at_once():
     assert {i: out[0, 0] for i, out in outcome.items()} == {0: 0, 1: 784}
 
 
-@pytest.mark.parametrize("instances", [1, 3])
+@pytest.mark.parametrize("instances", [1, 2, 3])
 def test_many_concurrent_requests_all_answered_and_leaders_released(instances):
     model = Recorder(delay=0.005)
     batcher = Batcher(model, max_batch=8, delay_s=0.001, instances=instances)
