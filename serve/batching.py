@@ -8,7 +8,7 @@ So a lone request runs in its own thread at once, and a request that waited cost
 wake-up (the one that brings its answer), never a hand-off to a worker and back.
 A request of max_batch images or more has nothing to wait for: it runs at once, in its
 own thread and in chunks of max_batch, beside the batch in progress (onnxruntime
-sessions take concurrent runs).
+sessions take concurrent runs), as long as fewer such runs than cores are under way.
 
 The wait for company is adaptive: a batch waits (up to `delay_s`) only while a request
 announced by `expecting` is still being decoded, and only until it arrives; with every
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import os
 import threading
 import time
 from typing import Callable
@@ -98,6 +99,9 @@ class Batcher:
         self._gathering = 0  # leaders waiting for company
         self._expected = 0  # announced requests still being decoded
         self._running_full = 0  # requests of max_batch images or more, running outside the queue
+        # No more full-size runs at once than cores: more would only wait for the cores while
+        # each held its own intermediate tensors in onnxruntime's memory arena.
+        self._full_slots = threading.BoundedSemaphore(os.cpu_count() or 1)
         self._closed = False
 
     def expecting(self) -> Announcement:
@@ -115,7 +119,7 @@ class Batcher:
         """Logits for `x` (N, 1, 28, 28), run alone or with other requests. The caller's
         deadline bounds its wait in the queue."""
         if len(x) >= self.max_batch:
-            return self._run_full(x, is_active, announcement)
+            return self._run_full(x, is_active, timeout, announcement)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             self._arrived(announcement)
@@ -141,18 +145,24 @@ class Batcher:
             self._lead(request)
         return request.output()
 
-    def _run_full(self, x: np.ndarray, is_active: Callable[[], bool], announcement: Announcement | None) -> np.ndarray:
+    def _run_full(self, x: np.ndarray, is_active: Callable[[], bool], timeout: float | None,
+                  announcement: Announcement | None) -> np.ndarray:
         with self._lock:
             self._arrived(announcement)
             if self._closed:
                 raise unavailable("the server is shutting down")
             self._running_full += 1
         try:
-            parts = []
-            for i in range(0, len(x), self.max_batch):
-                if not is_active():
-                    raise concurrent.futures.CancelledError()
-                parts.append(self._timed_run(x[i : i + self.max_batch]))
+            if not self._full_slots.acquire(timeout=timeout):
+                raise concurrent.futures.TimeoutError()
+            try:
+                parts = []
+                for i in range(0, len(x), self.max_batch):
+                    if not is_active():
+                        raise concurrent.futures.CancelledError()
+                    parts.append(self._timed_run(x[i : i + self.max_batch]))
+            finally:
+                self._full_slots.release()
         finally:
             with self._lock:
                 self._running_full -= 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from .registry import ModelRegistry
 
 log = logging.getLogger("serve")
 
+LAME_DUCK_S = 0.25  # how long a draining server keeps its listener open, refusing new requests
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # 1,024 float32 images are 3.2 MB; a message over this is refused
 PREDICTOR = predictor_pb2.DESCRIPTOR.services_by_name["Predictor"].full_name
 KSERVE = kpb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
@@ -70,12 +72,21 @@ class ZooServer:
 
     def stop(self, grace: float | None = 5.0) -> None:
         """Drain: health NOT_SERVING at once, new requests refused, in-flight ones given
-        `grace` seconds to finish; then the batchers and the metrics endpoint stop."""
+        `grace` seconds to finish; then the batchers and the metrics endpoint stop.
+
+        For a moment (a quarter of the grace, at most LAME_DUCK_S) the listener stays open
+        while the handlers refuse new requests with UNAVAILABLE: a request that a client is
+        sending just then gets that clean, retryable answer, where a closing listener would
+        cancel it (CANCELLED)."""
         if self._stopped.is_set():
             return
         self._stopped.set()
         self.health.enter_graceful_shutdown()
         self.core.draining.set()
+        if grace:
+            lame_duck = min(LAME_DUCK_S, grace / 4)
+            time.sleep(lame_duck)
+            grace -= lame_duck
         self.grpc_server.stop(grace).wait()
         self.core.close()
         self.core.metrics.close()

@@ -20,8 +20,12 @@ from serve.gen import predictor_pb2_grpc
 from tests.serving import TIMEOUT, running_server, slow_down
 
 SOAK_SECONDS = float(os.environ.get("ZOO_SOAK_SECONDS", "60"))
-RSS_MARGIN_MIB = 64  # allowed growth of the server's RSS from warm-up to the end
-RSS_SECOND_HALF_MIB = 32  # allowed growth over the second half, once the thread pool is full
+# Allowed growth of the server's RSS from warm-up to the end. It fills during the first half:
+# the handler threads, glibc's per-thread malloc arenas, and onnxruntime's memory arenas for
+# the runs that go at once (a batch per instance and a full-size run per core, on two sessions
+# per model); measured +63-67 MiB for the two lenet5 models.
+RSS_MARGIN_MIB = 96
+RSS_SECOND_HALF_MIB = 32  # allowed growth over the second half, once all that is full: a leak shows here
 
 
 @pytest.fixture(scope="module")
