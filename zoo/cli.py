@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from typing import Callable
 
 EXIT_USAGE = 2  # the user's input was wrong: a name, a file, an argument
@@ -31,5 +33,10 @@ def run_command(command: Callable[[], int | None]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            # Exiting now: a further Ctrl-C, or an interrupt still pending, must not turn the
+            # exit status 130 into death by SIGINT (seen about once in 20 interrupted
+            # trainings, after this handler had run; ignoring SIGINT here ended it).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("interrupted; nothing half-written was kept", file=sys.stderr)
         return EXIT_INTERRUPTED
