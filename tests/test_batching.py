@@ -89,6 +89,13 @@ def occupy(batcher: Batcher, outcome: dict) -> threading.Thread:
     return busy
 
 
+def occupy_then_queue(batcher: Batcher, outcome: dict, name: str, x: np.ndarray) -> list[threading.Thread]:
+    """A busy leader, then a request `name` queued behind it."""
+    threads = [occupy(batcher, outcome), in_thread(batcher, outcome, name, x)]
+    wait_until(lambda: len(batcher._queue) == 1)
+    return threads
+
+
 def test_lone_request_runs_in_its_own_thread():
     threads = []
 
@@ -169,11 +176,9 @@ def test_close_finishes_queued_work_then_refuses_new_work():
     model = Recorder(delay=0.05)
     batcher = Batcher(model, max_batch=4, delay_s=0.0)
     outcome = {}
-    first = occupy(batcher, outcome)
-    second = in_thread(batcher, outcome, "second", images(3, 5))
-    wait_until(lambda: len(batcher._queue) == 1)
+    threads = occupy_then_queue(batcher, outcome, "second", images(3, 5))
     batcher.close()
-    for t in (first, second):
+    for t in threads:
         t.join(TIMEOUT)
     assert outcome["second"][:, 0].tolist() == [5 * 784, 6 * 784, 7 * 784] and model.sizes == [1, 3]
     with pytest.raises(RequestError, match="shutting down"):
@@ -196,13 +201,11 @@ def test_batch_waits_for_an_announced_request():
     model = Recorder(delay=0.05)
     batcher = Batcher(model, max_batch=64, delay_s=1.0)
     outcome = {}
-    busy = occupy(batcher, outcome)
-    queued = in_thread(batcher, outcome, "a", images(1, 1))
+    threads = occupy_then_queue(batcher, outcome, "a", images(1, 1))  # the leader is busy for 0.05 s
     with batcher.expecting() as announcement:  # a request still being decoded
-        wait_until(lambda: len(batcher._queue) == 1)
-        time.sleep(0.1)  # the next leader is now waiting for it
+        time.sleep(0.1)  # the next leader ("a") is now waiting for it
         outcome["b"] = batcher.infer(images(1, 2), lambda: True, timeout=TIMEOUT, announcement=announcement)
-    for t in (busy, queued):
+    for t in threads:
         t.join(TIMEOUT)
     batcher.close()
     assert model.sizes == [1, 2]  # the announced request joined the queued one
