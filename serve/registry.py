@@ -171,10 +171,12 @@ class ModelRegistry:
         return sorted(self.models)
 
     def lookup(self, name: str, version: str = "") -> ServedModel:
-        """The model `name` (at `version`, if given), ready or not; NOT_FOUND otherwise."""
-        validate_name(name)
+        """The model `name` (at `version`, if given), ready or not; NOT_FOUND otherwise (or
+        INVALID_ARGUMENT for a name that could never be served). Every request comes through
+        here: a served name is valid by construction, so only a miss pays for the check."""
         model = self.models.get(name)
         if model is None:
+            validate_name(name)
             raise not_found(f"model {name!r} is not served; available: {', '.join(self.names())}")
         if version and version != model.version:
             raise not_found(f"model {name!r} has no version {version!r}; available: {model.version or 'none'}")
@@ -182,9 +184,6 @@ class ModelRegistry:
 
     def get(self, name: str, version: str = "") -> ServedModel:
         """The ready model `name`; a model that failed to load is UNAVAILABLE, with its error."""
-        model = self.models.get(name)
-        if model is not None and model.ready and (not version or version == model.version):
-            return model  # the common case, kept short: every request comes through here
         model = self.lookup(name, version)
         if not model.ready:
             raise unavailable(f"model {name!r} is not ready: {model.error}")
