@@ -114,6 +114,12 @@ class Batcher:
             if self._gathering:
                 self._company.notify()
 
+    def _admit(self, announcement: Announcement | None) -> None:  # under the lock
+        """A request has arrived; refuse it if the batcher is closing."""
+        self._arrived(announcement)
+        if self._closed:
+            raise unavailable("the server is shutting down")
+
     def infer(self, x: np.ndarray, is_active: Callable[[], bool] = lambda: True, timeout: float | None = None,
               announcement: Announcement | None = None) -> np.ndarray:
         """Logits for `x` (N, 1, 28, 28), run alone or with other requests. The caller's
@@ -122,9 +128,7 @@ class Batcher:
             return self._run_full(x, is_active, timeout, announcement)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            self._arrived(announcement)
-            if self._closed:
-                raise unavailable("the server is shutting down")
+            self._admit(announcement)
             free = self._leaders < self.instances
             alone = free and not self._queue and self._expected == 0
             if not alone:
@@ -148,9 +152,7 @@ class Batcher:
     def _run_full(self, x: np.ndarray, is_active: Callable[[], bool], timeout: float | None,
                   announcement: Announcement | None) -> np.ndarray:
         with self._lock:
-            self._arrived(announcement)
-            if self._closed:
-                raise unavailable("the server is shutting down")
+            self._admit(announcement)
             self._running_full += 1
         try:
             if not self._full_slots.acquire(timeout=timeout):
