@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from bench.server_process import start_server  # noqa: E402
+from bench.server_process import cpu_seconds, start_server  # noqa: E402
 
 # The served model; an environment variable so that spawned client processes see --model too.
 MODEL = os.environ.setdefault("ZOO_BENCH_MODEL", "lenet5-mnist")
@@ -53,10 +53,14 @@ def ensure_models(directory: str | None) -> Path:
     return write_unchecked(MODEL, Path(tempfile.mkdtemp(prefix="serve-bench-"))).parent
 
 
-def in_process_images_per_s(models: Path, batch: int, seconds: float) -> float:
+def in_process_session(models: Path):
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(models / f"{MODEL}.onnx"), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(models / f"{MODEL}.onnx"), providers=["CPUExecutionProvider"])
+
+
+def in_process_images_per_s(sess, batch: int, seconds: float) -> float:
+    """Images/s of back-to-back runs at `batch` for `seconds` (after one warm-up run)."""
     x = np.random.default_rng(0).standard_normal((batch, 1, 28, 28), dtype=np.float32)
     sess.run(["logits"], {"input": x})
     count, start = 0, time.perf_counter()
@@ -66,38 +70,27 @@ def in_process_images_per_s(models: Path, batch: int, seconds: float) -> float:
     return count * batch / (time.perf_counter() - start)
 
 
-def in_process(models: Path, seconds: float) -> dict:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(models / f"{MODEL}.onnx"), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    result = {}
-    one = rng.standard_normal((1, 1, 28, 28), dtype=np.float32)
+def in_process_p50_ms(sess, pause_s: float = 0.0) -> float:
+    """p50 of sequential batch-1 runs, each after `pause_s` idle."""
+    one = np.random.default_rng(0).standard_normal((1, 1, 28, 28), dtype=np.float32)
     latencies = []
     for _ in range(SEQUENTIAL_REQUESTS):
+        if pause_s:
+            time.sleep(pause_s)
         start = time.perf_counter()
         sess.run(["logits"], {"input": one})
         latencies.append(time.perf_counter() - start)
-    result["p50_ms_batch1"] = percentile_ms(latencies, 50)
-    # The same call after 0.5 ms idle, about the gap between one client's sequential
-    # requests: what a served run costs once the caches have gone cold (context, not a target).
-    paced = []
-    for _ in range(SEQUENTIAL_REQUESTS):
-        time.sleep(0.0005)
-        start = time.perf_counter()
-        sess.run(["logits"], {"input": one})
-        paced.append(time.perf_counter() - start)
-    result["p50_ms_batch1_paced"] = percentile_ms(paced, 50)
-    for batch in (1, 64):
-        x = rng.standard_normal((batch, 1, 28, 28), dtype=np.float32)
-        count, end = 0, time.perf_counter() + seconds
-        start = time.perf_counter()
-        while time.perf_counter() < end and count < MAX_REQUESTS_PER_CLIENT:
-            sess.run(["logits"], {"input": x})
-            count += 1
-        elapsed = time.perf_counter() - start
-        result[f"images_per_s_batch{batch}"] = count * batch / elapsed
-    return result
+    return percentile_ms(latencies, 50)
+
+
+def in_process(sess, seconds: float) -> dict:
+    return {
+        "p50_ms_batch1": in_process_p50_ms(sess),
+        # After 0.5 ms idle, about the gap between one client's sequential requests: what a
+        # served run costs once the caches have gone cold (context, not a target).
+        "p50_ms_batch1_paced": in_process_p50_ms(sess, pause_s=0.0005),
+        **{f"images_per_s_batch{batch}": in_process_images_per_s(sess, batch, seconds) for batch in (1, 64)},
+    }
 
 
 def echo_server(port_queue, stop_event) -> None:
@@ -179,12 +172,6 @@ def run_paired(echo_address: str, server_address: str, count: int) -> dict:
             for name, v in latencies.items()}
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process `pid` so far, all its threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run_clients(address: str, clients: int, batch: int, seconds: float, count: int = 0,
                 server_pid: int | None = None) -> dict:
     """`clients` tritonclient processes at once; with `server_pid`, also the server's CPU
@@ -196,12 +183,12 @@ def run_clients(address: str, clients: int, batch: int, seconds: float, count: i
     for p in procs:
         p.start()
     barrier.wait(120)
-    server_cpu = process_cpu_seconds(server_pid) if server_pid else 0.0
+    server_cpu = cpu_seconds(server_pid) if server_pid else 0.0
     start = time.perf_counter()
     per_client = [out_queue.get(timeout=seconds + 120) for _ in procs]
     elapsed = time.perf_counter() - start
     if server_pid:
-        server_cpu = process_cpu_seconds(server_pid) - server_cpu
+        server_cpu = cpu_seconds(server_pid) - server_cpu
     for p in procs:
         p.join(30)
     latencies = [x for lat, _ in per_client for x in lat]
@@ -229,7 +216,8 @@ def main() -> int:
     models = ensure_models(args.models)
     figures: dict = {"model": MODEL, "seconds_per_run": args.seconds}
 
-    figures["in_process"] = limit = in_process(models, args.seconds)
+    sess = in_process_session(models)
+    figures["in_process"] = limit = in_process(sess, args.seconds)
     print(f"in-process onnxruntime: p50 {limit['p50_ms_batch1']:.3f} ms at batch 1 "
           f"({limit['p50_ms_batch1_paced']:.3f} ms after 0.5 ms idle); "
           f"{limit['images_per_s_batch1']:,.0f} img/s at batch 1, {limit['images_per_s_batch64']:,.0f} at batch 64",
@@ -268,9 +256,9 @@ def main() -> int:
         # Batch 64, 4 clients, against in-process onnxruntime measured just before and after.
         shares, bounds = [], []
         for _ in range(ROUNDS):
-            before = in_process_images_per_s(models, 64, args.seconds / 2)
+            before = in_process_images_per_s(sess, 64, args.seconds / 2)
             row = run_clients(server.address, 4, 64, args.seconds)
-            after = in_process_images_per_s(models, 64, args.seconds / 2)
+            after = in_process_images_per_s(sess, 64, args.seconds / 2)
             in_process_rate = (before + after) / 2
             shares.append(row["images_per_s"] / in_process_rate)
             # The share a server costing nothing but onnxruntime's own CPU could reach here, with

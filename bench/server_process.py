@@ -1,7 +1,9 @@
-"""`python -m serve` in its own process on a free loopback port, for benchmarks and tests."""
+"""`python -m serve` in its own process on a free loopback port, for benchmarks and tests,
+and what /proc says of a process (memory, CPU time)."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -37,6 +39,20 @@ class ServerProcess:
         if self._reader:
             self._reader.join(10)
         return code
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of process `pid` in MiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_server(models_dir: Path, *extra: str, timeout: float = 60) -> ServerProcess:

@@ -24,7 +24,7 @@ import grpc
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from bench.server_process import start_server  # noqa: E402
+from bench.server_process import rss_mib, start_server  # noqa: E402
 
 MODELS = ("lenet5-mnist", "lenet5-fashion-mnist")
 MAX_REQUESTS_PER_CLIENT = 100_000
@@ -52,13 +52,6 @@ class SoakResult:
                 "rss_start_mib": self.rss_start_mib, "rss_end_mib": self.rss_end_mib,
                 "rss_max_mib": self.rss_max_mib, "rss_half_mib": self.rss_half_mib, "seconds": self.seconds,
                 "requests_per_s": self.requests / self.seconds if self.seconds else 0.0}
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Workload:
