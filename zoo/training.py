@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .atomic import atomic_open, atomic_write_text
+from .atomic import atomic_write_text
 from .data import Split, load, normalize
 from .datasets import get_dataset_info
 from .evaluation import evaluate
@@ -155,11 +155,9 @@ def metrics_csv(history: list[EpochMetrics]) -> str:
 
 
 def plot_curves(history: list[EpochMetrics], title: str, path: Path) -> None:
-    import matplotlib
+    from .viz import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     epochs = [m.epoch for m in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [m.train_loss for m in history], "o-", label="train")
@@ -173,9 +171,7 @@ def plot_curves(history: list[EpochMetrics], title: str, path: Path) -> None:
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_open(path) as f:
-        fig.savefig(f, format="png", dpi=80)
-    plt.close(fig)
+    save_figure(fig, path, dpi=80)
 
 
 def write_outputs(result: TrainResult, model_name: str, dataset: str, cfg: TrainConfig,

@@ -40,7 +40,8 @@ class FeatureMap:
     max_abs_vs_torch: float
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,10 +50,11 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path, dpi: int = 100) -> Path:
+    """Write `fig` as a PNG atomically, then free it."""
     with atomic_open(path) as f:
-        fig.savefig(f, format="png", dpi=100)
-    _plt().close(fig)
+        fig.savefig(f, format="png", dpi=dpi)
+    pyplot().close(fig)
     return path
 
 
@@ -108,7 +110,7 @@ def grid_shape(n: int) -> tuple[int, int]:
 
 
 def plot_tiles(tiles: np.ndarray, title: str, path: Path, cmap: str = "viridis", symmetric: bool = False) -> Path:
-    plt = _plt()
+    plt = pyplot()
     rows, cols = grid_shape(len(tiles))
     fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols + 0.4, 1.3 * rows + 0.6), squeeze=False)
     limit = float(np.abs(tiles).max()) or 1.0
@@ -120,21 +122,21 @@ def plot_tiles(tiles: np.ndarray, title: str, path: Path, cmap: str = "viridis",
             ax.set_title(str(i), fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_input(pixels: np.ndarray, title: str, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(3, 3.2))
     ax.imshow(pixels, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_probabilities(probabilities: np.ndarray, labels: list[str], title: str, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     best = int(np.argmax(probabilities))
     colors = ["tab:orange" if i == best else "tab:blue" for i in range(len(labels))]
@@ -144,7 +146,7 @@ def plot_probabilities(probabilities: np.ndarray, labels: list[str], title: str,
     ax.set_ylabel("probability")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def render_model(net, card: dict, pixels: np.ndarray, x: np.ndarray, out_dir: Path, label: str | None) -> list[Path]:
@@ -168,9 +170,7 @@ def render_model(net, card: dict, pixels: np.ndarray, x: np.ndarray, out_dir: Pa
     import torch
 
     with torch.no_grad():
-        logits = net(torch.from_numpy(x)).numpy()[0]
-    probabilities = np.exp(logits - logits.max())
-    probabilities /= probabilities.sum()
+        probabilities = torch.softmax(net(torch.from_numpy(x)), dim=1).numpy()[0]
     best = int(np.argmax(probabilities))
     written.append(plot_probabilities(probabilities, card["classes"],
                                       f"{name}: predicted {card['classes'][best]} ({probabilities[best]:.1%})",
@@ -183,7 +183,7 @@ def render_edges(pixels: np.ndarray, out_dir: Path) -> Path:
     stride 1 vs 2, then the positive and negative edges, output sizes in the titles."""
     from export.reference import conv
 
-    plt = _plt()
+    plt = pyplot()
     x = (pixels.astype(np.float32) / 255.0)[None, None]
     variants = [("valid, stride 1", "VALID", 1), ("same, stride 1", "SAME_UPPER", 1), ("valid, stride 2", "VALID", 2)]
     fig, axes = plt.subplots(len(EDGE_FILTERS), 2 + len(variants) + 2, figsize=(15, 2.2 * len(EDGE_FILTERS)))
@@ -212,4 +212,4 @@ def render_edges(pixels: np.ndarray, out_dir: Path) -> Path:
                  fontsize=11)
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
-    return _save(fig, out_dir / "edges.png")
+    return save_figure(fig, out_dir / "edges.png")
