@@ -10,7 +10,7 @@ processes:
      and requests/s and images/s at batch 1 and 64 with 1, 4 and 16 concurrent clients,
      with dynamic batching on, and batch 1 at 16 clients with it off.
 
-    python bench/serve_bench.py [--models DIR] [--seconds 3] [--json out.json]
+    python bench/serve_bench.py [--models DIR] [--device cpu|cuda] [--seconds 3] [--json out.json]
 
 Targets: p50 at batch 1 within 1.3x of (echo p50 + in-process p50); batch 64 with 4 clients
 at least 50 % of in-process images/s; batching raises batch-1 throughput at 16 clients.
@@ -53,10 +53,11 @@ def ensure_models(directory: str | None) -> Path:
     return write_unchecked(MODEL, Path(tempfile.mkdtemp(prefix="serve-bench-"))).parent
 
 
-def in_process_session(models: Path):
-    import onnxruntime as ort
+def in_process_session(models: Path, device: str):
+    """The limit: onnxruntime on the same device as the server, with its default threads."""
+    from serve.device import make_session
 
-    return ort.InferenceSession(str(models / f"{MODEL}.onnx"), providers=["CPUExecutionProvider"])
+    return make_session((models / f"{MODEL}.onnx").read_bytes(), device)
 
 
 def in_process_images_per_s(sess, batch: int, seconds: float) -> float:
@@ -208,15 +209,17 @@ def main() -> int:
     parser.add_argument("--models", help="models directory holding the model's .onnx (default: export it)")
     parser.add_argument("--model", default=MODEL, help=f"served model name (default: {MODEL})")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per throughput run (default: 3)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="execution provider, in process and in the servers (default: cpu)")
     parser.add_argument("--json", help="also write the figures to this file (default: stdout only)")
     parser.add_argument("--server-args", nargs=argparse.REMAINDER, default=[],
                         help="extra python -m serve flags, last on the line (default: none)")
     args = parser.parse_args()
     MODEL = os.environ["ZOO_BENCH_MODEL"] = args.model  # inherited by the spawned clients
     models = ensure_models(args.models)
-    figures: dict = {"model": MODEL, "seconds_per_run": args.seconds}
+    figures: dict = {"model": MODEL, "device": args.device, "seconds_per_run": args.seconds}
 
-    sess = in_process_session(models)
+    sess = in_process_session(models, args.device)
     figures["in_process"] = limit = in_process(sess, args.seconds)
     print(f"in-process onnxruntime: p50 {limit['p50_ms_batch1']:.3f} ms at batch 1 "
           f"({limit['p50_ms_batch1_paced']:.3f} ms after 0.5 ms idle); "
@@ -228,8 +231,9 @@ def main() -> int:
     echo = ctx.Process(target=echo_server, args=(port_queue, stop_event))
     echo.start()
     echo_address = f"127.0.0.1:{port_queue.get(timeout=60)}"
-    server = start_server(models, *args.server_args)
-    unbatched = start_server(models, *args.server_args, "--max-batch", "0")
+    server_args = ["--device", args.device, *args.server_args]
+    server = start_server(models, *server_args)
+    unbatched = start_server(models, *server_args, "--max-batch", "0")
     try:
         paired = run_paired(echo_address, server.address, SEQUENTIAL_REQUESTS)
         stop_event.set()
@@ -261,10 +265,11 @@ def main() -> int:
             after = in_process_images_per_s(sess, 64, args.seconds / 2)
             in_process_rate = (before + after) / 2
             shares.append(row["images_per_s"] / in_process_rate)
-            # The share a server costing nothing but onnxruntime's own CPU could reach here, with
-            # the clients' CPU taken from the same 2 cores: inference / (inference + clients).
-            inference_ms = 1000 * os.cpu_count() * 64 / in_process_rate
-            bounds.append(inference_ms / (inference_ms + row["client_cpu_ms_per_request"]))
+            if args.device == "cpu":
+                # The share a server costing nothing but onnxruntime's own CPU could reach here,
+                # with the clients' CPU taken from the same cores: inference / (inference + clients).
+                inference_ms = 1000 * os.cpu_count() * 64 / in_process_rate
+                bounds.append(inference_ms / (inference_ms + row["client_cpu_ms_per_request"]))
         # Batching on against off in back-to-back pairs, the order swapped every round, so
         # that each pair sees the same machine; the gain is the median of the pairs' ratios.
         on_runs, off_runs = [], []
@@ -292,8 +297,9 @@ def main() -> int:
         "batching_gain_batch1_16_clients": batching_gain, "batching_target_met": batching_gain > 1.0,
     }
     print("batch 64, 4 clients, share of in-process onnxruntime measured around it, per round: "
-          + ", ".join(f"{100 * x:.0f}%" for x in shares) + "; the most a server costing only inference "
-          + "could reach beside these clients: " + ", ".join(f"{100 * x:.0f}%" for x in bounds))
+          + ", ".join(f"{100 * x:.0f}%" for x in shares)
+          + ("; the most a server costing only inference could reach beside these clients: "
+             + ", ".join(f"{100 * x:.0f}%" for x in bounds) if bounds else ""))
     print("batch 1, 16 clients, alternating rounds: batching off "
           + ", ".join(f"{r['requests_per_s']:,.0f}" for r in off_runs) + " req/s; on "
           + ", ".join(f"{r['requests_per_s']:,.0f}" for r in on_runs) + f" req/s (median ratio {batching_gain:.2f}x); "

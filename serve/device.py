@@ -6,7 +6,11 @@ provider a session really got is read back from `session.get_providers()`.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import logging
+import re
 
 import onnxruntime as ort
 
@@ -27,28 +31,58 @@ def providers_for(device: str) -> list[str]:
     return [CPU] if device == "cpu" else [CUDA, CPU]
 
 
-def make_session(model_bytes: bytes, device: str, options: ort.SessionOptions | None = None) -> ort.InferenceSession:
-    """An InferenceSession on `device`; 'cuda' fails closed, 'auto' falls back loudly."""
-    if device == "cuda" and CUDA not in ort.get_available_providers():
-        raise DeviceError(
-            f"--device cuda: this onnxruntime ({ort.__version__}, providers "
-            f"{', '.join(ort.get_available_providers())}) has no CUDA execution provider; "
-            "install onnxruntime-gpu, or use --device cpu"
-        )
-    wanted = providers_for(device) if device != "auto" or CUDA in ort.get_available_providers() else [CPU]
-    session = ort.InferenceSession(model_bytes, options, providers=wanted)
-    actual = session.get_providers()[0]
-    if device == "cuda" and actual != CUDA:
-        raise DeviceError(
-            f"--device cuda: onnxruntime could not load the CUDA execution provider (the session "
-            f"got {actual}); check the CUDA and cuDNN libraries, or use --device cpu"
-        )
+@functools.cache
+def load_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from the nvidia-* wheels, once.
+
+    onnxruntime-gpu's libraries carry no search path to those wheels: without this, a
+    `pip install onnxruntime-gpu[cuda,cudnn]` finds them only after `import torch`. Where
+    CUDA is installed system-wide, the default search finds it and this changes nothing."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:  # onnxruntime older than 1.21
+        return
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # it reports failures with print()
+        preload()
+    for line in printed.getvalue().splitlines():
+        if line.strip():
+            log.info("onnxruntime.preload_dlls: %s", re.sub(r"\x1b\[[0-9;]*m", "", line.strip()))
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _cuda_unusable(device: str, name: str, reason: str, fix: str = "check the GPU, CUDA and cuDNN") -> None:
+    """Refuse ('cuda') or say why the CPU is used instead ('auto')."""
+    if device == "cuda":
+        raise DeviceError(f"--device cuda: {reason}; {fix}, or use --device cpu")
+    log.warning("%s: --device auto: CUDA is not usable here (%s); using %s", name, reason, CPU)
+
+
+def make_session(model_bytes: bytes, device: str, options: ort.SessionOptions | None = None, *,
+                 name: str = "model") -> ort.InferenceSession:
+    """An InferenceSession on `device`; 'cuda' fails closed (DeviceError), 'auto' falls
+    back to the CPU and logs why. A model that cannot load at all raises onnxruntime's own
+    error, whatever the device."""
+    providers_for(device)  # validates the name
+    if device == "cpu":
+        return ort.InferenceSession(model_bytes, options, providers=[CPU])
+    available = ort.get_available_providers()
+    if CUDA not in available:
+        _cuda_unusable(device, name, f"this onnxruntime ({ort.__version__}, providers {', '.join(available)}) "
+                                     "has no CUDA execution provider", fix="install onnxruntime-gpu")
+        return ort.InferenceSession(model_bytes, options, providers=[CPU])
+    load_cuda_libraries()
+    try:
+        session = ort.InferenceSession(model_bytes, options, providers=[CUDA, CPU])
+    except Exception as e:
+        # A model that is broken fails on the CPU too, and is reported as itself.
+        cpu_session = ort.InferenceSession(model_bytes, options, providers=[CPU])
+        _cuda_unusable(device, name, f"onnxruntime could not create a CUDA session ({_first_line(e)})")
+        return cpu_session
+    if session.get_providers()[0] != CUDA:
+        _cuda_unusable(device, name, f"onnxruntime could not load the CUDA execution provider (the session got "
+                                     f"{session.get_providers()[0]}; its log above names the missing library)")
     return session
-
-
-def describe_fallback(device: str, actual: str) -> str | None:
-    """The message to log when 'auto' ended up on the CPU."""
-    if device == "auto" and actual != CUDA:
-        available = ", ".join(ort.get_available_providers())
-        return f"--device auto: CUDA is not usable here (available providers: {available}); using {actual}"
-    return None

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .device import CPU, DeviceError, describe_fallback, make_session
+from .device import CPU, DeviceError, make_session
 from .errors import invalid, not_found, unavailable
 
 log = logging.getLogger("serve")
@@ -123,7 +123,7 @@ def load_model(path: Path, device: str, threads: int = 0) -> ServedModel:
     except OSError as e:
         raise ModelLoadError(f"{path}: cannot read it ({e.strerror or e})") from None
     try:
-        model.session = make_session(data, device, _session_options(threads))
+        model.session = make_session(data, device, _session_options(threads), name=model.name)
     except DeviceError:
         raise  # the device, not this file, is at fault: never hidden as one broken model
     except Exception as e:  # truncated, corrupt or not a model at all
@@ -136,9 +136,6 @@ def load_model(path: Path, device: str, threads: int = 0) -> ServedModel:
     model.provider = model.session.get_providers()[0]
     if model.provider == CPU and threads != 1:
         model.small_session = make_session(data, "cpu", _session_options(1))
-    fallback = describe_fallback(device, model.provider)
-    if fallback:
-        log.warning("%s: %s", model.name, fallback)
     model.ready = True
     return model
 

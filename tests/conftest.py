@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import pytest
 
 from zoo.data import load, resolve_data_dir
@@ -26,12 +30,18 @@ def test_split(data_dir):
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory):
     """Two exported models (lenet5 on both datasets) as `python -m export` writes them;
-    the checks themselves are tested in test_export.py."""
+    the checks themselves are tested in test_export.py. $ZOO_TEST_MODELS_DIR, if set, holds
+    them already exported: for testing the server on a machine without this project's
+    PyTorch (a GPU machine with onnxruntime-gpu, say)."""
     from export.exporter import write_unchecked
 
     out = tmp_path_factory.mktemp("served")
+    exported = os.environ.get("ZOO_TEST_MODELS_DIR")
     for name in ("lenet5-mnist", "lenet5-fashion-mnist"):
-        write_unchecked(name, out)
+        if exported:
+            shutil.copy(Path(exported) / f"{name}.onnx", out)
+        else:
+            write_unchecked(name, out)
     return out
 
 
