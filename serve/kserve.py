@@ -130,8 +130,7 @@ class KServeServicer(kpb_grpc.GRPCInferenceServiceServicer):
                           "(normalized) or UINT8 (raw pixels)")
         n = batch_from_shape(list(tensor.shape), "inputs[0].shape", self.core.limits.max_request_images)
         typed = tensor.contents.fp32_contents if tensor.datatype == "FP32" else tensor.contents.uint_contents
-        has_typed = tensor.HasField("contents") and any(
-            len(getattr(tensor.contents, f.name)) for f in tensor.contents.DESCRIPTOR.fields)
+        has_typed = tensor.HasField("contents") and tensor.contents.ByteSize() > 0  # any typed value
         if request.raw_input_contents:
             if has_typed:
                 raise invalid("inputs[0].contents and raw_input_contents are both set; expected only one")
