@@ -25,12 +25,6 @@ class DeviceError(RuntimeError):
     """The requested device is not the one the session would really run on."""
 
 
-def providers_for(device: str) -> list[str]:
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}; valid devices: {', '.join(DEVICES)}")
-    return [CPU] if device == "cpu" else [CUDA, CPU]
-
-
 @functools.cache
 def load_cuda_libraries() -> None:
     """Load CUDA and cuDNN from the nvidia-* wheels, once.
@@ -49,7 +43,8 @@ def load_cuda_libraries() -> None:
             log.info("onnxruntime.preload_dlls: %s", re.sub(r"\x1b\[[0-9;]*m", "", line.strip()))
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
+    """The gist of an onnxruntime error (its messages run to many lines), or its type."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 
@@ -66,7 +61,8 @@ def make_session(model_bytes: bytes, device: str, options: ort.SessionOptions | 
     """An InferenceSession on `device`; 'cuda' fails closed (DeviceError), 'auto' falls
     back to the CPU and logs why. A model that cannot load at all raises onnxruntime's own
     error, whatever the device."""
-    providers_for(device)  # validates the name
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; valid devices: {', '.join(DEVICES)}")
     if device == "cpu":
         return ort.InferenceSession(model_bytes, options, providers=[CPU])
     available = ort.get_available_providers()
@@ -80,7 +76,7 @@ def make_session(model_bytes: bytes, device: str, options: ort.SessionOptions | 
     except Exception as e:
         # A model that is broken fails on the CPU too, and is reported as itself.
         cpu_session = ort.InferenceSession(model_bytes, options, providers=[CPU])
-        _cuda_unusable(device, name, f"onnxruntime could not create a CUDA session ({_first_line(e)})")
+        _cuda_unusable(device, name, f"onnxruntime could not create a CUDA session ({first_line(e)})")
         return cpu_session
     if session.get_providers()[0] != CUDA:
         _cuda_unusable(device, name, f"onnxruntime could not load the CUDA execution provider (the session got "

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .device import CPU, DeviceError, make_session
+from .device import CPU, DeviceError, first_line, make_session
 from .errors import invalid, not_found, unavailable
 
 log = logging.getLogger("serve")
@@ -127,8 +127,7 @@ def load_model(path: Path, device: str, threads: int = 0) -> ServedModel:
     except DeviceError:
         raise  # the device, not this file, is at fault: never hidden as one broken model
     except Exception as e:  # truncated, corrupt or not a model at all
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(f"{path}: cannot load as an ONNX model ({first_line})") from None
+        raise ModelLoadError(f"{path}: cannot load as an ONNX model ({first_line(e)})") from None
     meta = model.session.get_modelmeta()
     for key, value in _parse_metadata(path, dict(meta.custom_metadata_map)).items():
         setattr(model, key, value)
