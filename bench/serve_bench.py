@@ -23,7 +23,6 @@ import json
 import multiprocessing as mp
 import os
 import sys
-import tempfile
 import time
 from concurrent import futures
 from pathlib import Path
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from bench.server_process import cpu_seconds, start_server  # noqa: E402
+from bench.server_process import cpu_seconds, models_dir_with, start_server  # noqa: E402
 
 # The served model; an environment variable so that spawned client processes see --model too.
 MODEL = os.environ.setdefault("ZOO_BENCH_MODEL", "lenet5-mnist")
@@ -43,14 +42,6 @@ BATCHING_ROUNDS = 6  # on/off pairs: a small effect, measured where the clients 
 
 def percentile_ms(latencies: list[float], q: float) -> float:
     return float(np.percentile(np.array(latencies) * 1000, q))
-
-
-def ensure_models(directory: str | None) -> Path:
-    if directory and (Path(directory) / f"{MODEL}.onnx").exists():
-        return Path(directory)
-    from export.exporter import write_unchecked
-
-    return write_unchecked(MODEL, Path(tempfile.mkdtemp(prefix="serve-bench-"))).parent
 
 
 def in_process_session(models: Path, device: str):
@@ -206,7 +197,7 @@ def run_clients(address: str, clients: int, batch: int, seconds: float, count: i
 def main() -> int:
     global MODEL
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", help="models directory holding the model's .onnx (default: export it)")
+    parser.add_argument("--models", help="models directory; the model is exported there if missing (default: a temp dir)")
     parser.add_argument("--model", default=MODEL, help=f"served model name (default: {MODEL})")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per throughput run (default: 3)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
@@ -216,7 +207,7 @@ def main() -> int:
                         help="extra python -m serve flags, last on the line (default: none)")
     args = parser.parse_args()
     MODEL = os.environ["ZOO_BENCH_MODEL"] = args.model  # inherited by the spawned clients
-    models = ensure_models(args.models)
+    models = models_dir_with((MODEL,), args.models)
     figures: dict = {"model": MODEL, "device": args.device, "seconds_per_run": args.seconds}
 
     sess = in_process_session(models, args.device)

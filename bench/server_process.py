@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,18 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process `pid` so far, all its threads (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def models_dir_with(names: tuple[str, ...], directory: str | None) -> Path:
+    """`directory` (or a new temporary one) holding `names`' .onnx files, the missing ones
+    exported there from the shipped weights, unchecked."""
+    from export.exporter import write_unchecked
+
+    out = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    for name in names:
+        if not (out / f"{name}.onnx").exists():
+            write_unchecked(name, out)
+    return out
 
 
 def start_server(models_dir: Path, *extra: str, timeout: float = 60) -> ServerProcess:

@@ -13,7 +13,6 @@ import argparse
 import json
 import random
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -24,7 +23,7 @@ import grpc
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from bench.server_process import rss_mib, start_server  # noqa: E402
+from bench.server_process import models_dir_with, rss_mib, start_server  # noqa: E402
 
 MODELS = ("lenet5-mnist", "lenet5-fashion-mnist")
 MAX_REQUESTS_PER_CLIENT = 100_000
@@ -174,15 +173,6 @@ def run_soak(address: str, pid: int, workload: Workload, clients: int, seconds: 
     return result
 
 
-def prepare_models(directory: Path) -> Path:
-    from export.exporter import write_unchecked
-
-    for name in MODELS:
-        if not (directory / f"{name}.onnx").exists():
-            write_unchecked(name, directory)
-    return directory
-
-
 def real_images() -> dict[str, np.ndarray]:
     from zoo.data import load, normalize
 
@@ -200,7 +190,7 @@ def main() -> int:
     parser.add_argument("--models", help="models directory (default: export lenet5 to a temp dir)")
     parser.add_argument("--json", help="also write the figures to this file (default: stdout only)")
     args = parser.parse_args()
-    models_dir = prepare_models(Path(args.models) if args.models else Path(tempfile.mkdtemp(prefix="soak-")))
+    models_dir = models_dir_with(MODELS, args.models)
     workload = Workload(models_dir, real_images())
     server = start_server(models_dir)
     try:
