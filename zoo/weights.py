@@ -116,6 +116,43 @@ def load_pretrained(
     return net.eval(), card
 
 
+def card_path_for(weights_path: str | os.PathLike) -> Path:
+    """The model card written beside a weights file: runs/lenet5-mnist.safetensors ->
+    runs/lenet5-mnist.json (what `python -m zoo train` writes)."""
+    return Path(weights_path).with_suffix(".json")
+
+
+def load_weights_file(weights_path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """A model trained by `python -m zoo train`, from its .safetensors file and the model card
+    beside it (which names the model, and pins the file's SHA-256), in eval mode."""
+    path = Path(weights_path)
+    if path.suffix != ".safetensors":
+        raise WeightsError(f"{path}: expected a .safetensors file written by `python -m zoo train`")
+    if not path.exists():
+        raise WeightsError(f"{path}: weights file is missing")
+    card_path = card_path_for(path)
+    try:
+        card = json.loads(card_path.read_text())
+    except FileNotFoundError:
+        raise WeightsError(f"{card_path}: no model card beside {path.name} (python -m zoo train writes "
+                           "both)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise WeightsError(f"{card_path}: model card is not valid JSON ({e})") from None
+    for key in ("model", "dataset", "weights_sha256", "test_accuracy", "classes", "input"):
+        if key not in card:
+            raise WeightsError(f"{card_path}: model card lacks the field {key!r}")
+    state = load_state_dict(path, card["weights_sha256"])
+    try:
+        net = get_model(card["model"])
+    except ValueError as e:
+        raise WeightsError(f"{card_path}: {e}") from None
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise WeightsError(f"{path}: does not fit {card['model']} ({e})") from None
+    return net.eval(), card
+
+
 def shipped() -> list[tuple[str, str]]:
     """(model, dataset) pairs that have a card in the shipped weights directory."""
     pairs = []
