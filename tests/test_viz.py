@@ -32,30 +32,37 @@ def test_model_pictures(model, dataset, tmp_path, data_dir, capsys):
     assert capsys.readouterr().out.count("wrote ") == len(names)
 
 
-def test_feature_maps_match_pytorch_and_the_layer_table():
-    from export.exporter import to_onnx
+def test_feature_maps_are_the_layers_outputs_and_match_the_layer_table():
+    import torch
+
     from zoo import get_model
     from zoo.summary import summarize
     from zoo.viz import feature_maps
 
     net = get_model("lenet5").eval()
     x = np.random.default_rng(0).standard_normal((1, 1, 28, 28), dtype=np.float32)
-    maps = feature_maps(net, to_onnx(net), x)
-    assert [(m.module, m.tensor.shape) for m in maps] == [
-        ("conv1", (6, 28, 28)), ("pool1", (6, 14, 14)), ("conv2", (16, 10, 10)), ("pool2", (16, 5, 5))]
+    maps = feature_maps(net, x)
+    assert [(m.module, m.kind, m.activation, m.tensor.shape) for m in maps] == [
+        ("conv1", "Conv2d", "ReLU", (6, 28, 28)), ("pool1", "MaxPool2d", None, (6, 14, 14)),
+        ("conv2", "Conv2d", "ReLU", (16, 10, 10)), ("pool2", "MaxPool2d", None, (16, 5, 5))]
     table = {r.name: r.output_shape for r in summarize(net, (1, 28, 28)).rows}
     assert all(table[m.module] == m.tensor.shape for m in maps)
-    assert all(m.max_abs_vs_torch < 1e-4 for m in maps)
+    with torch.no_grad():
+        conv1 = net.conv1(torch.from_numpy(x))[0].numpy()
+    assert maps[0].tensor.dtype == np.float32
+    np.testing.assert_allclose(maps[0].tensor, conv1, rtol=0, atol=0)  # before the ReLU: negatives kept
+    assert maps[0].tensor.min() < 0
 
 
-def test_resnet_feature_maps_carry_the_folded_batch_norm():
-    from export.exporter import to_onnx
+def test_resnet_feature_maps_show_the_batch_norm_after_its_convolution():
     from zoo import get_model
     from zoo.viz import feature_maps
 
     net = get_model("resnet-mini").eval()
-    maps = feature_maps(net, to_onnx(net), np.zeros((1, 1, 28, 28), np.float32))
-    assert maps[0].module == "stem.1" and maps[0].fused_bn
+    maps = feature_maps(net, np.zeros((1, 1, 28, 28), np.float32))
+    assert (maps[0].module, maps[0].kind, maps[0].batch_norm, maps[0].activation) == ("stem.1", "Conv2d", True, "ReLU")
+    second_of_block = next(m for m in maps if m.module == "block1.bn2")
+    assert second_of_block.activation is None  # the residual add comes between it and its ReLU
 
 
 def test_edges_picture(tmp_path, data_dir, capsys):
@@ -72,16 +79,44 @@ def test_edges_from_an_image_file(tmp_path):
     assert_picture(tmp_path / "edges-square" / "edges.png", (1000, 800))
 
 
-def test_edge_filter_sizes_follow_the_formula():
-    from export.reference import conv
-    from zoo.summary import conv_output_size
-    from zoo.viz import EDGE_FILTERS
+@pytest.mark.parametrize("padding,stride", [("valid", 1), ("same", 1), ("valid", 2), ("same", 2)])
+def test_edge_filters_match_torch_conv2d_and_the_size_formula(padding, stride):
+    import torch
+    import torch.nn.functional as F
 
-    x = np.zeros((1, 1, 28, 28), np.float32)
-    k = EDGE_FILTERS["Sobel x"][None, None]
-    assert conv(x, k, auto_pad="VALID").shape[-1] == conv_output_size(28, 3) == 26
-    assert conv(x, k, auto_pad="SAME_UPPER").shape[-1] == conv_output_size(28, 3, p=1) == 28
-    assert conv(x, k, auto_pad="VALID", strides=(2, 2)).shape[-1] == conv_output_size(28, 3, s=2) == 13
+    from zoo.summary import conv_output_size
+    from zoo.viz import EDGE_FILTERS, correlate2d
+
+    image = np.random.default_rng(1).random((28, 28), dtype=np.float32)
+    for kernel in EDGE_FILTERS.values():
+        ours = correlate2d(image, kernel, padding=padding, stride=stride)
+        theirs = F.conv2d(torch.from_numpy(image)[None, None], torch.from_numpy(kernel)[None, None],
+                          stride=stride, padding=1 if padding == "same" else 0)[0, 0].numpy()
+        assert ours.shape == theirs.shape == (conv_output_size(28, 3, p=int(padding == "same"), s=stride),) * 2
+        assert ours.dtype == np.float32
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_viz_with_weights_trained_by_the_user(tmp_path, data_dir, capsys):
+    from dataclasses import replace
+
+    from zoo.recipes import TrainConfig
+    from zoo.training import train, write_outputs
+
+    cfg = replace(TrainConfig(), epochs=1, train_limit=64, batch_size=32)
+    write_outputs(train("lenet5", "fashion-mnist", cfg, data_dir=data_dir, progress=False),
+                  "lenet5", "fashion-mnist", cfg, tmp_path / "runs")
+    weights = str(tmp_path / "runs" / "lenet5-fashion-mnist.safetensors")
+    assert main(["viz", "lenet5", "--weights", weights, "--index", "0", "--out", str(tmp_path / "viz"),
+                 "--data-dir", str(data_dir)]) == 0
+    folder = tmp_path / "viz" / "lenet5-fashion-mnist-test0"
+    assert "wrote " + str(folder / "probabilities.png") in capsys.readouterr().out
+    with Image.open(folder / "input.png"):
+        pass
+    assert main(["viz", "resnet-mini", "--weights", weights, "--index", "0", "--data-dir", str(data_dir)]) == 2
+    assert "its model card says lenet5, not resnet-mini" in capsys.readouterr().err
+    assert main(["viz", "lenet5", "--weights", weights, "--dataset", "mnist", "--index", "0"]) == 2
+    assert "trained on fashion-mnist (its model card says), not mnist" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -89,7 +124,38 @@ def test_edge_filter_sizes_follow_the_formula():
     (["viz", "lenet5", "--index", "10000"], "--index 10000 is out of range 0..9999"),
     (["viz", "lenet6", "--index", "1"], "unknown model 'lenet6'"),
     (["viz", "edges", "--image", "/nonexistent.png"], "/nonexistent.png: cannot read as an image"),
+    (["viz", "lenet5", "--index", "0", "--weights", "/nonexistent.safetensors"],
+     "/nonexistent.safetensors: weights file is missing"),
 ])
 def test_viz_errors(argv, message, capsys, data_dir):
     assert main(argv + ["--data-dir", str(data_dir)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_zoo_imports_nothing_from_export():
+    """Every zoo module imported in a fresh interpreter: nothing of export, serve or onnx
+    comes with them (zoo is the lower layer; `pip install ".[zoo]"` has no onnx)."""
+    import subprocess
+    import sys
+
+    code = ("import pkgutil, importlib, sys, zoo; "
+            "[importlib.import_module(f'zoo.{m.name}') for m in pkgutil.iter_modules(zoo.__path__)]; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('export', 'serve', 'onnx', 'onnxruntime')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_zoo_extra_alone_runs_summary_and_the_pictures(tmp_path, data_dir):
+    """`pip install ".[zoo]"` has no onnx, onnxruntime, export or serve: with all of those
+    unimportable, the commands the README shows for zoo still work."""
+    from tests.blocked_imports import NOT_IN_ZOO_EXTRA, run_python
+
+    code = ("import sys\nfrom zoo.__main__ import main\n"
+            f"for argv in (['summary', 'lenet5'], ['viz', 'edges', '--index', '0', '--data-dir', {str(data_dir)!r}],\n"
+            f"             ['viz', 'lenet5', '--index', '0', '--data-dir', {str(data_dir)!r}]):\n"
+            "    assert main(argv) == 0, argv\n")
+    result = run_python(code, NOT_IN_ZOO_EXTRA, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "total params: 61,706" in result.stdout
+    assert (tmp_path / "viz" / "edges-test0" / "edges.png").exists()
+    assert (tmp_path / "viz" / "lenet5-mnist-test0" / "features-01-conv1.png").exists()

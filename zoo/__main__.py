@@ -78,7 +78,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(format_report(report, f"{args.model} on {args.dataset}"))
 
 
-def load_image(args: argparse.Namespace) -> tuple[np.ndarray, str | None]:
+def load_image(args: argparse.Namespace, dataset: str) -> tuple[np.ndarray, str | None]:
     """(28, 28) uint8 pixels from --image PATH or test-set --index I, and the true label."""
     if args.image:
         from PIL import Image, UnidentifiedImageError
@@ -91,7 +91,7 @@ def load_image(args: argparse.Namespace) -> tuple[np.ndarray, str | None]:
         return np.asarray(gray, dtype=np.uint8), None
     from .data import load
 
-    split = load(args.dataset, "test", data_dir=args.data_dir)
+    split = load(dataset, "test", data_dir=args.data_dir)
     if not 0 <= args.index < len(split.images):
         raise CliError(f"--index {args.index} is out of range 0..{len(split.images) - 1}")
     return split.images[args.index], split.info.classes[split.labels[args.index]]
@@ -99,27 +99,49 @@ def load_image(args: argparse.Namespace) -> tuple[np.ndarray, str | None]:
 
 def cmd_viz(args: argparse.Namespace) -> None:
     _check_choice("model", args.model, list_models() + ["edges"])
-    _check_choice("dataset", args.dataset, list_datasets())
+    if args.dataset is not None:
+        _check_choice("dataset", args.dataset, list_datasets())
     if (args.image is None) == (args.index is None):
         raise CliError("give exactly one of --image PATH or --index I")
+    if args.weights and args.model == "edges":
+        raise CliError("--weights is for a model; the edge filters are hand-made")
     from . import viz
 
-    pixels, label = load_image(args)
-    source = Path(args.image).stem if args.image else f"test{args.index}"
     if args.model == "edges":
-        out = Path(args.out) / f"edges-{source}"
+        pixels, label = load_image(args, args.dataset or "mnist")
+        out = Path(args.out) / f"edges-{image_source(args)}"
         written = [viz.render_edges(pixels, out)]
     else:
         from .data import normalize
         from .datasets import get_dataset_info
-        from .weights import load_pretrained
 
-        net, card = load_pretrained(args.model, args.dataset)
-        x = normalize(pixels[None], get_dataset_info(args.dataset))
-        out = Path(args.out) / f"{args.model}-{args.dataset}-{source}"
-        written = viz.render_model(net, card, pixels, x, out, label)
+        net, card, name = viz_model(args)
+        pixels, label = load_image(args, card["dataset"])
+        x = normalize(pixels[None], get_dataset_info(card["dataset"]))
+        written = viz.render_model(net, card, pixels, x, Path(args.out) / f"{name}-{image_source(args)}", label)
     for path in written:
         print(f"wrote {path}")
+
+
+def image_source(args: argparse.Namespace) -> str:
+    return Path(args.image).stem if args.image else f"test{args.index}"
+
+
+def viz_model(args: argparse.Namespace):
+    """(net, card, name for the output folder): the shipped weights for --dataset, or the
+    --weights file that `python -m zoo train` wrote (its card names model and dataset)."""
+    from .weights import load_pretrained, load_weights_file
+
+    if not args.weights:
+        dataset = args.dataset or "mnist"
+        net, card = load_pretrained(args.model, dataset)
+        return net, card, f"{args.model}-{dataset}"
+    net, card = load_weights_file(args.weights)
+    if card["model"] != args.model:
+        raise CliError(f"{args.weights}: its model card says {card['model']}, not {args.model}")
+    if args.dataset not in (None, card["dataset"]):
+        raise CliError(f"{args.weights}: trained on {card['dataset']} (its model card says), not {args.dataset}")
+    return net, card, Path(args.weights).stem
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("viz", help="pictures: feature maps, filters, probabilities; or 'edges'")
     p.add_argument("model", help=f"one of: {', '.join(list_models())}; or edges, for the hand-made filters")
-    p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (default: mnist)")
+    p.add_argument("--dataset", help="mnist or fashion-mnist (default: mnist, or the --weights card's)")
+    p.add_argument("--weights", help="a .safetensors file written by `python -m zoo train`, its model "
+                   "card beside it (default: the shipped weights)")
     p.add_argument("--image", help="an image file (PNG or JPEG), made grayscale 28x28 (default: none)")
     p.add_argument("--index", type=int, help="a test-set image by index (default: none)")
     p.add_argument("--out", default="viz", help="output directory (default: viz)")
