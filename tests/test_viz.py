@@ -159,3 +159,50 @@ def test_zoo_extra_alone_runs_summary_and_the_pictures(tmp_path, data_dir):
     assert "total params: 61,706" in result.stdout
     assert (tmp_path / "viz" / "edges-test0" / "edges.png").exists()
     assert (tmp_path / "viz" / "lenet5-mnist-test0" / "features-01-conv1.png").exists()
+
+
+def test_edges_figure_teaches_what_it_shows():
+    """The input once; per filter row a colour bar; outputs drawn pixel for pixel at one
+    scale (valid 26 and stride-2 13 visibly smaller than same 28); every kernel weight
+    written in the colour that stands out on its cell."""
+    from matplotlib.colors import to_rgb
+
+    from zoo.viz import EDGE_FILTERS, edges_figure, pyplot
+
+    pixels = np.zeros((28, 28), np.uint8)
+    pixels[6:22, 12:16] = 255
+    fig = edges_figure(pixels)
+    fig.canvas.draw()
+    images = [(ax, ax.images[0]) for ax in fig.axes if ax.images]
+    assert sum(im.get_cmap().name == "gray" for _, im in images) == 1  # the input, once
+    colorbars = [ax for ax in fig.axes if not ax.images and ax.collections]
+    assert len(colorbars) == len(EDGE_FILTERS)
+    scale = {}  # drawn width in figure pixels per image pixel, by output size
+    for ax, im in images:
+        width = im.get_array().shape[1]
+        scale.setdefault(width, []).append(im.get_window_extent().width / width)
+    assert {26, 28, 13} <= set(scale)
+    per_pixel = [s for w in (26, 28, 13) for s in scale[w]]
+    assert max(per_pixel) / min(per_pixel) < 1.05
+    for ax, im in images:
+        if im.get_array().shape == (3, 3):  # a kernel: text readable on every cell
+            for text in ax.texts:
+                col, row = (round(v) for v in text.get_position())
+                cell = np.array(im.to_rgba(im.get_array()[row, col])[:3])
+                luminance = cell @ [0.299, 0.587, 0.114]
+                assert abs(luminance - np.array(to_rgb(text.get_color())) @ [0.299, 0.587, 0.114]) > 0.4
+    pyplot().close(fig)
+
+
+def test_feature_map_figure_has_one_scale_and_a_colour_bar():
+    from zoo.viz import SIGN_LEGEND, pyplot, tiles_figure
+
+    tiles = np.stack([np.full((5, 5), v, np.float32) for v in (-2.0, 0.5, 1.0)])
+    fig = tiles_figure(tiles, "t", "activation")
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == 3
+    assert {im.get_clim() for im in images} == {(-2.0, 2.0)}  # one scale, zero in the middle
+    assert {im.get_cmap().name for im in images} == {"RdBu_r"}  # red positive, blue negative
+    bars = [ax for ax in fig.axes if not ax.images]
+    assert len(bars) == 1 and SIGN_LEGEND in bars[0].get_ylabel()
+    pyplot().close(fig)

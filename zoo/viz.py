@@ -122,6 +122,10 @@ def grid_shape(n: int) -> tuple[int, int]:
 
 
 def plot_tiles(tiles: np.ndarray, title: str, path: Path, colorbar_label: str) -> Path:
+    return save_figure(tiles_figure(tiles, title, colorbar_label), path)
+
+
+def tiles_figure(tiles: np.ndarray, title: str, colorbar_label: str):
     """Tiles (N, H, W) on one symmetric colour scale (red positive, blue negative), with a
     colour bar, so magnitudes can be compared across tiles."""
     plt = pyplot()
@@ -138,7 +142,7 @@ def plot_tiles(tiles: np.ndarray, title: str, path: Path, colorbar_label: str) -
     bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.04, pad=0.03)
     bar.set_label(f"{colorbar_label} ({SIGN_LEGEND})", fontsize=7)
     bar.ax.tick_params(labelsize=7)
-    return save_figure(fig, path)
+    return fig
 
 
 def plot_input(pixels: np.ndarray, title: str, path: Path) -> Path:
@@ -212,14 +216,33 @@ def draw_kernel(ax, kernel: np.ndarray, title: str) -> None:
 
 
 def framed(fig, spec):
-    """An axes for an image: no ticks, but its frame, which shows the image's true extent."""
+    """An axes for an image: no ticks, but its frame."""
     ax = fig.add_subplot(spec)
     ax.set_xticks([])
     ax.set_yticks([])
     return ax
 
 
+def at_true_size(fig, spec, values: np.ndarray, field: int, **imshow_args):
+    """`values` drawn centred in a field x field pixel canvas, framed, so that every image
+    drawn this way has the same size per pixel whatever its own size."""
+    ax = fig.add_subplot(spec)
+    h, w = values.shape
+    top, left = (field - h) / 2, (field - w) / 2
+    image = ax.imshow(values, extent=(left, left + w, top + h, top), interpolation="nearest", **imshow_args)
+    ax.add_patch(pyplot().Rectangle((left, top), w, h, fill=False, linewidth=0.8, edgecolor="black", clip_on=False))
+    ax.set_xlim(0, field)
+    ax.set_ylim(field, 0)
+    ax.axis("off")
+    return ax, image
+
+
 def render_edges(pixels: np.ndarray, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return save_figure(edges_figure(pixels), out_dir / "edges.png")
+
+
+def edges_figure(pixels: np.ndarray):
     """The hand-made filters, each at valid and same padding and stride 1 and 2, every output
     drawn at the same scale per pixel (so the shrinking shows), then its positive and
     negative edges. The input is drawn once, on top."""
@@ -229,13 +252,12 @@ def render_edges(pixels: np.ndarray, out_dir: Path) -> Path:
     outputs = {name: [correlate2d(image, k, padding=p, stride=s) for _, p, s in EDGE_VARIANTS]
                for name, k in EDGE_FILTERS.items()}
     # Column widths in input pixels: the kernel gets room for its numbers, every output its width.
-    widths = [n * 0.5] + [y.shape[1] for y in outputs["Sobel x"]] + [n, n, 1.2]
+    widths = [n * 0.5] + [n] * (len(EDGE_VARIANTS) + 2) + [1.2]
     height = 1.9 * (len(EDGE_FILTERS) + 1) + 0.7
     fig = plt.figure(figsize=(12, height))
     grid = fig.add_gridspec(len(EDGE_FILTERS) + 1, len(widths), width_ratios=widths, wspace=0.2, hspace=0.4,
                             left=0.02, right=0.96, bottom=0.01, top=1 - 0.75 / height)
-    top = framed(fig, grid[0, 2])
-    top.imshow(pixels, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    top, _ = at_true_size(fig, grid[0, 2], pixels, n, cmap="gray", vmin=0, vmax=255)
     top.set_title(f"input {pixels.shape[0]}x{pixels.shape[1]} (every row filters this image)", fontsize=8)
     fig.text(0.5, 1 - 0.5 / height,
              f"outputs: {SIGN_LEGEND}; one colour scale per row (colour bar at the right); "
@@ -245,18 +267,15 @@ def render_edges(pixels: np.ndarray, out_dir: Path) -> Path:
         ys = outputs[name]
         limit = float(max(np.abs(y).max() for y in ys)) or 1.0
         for col, ((label, _, _), y) in enumerate(zip(EDGE_VARIANTS, ys), start=1):
-            ax = framed(fig, grid[row, col])
-            shown = ax.imshow(y, cmap=SIGNED_CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
+            ax, shown = at_true_size(fig, grid[row, col], y, n, cmap=SIGNED_CMAP, vmin=-limit, vmax=limit)
             ax.set_title(f"{label}: {y.shape[0]}x{y.shape[1]}", fontsize=8)
         same = ys[1]
         for col, (values, cmap, what) in enumerate(((np.maximum(same, 0), "Reds", "positive edges (red)"),
                                                    (np.maximum(-same, 0), "Blues", "negative edges (blue)")),
                                                   start=len(EDGE_VARIANTS) + 1):
-            ax = framed(fig, grid[row, col])
-            ax.imshow(values, cmap=cmap, vmin=0, vmax=limit, interpolation="nearest")
+            ax, _ = at_true_size(fig, grid[row, col], values, n, cmap=cmap, vmin=0, vmax=limit)
             ax.set_title(what, fontsize=8)
         bar = fig.colorbar(shown, cax=fig.add_subplot(grid[row, -1]))
         bar.ax.tick_params(labelsize=7)
     fig.suptitle("hand-made filters: out = floor((n + 2p - f) / s) + 1", fontsize=11, y=1 - 0.12 / height)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return save_figure(fig, out_dir / "edges.png")
+    return fig
