@@ -213,3 +213,15 @@ def test_zoo_help_lists_every_command_without_torch():
     usage = result.stdout.splitlines()[0]
     assert usage == "usage: python -m zoo [-h] {list,summary,train,evaluate,viz} ..."
     assert result.stdout.split("\n\n")[1].startswith("python -m zoo {list,summary,train,evaluate,viz}")
+
+
+def test_evaluate_without_data_or_network_says_what_to_do(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/"
+    result = run_cli("zoo", "evaluate", "lenet5", "--data-dir", str(tmp_path / "none"),
+                     env_extra={"ZOO_DATA_MIRRORS": dead})
+    assert_one_line_error(result, "could not download t10k-images-idx3-ubyte.gz", "--data-dir", "ZOO_DATA_DIR",
+                          "ZOO_DATA_MIRRORS")
