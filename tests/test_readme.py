@@ -95,3 +95,20 @@ def test_data_note_comes_before_the_quickstart_commands():
     first_command = section.index("```")
     for word in ("ZOO_DATA_DIR", "--data-dir", "ZOO_DATA_MIRRORS"):
         assert 0 <= section.index(word) < first_command, word
+
+
+def test_using_a_model_without_this_package(models_dir, tmp_path):
+    """The README's snippet, as written, in a directory holding what the walk-through made
+    (models/lenet5-mnist.onnx) and the example digit, with onnx, torch and our packages
+    unimportable: onnxruntime, NumPy and Pillow alone."""
+    import shutil
+
+    from tests.blocked_imports import run_python
+
+    snippet = re.search(r"<!-- without-this-package -->\n```python\n(.*?)```", README.read_text(), re.S).group(1)
+    (tmp_path / "models").mkdir()
+    shutil.copy(models_dir / "lenet5-mnist.onnx", tmp_path / "models")
+    shutil.copy(README.parent / "serve" / "examples" / "digit-7-0.png", tmp_path)
+    result = run_python(snippet, ("onnx", "torch", "zoo", "export", "serve"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "7\n"
