@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
-from torch import nn
+if TYPE_CHECKING:  # the registry itself needs no torch; zoo.models, which fills it, does
+    from torch import nn
 
-Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
+Builder = TypeVar("Builder", bound=Callable[..., "nn.Module"])
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def _filled() -> dict[str, Callable[..., nn.Module]]:
+    from . import models  # noqa: F401  (registers the zoo's models on first use)
+
+    return _MODELS
 
 
 def register_model(name: str) -> Callable[[Builder], Builder]:
@@ -25,12 +32,12 @@ def register_model(name: str) -> Callable[[Builder], Builder]:
 
 def list_models() -> list[str]:
     """The registered model names, sorted."""
-    return sorted(_MODELS)
+    return sorted(_filled())
 
 
 def get_model_builder(name: str) -> Callable[..., nn.Module]:
     try:
-        return _MODELS[name]
+        return _filled()[name]
     except KeyError:
         raise ValueError(
             f"unknown model {name!r}; valid names: {', '.join(list_models())}"
