@@ -18,25 +18,28 @@ rng = np.random.default_rng(0)
 
 
 def one_node_model(op_type: str, inputs: dict[str, np.ndarray | None], n_outputs: int = 1,
-                   **attrs) -> onnx.ModelProto:
+                   out_dtype=None, **attrs) -> onnx.ModelProto:
     """A model whose graph is the one node `op_type`; an input given as None is left out
-    (its name is ""), as the spec writes an omitted optional input."""
+    (its name is ""), as the spec writes an omitted optional input. The outputs have
+    `out_dtype`, by default the first input's."""
     names = [name if value is not None else "" for name, value in inputs.items()]
     outputs = [f"y{i}" for i in range(n_outputs)]
     node = helper.make_node(op_type, names, outputs, name=f"{op_type.lower()}0", **attrs)
     graph_inputs = [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape)
                     for name, value in inputs.items() if value is not None]
     first = next(v for v in inputs.values() if v is not None)
-    graph_outputs = [helper.make_tensor_value_info(y, helper.np_dtype_to_tensor_dtype(first.dtype), None)
+    out_type = helper.np_dtype_to_tensor_dtype(np.dtype(out_dtype or first.dtype))
+    graph_outputs = [helper.make_tensor_value_info(y, out_type, None)
                      for y in outputs]
     graph = helper.make_graph([node], "one_node", graph_inputs, graph_outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     return model
 
 
-def both(op_type: str, inputs: dict[str, np.ndarray | None], **attrs) -> tuple[np.ndarray, np.ndarray]:
+def both(op_type: str, inputs: dict[str, np.ndarray | None], out_dtype=None,
+         **attrs) -> tuple[np.ndarray, np.ndarray]:
     """(reference output, onnxruntime output) of the one-node model."""
-    model = one_node_model(op_type, inputs, **attrs)
+    model = one_node_model(op_type, inputs, out_dtype=out_dtype, **attrs)
     feeds = {name: value for name, value in inputs.items() if value is not None}
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     expected = session.run(None, feeds)[0]
@@ -185,6 +188,25 @@ def test_log_softmax_and_softmax_along_any_axis(op_type, axis):
     check(op_type, {"input": x}, rtol=1e-5, atol=1e-5, **attrs)
 
 
+@pytest.mark.parametrize("input_shape,shape", [((3, 1), (2, 1, 6)), ((1,), (4, 2)), ((2, 3), (1, 1)), ((), (2, 3))])
+def test_expand(input_shape, shape):
+    check("Expand", {"input": normal(*input_shape), "shape": np.array(shape, np.int64)}, rtol=0, atol=0)
+
+
+def test_expand_shapes_that_do_not_broadcast():
+    with pytest.raises(ValueError, match=r"Expand: input shape \(2, 3\) does not broadcast to shape \(4, 3, 2\)"):
+        reference.OPS["Expand"](normal(2, 3), np.array([4, 3, 2]))
+
+
+@pytest.mark.parametrize("to_dtype", [np.float32, np.int64, np.float64])
+def test_cast_like(to_dtype):
+    x = np.float32([-2.7, -0.5, 0.0, 0.5, 3.9, 100.0])
+    actual, expected = both("CastLike", {"input": x, "target_type": np.zeros(1, to_dtype)}, out_dtype=to_dtype)
+    assert actual.shape == expected.shape
+    assert actual.dtype == expected.dtype == to_dtype
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=0)
+
+
 def test_log_softmax_axis_out_of_range():
     with pytest.raises(ValueError, match=r"LogSoftmax: axis 3 is out of range \[-3, 2\] for input shape \(2, 3, 4\)"):
         reference.log_softmax(normal(2, 3, 4), axis=3)
@@ -210,3 +232,78 @@ def test_log_softmax_axis_out_of_range():
 def test_what_is_not_implemented_is_unsupported_never_approximated(node, inputs, message):
     with pytest.raises(UnsupportedError, match=rf"node '{node.name}'.*{message}"):
         reference.run_node(node, inputs)
+
+
+class SmallMobileCNN:
+    """Built lazily so that collecting this file does not import torch."""
+
+    @staticmethod
+    def build(in_channels: int = 3, classes: int = 5):
+        import torch
+        from torch import nn
+
+        class Net(nn.Module):
+            """What people write for a small mobile-style CNN: every layer the reference
+            must follow when it comes through torch.onnx."""
+
+            def __init__(self, width: int = 8):
+                super().__init__()
+                self.stem = nn.Conv2d(in_channels, width, 3, padding=1)
+                self.stem_bn = nn.BatchNorm2d(width)
+                self.relu6 = nn.ReLU6()
+                self.depthwise = nn.Conv2d(width, width, 3, stride=2, padding=1, groups=width, bias=False)
+                self.depthwise_bn = nn.BatchNorm2d(width)
+                self.hardswish = nn.Hardswish()
+                self.grouped = nn.Conv2d(width, width, 3, padding=1, groups=2)
+                self.silu = nn.SiLU()
+                self.leaky = nn.LeakyReLU(0.1)
+                self.gate = nn.Hardsigmoid()
+                self.shrink = nn.MaxPool2d(2)
+                self.pool = nn.AdaptiveAvgPool2d(1)
+                self.flatten = nn.Flatten()
+                self.dropout = nn.Dropout(0.2)
+                self.fc = nn.Linear(2 * width, classes)
+
+            def forward(self, x):
+                x = self.relu6(self.stem_bn(self.stem(x)))  # (N, width, H, W)
+                y = self.hardswish(self.depthwise_bn(self.depthwise(x)))  # (N, width, H/2, W/2)
+                x = self.shrink(x) + y  # residual add, (N, width, H/2, W/2)
+                g = self.silu(self.grouped(x))
+                g = self.leaky(g) * self.gate(g)
+                x = torch.cat([x, g], dim=1)  # (N, 2 * width, H/2, W/2)
+                x = self.flatten(self.pool(x))  # (N, 2 * width)
+                x = self.fc(self.dropout(x))  # (N, classes)
+                return torch.log_softmax(x, dim=1)
+
+        torch.manual_seed(0)
+        net = Net().eval()
+        for module in net.modules():  # running statistics that are not the identity
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2.0)
+        return net
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_a_small_cnn_from_torch_onnx_runs_whole_in_the_reference(optimize):
+    """The dynamo exporter at opset 18, with and without its graph optimizer (which folds
+    BatchNormalization into Conv): the whole graph in the reference against onnxruntime."""
+    import torch
+
+    net = SmallMobileCNN.build()
+    program = torch.onnx.export(net, (torch.zeros(2, 3, 32, 32),), dynamo=True, opset_version=OPSET,
+                                optimize=optimize, input_names=["x"], output_names=["y"],
+                                dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    model = program.model_proto
+    op_types = {node.op_type for node in model.graph.node}
+    assert {"Conv", "Clip", "HardSwish", "Sigmoid", "Mul", "Add", "LeakyRelu", "HardSigmoid",
+            "Concat", "LogSoftmax"} <= op_types
+    groups = {a.i for node in model.graph.node if node.op_type == "Conv" for a in node.attribute if a.name == "group"}
+    assert {2, 8} <= groups  # the grouped and the depthwise convolution
+    x = normal(4, 3, 32, 32, scale=1.0)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"x": x})[0]
+    actual = reference.run(model, {"x": x})["y"]
+    assert actual.shape == expected.shape == (4, 5)
+    assert actual.dtype == expected.dtype == np.float32
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)

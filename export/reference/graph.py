@@ -47,6 +47,8 @@ OPS: dict[str, Callable] = {
     "Squeeze": tensor_ops.squeeze,
     "Concat": tensor_ops.concat,
     "Cast": tensor_ops.cast,
+    "CastLike": tensor_ops.cast_like,
+    "Expand": tensor_ops.expand,
     "Transpose": tensor_ops.transpose,
     "ReduceMean": tensor_ops.reduce_mean,
 }

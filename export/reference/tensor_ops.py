@@ -202,6 +202,23 @@ def cast(input, *, to: int, saturate: int = 1, round_mode: str = "up"):
     return input.astype(helper.tensor_dtype_to_np_dtype(to))
 
 
+def cast_like(input, target_type, *, saturate: int = 1, round_mode: str = "up"):
+    """CastLike-19: input cast to target_type's element type (saturate and round_mode only
+    concern float8 and float4 targets)."""
+    return input.astype(target_type.dtype)
+
+
+def expand(input, shape):
+    """Expand-13: broadcast input to `shape` multidirectionally (a 1 in `shape` keeps the
+    input's size, so the output can be larger than `shape`)."""
+    target = tuple(int(d) for d in shape)
+    try:
+        out_shape = np.broadcast_shapes(input.shape, target)
+    except ValueError:
+        raise ValueError(f"Expand: input shape {input.shape} does not broadcast to shape {target}") from None
+    return np.broadcast_to(input, out_shape).copy()
+
+
 def transpose(data, *, perm=None):
     return np.transpose(data, perm)
 
