@@ -20,10 +20,11 @@ from torch import nn
 from zoo.atomic import atomic_write_bytes
 from zoo.weights import load_pretrained, split_stem
 
-from .options import DEFAULT_OPSET, check_opset
 from .metadata import INPUT_NAME, OUTPUT_NAME, build_metadata, set_metadata
+from .options import DEFAULT_OPSET, check_opset
 
 ZOO_INPUT_SHAPE = (1, 28, 28)  # (C, H, W) of every zoo model
+
 
 def export_versions() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": torch.__version__,

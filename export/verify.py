@@ -21,13 +21,16 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import helper, numpy_helper
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from . import reference
 from .checks import compare, session
 from .test_data import read_tensor
 
+# what onnxruntime raises for a graph it cannot load or run: reported, never a traceback
+ORT_ERRORS = (ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.InvalidGraph, ort_errors.NotImplemented,
+              ort_errors.RuntimeException)
 SYMBOLIC_DIM = 2  # what a symbolic or unknown dimension becomes in the generated inputs
 SEED = 0
 GOLDEN_RTOL, GOLDEN_ATOL = 1e-3, 1e-4  # goldens come from another framework: the Model Zoo's rtol
@@ -147,23 +150,26 @@ def exposed(inferred: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def reference_values(proto: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> tuple[dict, dict]:
-    """Every value the reference can compute, and for the rest why not: an unsupported
-    operator, or an input that depends on one."""
+    """Every value the reference can compute, and for each one it cannot (status, reason):
+    ("unchecked", what the reference lacks) or ("downstream", the unchecked node it depends on)."""
     values: dict[str, np.ndarray | None] = {"": None}
     values.update({i.name: numpy_helper.to_array(i) for i in proto.graph.initializer})
     values.update(feeds)
-    missing: dict[str, str] = {}  # output name -> reason
+    missing: dict[str, tuple[str, str]] = {}
+    origin: dict[str, str] = {}  # output name -> the unchecked node it comes from
     for node in proto.graph.node:
-        blocked = [missing[name] for name in node.input if name in missing]
+        blocked = [origin[name] for name in node.input if name in origin]
         if blocked:
-            reason = blocked[0] if blocked[0].startswith("downstream") else f"downstream of {blocked[0]}"
-            missing.update({o: reason for o in node.output if o})
+            for name in filter(None, node.output):
+                origin[name] = blocked[0]
+                missing[name] = ("downstream", f"downstream of {blocked[0]}")
             continue
         try:
             outputs = reference.run_node(node, [values[name] for name in node.input])
         except (reference.UnsupportedError, ValueError) as e:  # ValueError: an attribute value it lacks
-            missing.update({o: f"{node.op_type} node {node.name!r}" for o in node.output if o})
-            missing[f"why:{node.name}"] = str(e)
+            for name in filter(None, node.output):
+                origin[name] = f"{node.op_type} node {node.name!r}"
+                missing[name] = ("unchecked", first_line(e))
             continue
         values.update({name: value for name, value in zip(node.output, outputs) if name})
     return values, missing
@@ -178,8 +184,7 @@ def check_nodes(proto: onnx.ModelProto, inferred: onnx.ModelProto, feeds: dict[s
     for node in proto.graph.node:
         for name in filter(None, node.output):
             if name in missing:
-                status = "downstream" if missing[name].startswith("downstream") else "unchecked"
-                reason = missing.get(f"why:{node.name}", missing[name]) if status == "unchecked" else missing[name]
+                status, reason = missing[name]
                 checks.append(NodeCheck(node.name, node.op_type, name, status, reason=reason))
                 continue
             max_abs, max_rel, ok = compare(ort_values[name], ref_values[name])
@@ -259,12 +264,20 @@ def verify(path: str | Path, strict: bool = False) -> VerifyResult:
         return result
     feeds = generated_inputs(proto)
     result.inputs = {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in feeds.items()}
-    result.nodes = check_nodes(proto, inferred, feeds)
+    try:
+        result.nodes = check_nodes(proto, inferred, feeds)
+    except ORT_ERRORS as e:
+        result.failures.append(f"onnxruntime cannot run this file: {first_line(e)}")
+        return result
     result.failures += [f"nodes: {n.op_type} node {n.node!r} output {n.output!r} differs from the NumPy reference "
                         f"(max |diff| {n.max_abs:.3g}, max rel {n.max_rel:.3g})"
                         for n in result.nodes if n.status == "differs"]
     for folder in test_data_dirs(path):
-        checks = check_goldens(proto, folder)
+        try:
+            checks = check_goldens(proto, folder)
+        except ORT_ERRORS as e:
+            result.failures.append(f"golden: {folder}: onnxruntime cannot run its inputs: {first_line(e)}")
+            continue
         result.goldens += checks
         result.failures += [f"golden: {g.path} ({g.output}) vs {g.runtime}: "
                             + (g.reason or f"max |diff| {g.max_abs:.3g} > {GOLDEN_ATOL} + {GOLDEN_RTOL} * |golden|")
