@@ -116,11 +116,10 @@ PROBED = {"triton"}  # optional packages torch looks for: an empty folder of tha
 
 
 def shadows(path: Path) -> bool:
+    """Whether a module or regular package of that name exists: our folder, a namespace
+    package, would then stand in front of it (or it in front of our folder)."""
     spec = importlib.util.find_spec(path.name)
-    if spec is None:
-        return False
-    locations = [Path(p).resolve() for p in (spec.submodule_search_locations or [])]
-    return not (spec.origin in (None, "namespace") and locations == [path])  # the folder itself is fine
+    return spec is not None and spec.origin not in (None, "namespace")
 
 
 def validate_zoo(args: argparse.Namespace) -> list[tuple[str, str]]:
