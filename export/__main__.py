@@ -11,7 +11,6 @@ verify any ONNX file you have.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -20,10 +19,8 @@ from zoo.cli import CliError, run_command
 from zoo.datasets import list_datasets
 from zoo.weights import shipped
 
-from .options import DEFAULT_OPSET, DEFAULT_TRITON_REPO, EXPORT_EXTRA, MAX_OPSET, MIN_OPSET, check_opset
-
-NEEDS = {"export": ("torch", "onnx", "onnxruntime", "onnxscript"), "verify": ("onnx", "onnxruntime")}
-
+from .options import (DEFAULT_OPSET, DEFAULT_TRITON_REPO, MAX_OPSET, MIN_OPSET, check_opset, check_output_folder,
+                      require)
 
 def shipped_models() -> list[str]:
     return sorted({model for model, _ in shipped()})
@@ -98,30 +95,6 @@ def parse_list(text: str, kind: str, convert=str) -> list:
     return values
 
 
-def check_output_folder(folder: str | None, flag: str) -> None:
-    """Refuse an output folder that would shadow an importable package: `triton/` in the
-    current directory made torch import it instead of the real one (or of none)."""
-    if folder is None:
-        return
-    path = Path(folder).resolve()
-    on_path = {Path.cwd().resolve()} | {Path(p).resolve() for p in sys.path if p}
-    if path.parent not in on_path or not path.name.isidentifier():
-        return
-    if path.name in PROBED or shadows(path):
-        raise CliError(f"{flag} {folder}: a folder named {path.name!r} here would shadow the Python package "
-                       f"{path.name!r}; choose another name (for example {DEFAULT_TRITON_REPO})")
-
-
-PROBED = {"triton"}  # optional packages torch looks for: an empty folder of that name fakes them
-
-
-def shadows(path: Path) -> bool:
-    """Whether a module or regular package of that name exists: our folder, a namespace
-    package, would then stand in front of it (or it in front of our folder)."""
-    spec = importlib.util.find_spec(path.name)
-    return spec is not None and spec.origin not in (None, "namespace")
-
-
 def validate_zoo(args: argparse.Namespace) -> list[tuple[str, str]]:
     """(model, dataset) pairs to export from shipped weights, or [] for --weights."""
     check_opset(args.opset)
@@ -145,14 +118,6 @@ def validate_zoo(args: argparse.Namespace) -> list[tuple[str, str]]:
     if not args.model:
         raise CliError(f"name a model ({', '.join(shipped_models())}) or use --all")
     return [(args.model, args.dataset or "mnist")]
-
-
-def require(command: str) -> None:
-    """One line naming the extra to install, instead of a ModuleNotFoundError traceback."""
-    missing = [m for m in NEEDS[command] if importlib.util.find_spec(m) is None]
-    if missing:
-        raise CliError(f"python -m export {'verify ' if command == 'verify' else ''}needs {', '.join(missing)}, "
-                       f"which this install lacks; install the export extra: {EXPORT_EXTRA}")
 
 
 def run_zoo(args: argparse.Namespace) -> int:
