@@ -19,8 +19,8 @@ from zoo.cli import CliError, run_command
 from zoo.datasets import list_datasets
 from zoo.weights import shipped
 
-from .options import (DEFAULT_OPSET, DEFAULT_TRITON_REPO, MAX_OPSET, MIN_OPSET, check_opset, check_output_folder,
-                      require)
+from .options import (DEFAULT_OPSET, DEFAULT_TRITON_REPO, MAX_OPSET, MIN_OPSET, MissingExtra, check_opset,
+                      check_output_folder, require)
 
 def shipped_models() -> list[str]:
     return sorted({model for model, _ in shipped()})
@@ -197,15 +197,17 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    command = argv[0] if argv and argv[0] in ("custom", "verify") else None
-    if command == "verify":
-        args = verify_parser().parse_args(argv[1:])
-        return run_command(lambda: run_verify(args))
-    if command == "custom":
-        args = custom_parser().parse_args(argv[1:])
-        return run_command(lambda: run_custom(args))
-    args = zoo_parser().parse_args(argv)
-    return run_command(lambda: run_zoo(args))
+    commands = {"verify": (verify_parser, run_verify), "custom": (custom_parser, run_custom)}
+    if argv and argv[0] in commands:
+        parser, run = commands[argv.pop(0)]
+    else:
+        parser, run = zoo_parser, run_zoo
+    args = parser().parse_args(argv)
+    try:
+        return run_command(lambda: run(args))
+    except MissingExtra as e:  # not a mistake in the arguments: exit 1, as python -m zoo does
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

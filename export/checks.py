@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -22,8 +21,8 @@ from torch import nn
 from . import reference
 from .exporter import source_module
 from .metadata import INPUT_NAME, OUTPUT_NAME
+from .runtime import NODE_ATOL, NODE_RTOL, compare, expose_intermediates, session
 
-NODE_RTOL, NODE_ATOL = 1e-4, 1e-5  # per element: |ort - ref| <= atol + rtol * |ref|
 LOGIT_ATOL = 1e-4  # max |logit difference| allowed between any two implementations
 BATCH_SIZES = (1, 7, 64)
 ACCURACY_SLACK = 2e-4  # two images of 10,000: eval batching may flip a near-tie
@@ -32,13 +31,6 @@ CHUNK = 500  # images per step of the test-set check: peak memory is set by this
 
 class CheckFailed(Exception):
     """A check did not pass; the message names the check and the node or figure."""
-
-
-def session(proto: onnx.ModelProto, optimize: bool = True) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    if not optimize:  # keep every node as exported, so intermediates mean what they say
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def check_structure(proto: onnx.ModelProto, num_classes: int) -> dict:
@@ -96,31 +88,6 @@ class NodeResult:
     max_abs: float
     max_rel: float  # max of |ort - ref| / max(|ref|, atol) over the elements
     ok: bool
-
-
-def expose_intermediates(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of `proto` whose graph outputs include every node output."""
-    inferred = onnx.shape_inference.infer_shapes(copy.deepcopy(proto), strict_mode=True)
-    known = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
-    outputs = {o.name for o in inferred.graph.output}
-    for node in inferred.graph.node:
-        for name in node.output:
-            if name and name not in outputs:
-                inferred.graph.output.append(known[name])
-                outputs.add(name)
-    return inferred
-
-
-def compare(got: np.ndarray, want: np.ndarray) -> tuple[float, float, bool]:
-    if got.shape != want.shape or got.dtype != want.dtype:
-        return float("inf"), float("inf"), False
-    if not np.issubdtype(want.dtype, np.floating):
-        same = bool(np.array_equal(got, want))
-        return (0.0 if same else float("inf")), (0.0 if same else float("inf")), same
-    diff = np.abs(got.astype(np.float64) - want)
-    ok = bool(np.all(diff <= NODE_ATOL + NODE_RTOL * np.abs(want)))
-    rel = diff / np.maximum(np.abs(want), NODE_ATOL)
-    return float(diff.max(initial=0)), float(rel.max(initial=0)), ok
 
 
 def check_nodes(proto: onnx.ModelProto, images: np.ndarray) -> list[NodeResult]:

@@ -14,7 +14,9 @@ MIN_OPSET = 17  # older opsets go through a converter we do not test
 MAX_OPSET = 28  # the newest opset of the onnx we pin (a test keeps the two in step)
 DEFAULT_TRITON_REPO = "model_repository"  # Triton's own name; `triton` would shadow a package
 EXPORT_EXTRA = 'pip install -c constraints.txt ".[export]"'
-NEEDS = {"export": ("torch", "onnx", "onnxruntime", "onnxscript"), "verify": ("onnx", "onnxruntime")}
+# What each command imports that the base install lacks (the export extra has them all).
+NEEDS = {"export": ("torch", "safetensors", "tqdm", "platformdirs", "onnx", "onnxruntime", "onnxscript"),
+         "verify": ("onnx", "onnxruntime")}
 PROBED = {"triton"}  # optional packages torch looks for: an empty folder of that name fakes them
 
 
@@ -49,9 +51,20 @@ def shadows(path: Path) -> bool:
     return spec is not None and spec.origin not in (None, "namespace")
 
 
+class MissingExtra(Exception):
+    """Packages of the export extra are not installed (the lean serve install)."""
+
+
+def installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a finder that refuses it, or a module set to None
+        return False
+
+
 def require(command: str) -> None:
     """One line naming the extra to install, instead of a ModuleNotFoundError traceback."""
-    missing = [m for m in NEEDS[command] if importlib.util.find_spec(m) is None]
+    missing = [m for m in NEEDS[command] if not installed(m)]
     if missing:
-        raise CliError(f"python -m export {'verify ' if command == 'verify' else ''}needs {', '.join(missing)}, "
-                       f"which this install lacks; install the export extra: {EXPORT_EXTRA}")
+        raise MissingExtra(f"python -m export {'verify ' if command == 'verify' else ''}needs {', '.join(missing)}, "
+                           f"which this environment lacks; install the export extra: {EXPORT_EXTRA}")

@@ -15,7 +15,6 @@ node that depends on its output; `strict` makes that a failure.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from onnx import helper, numpy_helper
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from . import reference
-from .checks import compare, session
+from .runtime import compare, expose_intermediates, session
 from .test_data import read_tensor
 
 # what onnxruntime raises for a graph it cannot load or run: reported, never a traceback
@@ -83,7 +82,7 @@ def unchecked_ops(result: VerifyResult) -> list[str]:
     return sorted({n.op_type for n in result.nodes if n.status == "unchecked"})
 
 
-def check_structure(proto: onnx.ModelProto) -> tuple[dict, onnx.ModelProto]:
+def check_structure(proto: onnx.ModelProto) -> dict:
     """The strictest checks that pass, and what was given up; raises for a file that
     fails even the lenient ones."""
     notes = []
@@ -95,16 +94,15 @@ def check_structure(proto: onnx.ModelProto) -> tuple[dict, onnx.ModelProto]:
         checker = "basic check passed"
         notes.append(f"full_check failed: {first_line(e)}")
     try:
-        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+        onnx.shape_inference.infer_shapes(proto, strict_mode=True)
         inference = "strict shape inference passed"
     except onnx.shape_inference.InferenceError as e:
-        inferred = onnx.shape_inference.infer_shapes(proto)
+        onnx.shape_inference.infer_shapes(proto)
         inference = "lenient shape inference only"
         notes.append(f"strict shape inference failed: {first_line(e)}")
     opsets = {o.domain or "ai.onnx": o.version for o in proto.opset_import}
-    return ({"checker": checker, "shape_inference": inference, "notes": notes, "opsets": opsets,
-             "nodes": len(proto.graph.node), "producer": f"{proto.producer_name} {proto.producer_version}".strip()},
-            inferred)
+    return {"checker": checker, "shape_inference": inference, "notes": notes, "opsets": opsets,
+            "nodes": len(proto.graph.node), "producer": f"{proto.producer_name} {proto.producer_version}".strip()}
 
 
 def first_line(error: BaseException) -> str:
@@ -136,19 +134,6 @@ def generated_inputs(proto: onnx.ModelProto, seed: int = SEED) -> dict[str, np.n
     return feeds
 
 
-def exposed(inferred: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy whose graph outputs are every node output (typed where inference knew it)."""
-    model = copy.deepcopy(inferred)
-    known = {v.name: v for v in list(model.graph.value_info) + list(model.graph.output)}
-    outputs = {o.name for o in model.graph.output}
-    for node in model.graph.node:
-        for name in filter(None, node.output):
-            if name not in outputs:
-                model.graph.output.append(known.get(name) or helper.ValueInfoProto(name=name))
-                outputs.add(name)
-    return model
-
-
 def reference_values(proto: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> tuple[dict, dict]:
     """Every value the reference can compute, and for each one it cannot (status, reason):
     ("unchecked", what the reference lacks) or ("downstream", the unchecked node it depends on)."""
@@ -175,8 +160,8 @@ def reference_values(proto: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> tu
     return values, missing
 
 
-def check_nodes(proto: onnx.ModelProto, inferred: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[NodeCheck]:
-    model = exposed(inferred)
+def check_nodes(proto: onnx.ModelProto, strict_inference: bool, feeds: dict[str, np.ndarray]) -> list[NodeCheck]:
+    model = expose_intermediates(proto, strict=strict_inference)
     names = [o.name for o in model.graph.output]
     ort_values = dict(zip(names, session(model, optimize=False).run(names, feeds)))
     ref_values, missing = reference_values(proto, feeds)
@@ -258,14 +243,14 @@ def verify(path: str | Path, strict: bool = False) -> VerifyResult:
         raise ValueError(f"{path}: not a readable ONNX file ({first_line(e)})") from None
     result = VerifyResult(str(path), strict)
     try:
-        result.structure, inferred = check_structure(proto)
+        result.structure = check_structure(proto)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         result.failures.append(f"structure: {first_line(e)}")
         return result
     feeds = generated_inputs(proto)
     result.inputs = {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in feeds.items()}
     try:
-        result.nodes = check_nodes(proto, inferred, feeds)
+        result.nodes = check_nodes(proto, result.structure["shape_inference"].startswith("strict"), feeds)
     except ORT_ERRORS as e:
         result.failures.append(f"onnxruntime cannot run this file: {first_line(e)}")
         return result

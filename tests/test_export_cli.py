@@ -3,23 +3,18 @@ extra to install where they are missing, and never writes a folder that shadows 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from export.__main__ import main, zoo_parser
 from export.options import EXPORT_EXTRA, MAX_OPSET
+from tests.blocked_imports import run_module
 
 LEAN = ("torch", "onnx", "onnxscript", "safetensors")  # what the serve install lacks
 
 
 def run_without(blocked, *args, cwd=None):
-    """`python -m export args` in an interpreter where `blocked` cannot be imported (None in
-    sys.modules makes both `import` and importlib.util.find_spec fail for them)."""
-    script = (f"import runpy, sys\nfor m in {tuple(blocked)!r}: sys.modules[m] = None\n"
-              f"sys.argv = ['export', *{list(args)!r}]\nrunpy.run_module('export', run_name='__main__', alter_sys=True)")
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=cwd)
+    """`python -m export args` in an interpreter where `blocked` cannot be imported."""
+    return run_module("export", list(args), blocked=tuple(blocked), cwd=cwd, timeout=120)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -37,12 +32,23 @@ def test_argument_errors_need_neither_torch_nor_onnx(args, message, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("args", [["lenet5"], ["verify", "model.onnx"]])
-def test_the_lean_install_names_the_extra(args, tmp_path):
+@pytest.mark.parametrize("args,missing", [(["lenet5"], "torch, safetensors, onnx, onnxscript"),
+                                          (["verify", "model.onnx"], "onnx")])
+def test_the_lean_install_names_the_extra(args, missing, tmp_path):
     result = run_without(LEAN, *args, cwd=tmp_path)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "which this install lacks" in lines[0] and EXPORT_EXTRA in lines[0], result.stderr
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: python -m export {'verify ' if args[0] == 'verify' else ''}needs {missing}, which this environment "
+        f"lacks; install the export extra: {EXPORT_EXTRA}"], result.stderr
+
+
+def test_verify_needs_no_torch(tmp_path):
+    from tests.test_export_verify import small_cnn, write_model_zoo_layout
+
+    path = write_model_zoo_layout(tmp_path / "cnn", small_cnn())
+    result = run_without(("torch", "safetensors", "onnxscript"), "verify", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "  passed"
 
 
 def test_max_opset_is_the_pinned_onnx_one():
