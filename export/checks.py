@@ -1,6 +1,6 @@
 """The checks every exported model must pass before it is written.
 
-1. structure: onnx.checker (full_check) and strict shape inference;
+1. structure: onnx.checker (full_check) and strict shape inference; output [batch, classes];
 2. batch axis: symbolic, and onnxruntime agrees with PyTorch at batch 1, 7 and 64;
 3. nodes: every intermediate tensor of onnxruntime against the NumPy reference;
 4. test set: PyTorch eager, onnxruntime and the reference agree on all 10,000 images
