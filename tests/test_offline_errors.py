@@ -85,8 +85,8 @@ def test_broken_model_card(weights_copy, data_dir, tmp_path):
     (weights_copy / "lenet5-mnist.json").write_text('{"model": "lenet5"')
     result = run_cli("zoo", "evaluate", "lenet5", "--weights", str(weights_copy), "--data-dir", str(data_dir))
     assert_one_line_error(result, "lenet5-mnist.json: model card is not valid JSON")
-    result = run_cli("export", "lenet5", "--out", str(tmp_path / "out"), "--data-dir", str(data_dir),
-                     env_extra={"ZOO_WEIGHTS_DIR": str(weights_copy)})
+    result = run_cli("export", "lenet5", "--weights", str(weights_copy / "lenet5-mnist.safetensors"),
+                     "--name", "mine", "--out", str(tmp_path / "out"), "--data-dir", str(data_dir))
     assert_one_line_error(result, "lenet5-mnist.json: model card is not valid JSON")
 
 
