@@ -8,7 +8,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 from onnx import helper
+from torch import nn
 
 from export import reference
 from export.reference import UnsupportedError
@@ -234,63 +236,57 @@ def test_what_is_not_implemented_is_unsupported_never_approximated(node, inputs,
         reference.run_node(node, inputs)
 
 
-class SmallMobileCNN:
-    """Built lazily so that collecting this file does not import torch."""
+class SmallMobileCNN(nn.Module):
+    """What people write for a small mobile-style CNN: every layer the reference must
+    follow when it comes through torch.onnx."""
 
-    @staticmethod
-    def build(in_channels: int = 3, classes: int = 5):
-        import torch
-        from torch import nn
+    def __init__(self, in_channels: int = 3, classes: int = 5, width: int = 8):
+        super().__init__()
+        self.stem = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.stem_bn = nn.BatchNorm2d(width)
+        self.relu6 = nn.ReLU6()
+        self.depthwise = nn.Conv2d(width, width, 3, stride=2, padding=1, groups=width, bias=False)
+        self.depthwise_bn = nn.BatchNorm2d(width)
+        self.hardswish = nn.Hardswish()
+        self.grouped = nn.Conv2d(width, width, 3, padding=1, groups=2)
+        self.silu = nn.SiLU()
+        self.leaky = nn.LeakyReLU(0.1)
+        self.gate = nn.Hardsigmoid()
+        self.shrink = nn.MaxPool2d(2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.dropout = nn.Dropout(0.2)
+        self.fc = nn.Linear(2 * width, classes)
 
-        class Net(nn.Module):
-            """What people write for a small mobile-style CNN: every layer the reference
-            must follow when it comes through torch.onnx."""
-
-            def __init__(self, width: int = 8):
-                super().__init__()
-                self.stem = nn.Conv2d(in_channels, width, 3, padding=1)
-                self.stem_bn = nn.BatchNorm2d(width)
-                self.relu6 = nn.ReLU6()
-                self.depthwise = nn.Conv2d(width, width, 3, stride=2, padding=1, groups=width, bias=False)
-                self.depthwise_bn = nn.BatchNorm2d(width)
-                self.hardswish = nn.Hardswish()
-                self.grouped = nn.Conv2d(width, width, 3, padding=1, groups=2)
-                self.silu = nn.SiLU()
-                self.leaky = nn.LeakyReLU(0.1)
-                self.gate = nn.Hardsigmoid()
-                self.shrink = nn.MaxPool2d(2)
-                self.pool = nn.AdaptiveAvgPool2d(1)
-                self.flatten = nn.Flatten()
-                self.dropout = nn.Dropout(0.2)
-                self.fc = nn.Linear(2 * width, classes)
-
-            def forward(self, x):
-                x = self.relu6(self.stem_bn(self.stem(x)))  # (N, width, H, W)
-                y = self.hardswish(self.depthwise_bn(self.depthwise(x)))  # (N, width, H/2, W/2)
-                x = self.shrink(x) + y  # residual add, (N, width, H/2, W/2)
-                g = self.silu(self.grouped(x))
-                g = self.leaky(g) * self.gate(g)
-                x = torch.cat([x, g], dim=1)  # (N, 2 * width, H/2, W/2)
-                x = self.flatten(self.pool(x))  # (N, 2 * width)
-                x = self.fc(self.dropout(x))  # (N, classes)
-                return torch.log_softmax(x, dim=1)
-
-        torch.manual_seed(0)
-        net = Net().eval()
-        for module in net.modules():  # running statistics that are not the identity
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.uniform_(-1, 1)
-                module.running_var.uniform_(0.5, 2.0)
-        return net
+    def forward(self, x):
+        x = self.relu6(self.stem_bn(self.stem(x)))  # (N, width, H, W)
+        y = self.hardswish(self.depthwise_bn(self.depthwise(x)))  # (N, width, H/2, W/2)
+        x = self.shrink(x) + y  # residual add, (N, width, H/2, W/2)
+        g = self.silu(self.grouped(x))
+        g = self.leaky(g) * self.gate(g)
+        x = torch.cat([x, g], dim=1)  # (N, 2 * width, H/2, W/2)
+        x = self.flatten(self.pool(x))  # (N, 2 * width)
+        x = self.fc(self.dropout(x))  # (N, classes)
+        return torch.log_softmax(x, dim=1)
 
 
+def small_mobile_cnn() -> SmallMobileCNN:
+    torch.manual_seed(0)
+    net = SmallMobileCNN().eval()
+    for module in net.modules():  # running statistics that are not the identity
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2.0)
+    return net
+
+
+# torch.export's own deprecation notice, nothing this test controls
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
 @pytest.mark.parametrize("optimize", [True, False])
 def test_a_small_cnn_from_torch_onnx_runs_whole_in_the_reference(optimize):
     """The dynamo exporter at opset 18, with and without its graph optimizer (which folds
     BatchNormalization into Conv): the whole graph in the reference against onnxruntime."""
-    import torch
-
-    net = SmallMobileCNN.build()
+    net = small_mobile_cnn()
     program = torch.onnx.export(net, (torch.zeros(2, 3, 32, 32),), dynamo=True, opset_version=OPSET,
                                 optimize=optimize, input_names=["x"], output_names=["y"],
                                 dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
