@@ -214,6 +214,36 @@ def test_log_softmax_axis_out_of_range():
         reference.log_softmax(normal(2, 3, 4), axis=3)
 
 
+def positive(*shape: int) -> np.ndarray:
+    return rng.uniform(0.5, 2.0, shape).astype(np.float32)
+
+
+# The other operators torch.onnx writes for BatchNorm2d (optimizer off), AdaptiveAvgPool2d(1),
+# Flatten, Linear and Dropout, with the attributes it gives them.
+EMITTED = [
+    ("BatchNormalization", {"X": normal(2, 4, 3, 3), "scale": normal(4), "B": normal(4), "input_mean": normal(4),
+                            "input_var": positive(4)}, {"epsilon": 1e-3}),
+    ("BatchNormalization", {"X": normal(2, 4, 3, 3), "scale": normal(4), "B": normal(4), "input_mean": normal(4),
+                            "input_var": positive(4)}, {}),
+    ("ReduceMean", {"data": normal(2, 4, 5, 6), "axes": np.array([-1, -2], np.int64)}, {"keepdims": 1}),
+    ("ReduceMean", {"data": normal(2, 4, 5, 6), "axes": np.array([2, 3], np.int64)}, {"keepdims": 0}),
+    ("GlobalAveragePool", {"X": normal(2, 4, 5, 6)}, {}),
+    ("Reshape", {"data": normal(2, 4, 1, 1), "shape": np.array([2, 4], np.int64)}, {"allowzero": 1}),
+    ("Reshape", {"data": normal(2, 4, 1, 1), "shape": np.array([0, -1], np.int64)}, {"allowzero": 0}),
+    ("Flatten", {"input": normal(2, 4, 3, 3)}, {"axis": 1}),
+    ("Gemm", {"A": normal(3, 16), "B": normal(5, 16), "C": normal(5)}, {"transB": 1}),
+    ("MatMul", {"A": normal(3, 16), "B": normal(16, 5)}, {}),
+    ("Dropout", {"data": normal(2, 3), "ratio": np.array(0.2, np.float32)}, {}),
+    ("Identity", {"input": normal(2, 3)}, {}),
+    ("MaxPool", {"X": normal(2, 3, 8, 8)}, {"kernel_shape": [2, 2], "strides": [2, 2]}),
+]
+
+
+@pytest.mark.parametrize("op_type,inputs,attrs", EMITTED, ids=[e[0] for e in EMITTED])
+def test_other_operators_torch_onnx_emits(op_type, inputs, attrs):
+    check(op_type, inputs, rtol=1e-5, atol=1e-5, **attrs)
+
+
 @pytest.mark.parametrize("node,inputs,message", [
     # Clip before opset 11 took min and max as attributes; that form is not implemented
     (helper.make_node("Clip", ["x"], ["y"], name="c", min=0.0, max=6.0), [np.zeros(3, np.float32)],
