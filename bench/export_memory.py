@@ -2,13 +2,14 @@
 model, against the 1.5 GB per-export target; optionally `python -m export --all` and a
 pytest run as well. Exports run one at a time, each into its own temporary directory.
 
-    python bench/export_memory.py [--models lenet5,resnet-mini] [--all] [--pytest [FILE ...]]
-                                  [--json out.json]
+    python bench/export_memory.py [--models lenet5,resnet-mini] [--no-each] [--all]
+                                  [--pytest [ARG ...]] [--json out.json]
 
 Two peaks are measured per child. `peak_rss_mib` is the kernel's own high-water mark
 (ru_maxrss from wait4): exact, for the largest single process in the child's tree.
 `sampled_tree_mib` adds up the RSS of the child and all its descendants every 50 ms and
 keeps the largest sum: what the machine as a whole had to hold (it can miss a short spike).
+Wall time depends on what else the machine runs, so each row also gives the load average.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Measurement:
     peak_rss_mib: float
     sampled_tree_mib: float
     target_mib: float
+    load_average: float  # 1-minute load average when the run ended: wall time depends on it
 
     @property
     def ratio(self) -> float:
@@ -89,7 +91,7 @@ def measure(name: str, command: list[str], target_mib: float, log: Path) -> Meas
         done.set()
         sampler.join()
     return Measurement(name, command, proc.returncode, seconds, usage.ru_maxrss / 1024,
-                       peak_tree_kib / 1024, target_mib)
+                       peak_tree_kib / 1024, target_mib, os.getloadavg()[0])
 
 
 def export_command(model: str | None, dataset: str | None, out: Path) -> list[str]:
@@ -100,7 +102,7 @@ def export_command(model: str | None, dataset: str | None, out: Path) -> list[st
 def print_row(m: Measurement) -> None:
     status = "ok" if m.exit_code == 0 else f"EXIT {m.exit_code}"
     print(f"{m.name:<32}{m.seconds:>8.1f}s{m.peak_rss_mib:>10,.0f}{m.sampled_tree_mib:>10,.0f}"
-          f"{m.ratio:>8.2f}x  {status}", flush=True)
+          f"{m.ratio:>8.2f}x{m.load_average:>6.1f}  {status}", flush=True)
 
 
 def parse_args() -> argparse.Namespace:
@@ -138,7 +140,7 @@ def main() -> int:
     print(f"peak resident memory, one child process at a time; targets: export "
           f"{EXPORT_TARGET_MIB:,.0f} MiB (1.5 GB), test suite {PYTEST_TARGET_MIB:,.0f} MiB (3 GB); "
           f"logs in {work}")
-    print(f"{'run':<32}{'wall':>9}{'peak MiB':>10}{'tree MiB':>10}{'/target':>9}")
+    print(f"{'run':<32}{'wall':>9}{'peak MiB':>10}{'tree MiB':>10}{'/target':>9}{'load':>6}")
     results = []
     for index, (name, command, target) in enumerate(runs):
         result = measure(name, command, target, work / f"{index:02d}.log")

@@ -8,7 +8,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 from onnx import helper
+from torch import nn
 
 from export import reference
 from export.reference import UnsupportedError
@@ -212,6 +214,36 @@ def test_log_softmax_axis_out_of_range():
         reference.log_softmax(normal(2, 3, 4), axis=3)
 
 
+def positive(*shape: int) -> np.ndarray:
+    return rng.uniform(0.5, 2.0, shape).astype(np.float32)
+
+
+# The other operators torch.onnx writes for BatchNorm2d (optimizer off), AdaptiveAvgPool2d(1),
+# Flatten, Linear and Dropout, with the attributes it gives them.
+EMITTED = [
+    ("BatchNormalization", {"X": normal(2, 4, 3, 3), "scale": normal(4), "B": normal(4), "input_mean": normal(4),
+                            "input_var": positive(4)}, {"epsilon": 1e-3}),
+    ("BatchNormalization", {"X": normal(2, 4, 3, 3), "scale": normal(4), "B": normal(4), "input_mean": normal(4),
+                            "input_var": positive(4)}, {}),
+    ("ReduceMean", {"data": normal(2, 4, 5, 6), "axes": np.array([-1, -2], np.int64)}, {"keepdims": 1}),
+    ("ReduceMean", {"data": normal(2, 4, 5, 6), "axes": np.array([2, 3], np.int64)}, {"keepdims": 0}),
+    ("GlobalAveragePool", {"X": normal(2, 4, 5, 6)}, {}),
+    ("Reshape", {"data": normal(2, 4, 1, 1), "shape": np.array([2, 4], np.int64)}, {"allowzero": 1}),
+    ("Reshape", {"data": normal(2, 4, 1, 1), "shape": np.array([0, -1], np.int64)}, {"allowzero": 0}),
+    ("Flatten", {"input": normal(2, 4, 3, 3)}, {"axis": 1}),
+    ("Gemm", {"A": normal(3, 16), "B": normal(5, 16), "C": normal(5)}, {"transB": 1}),
+    ("MatMul", {"A": normal(3, 16), "B": normal(16, 5)}, {}),
+    ("Dropout", {"data": normal(2, 3), "ratio": np.array(0.2, np.float32)}, {}),
+    ("Identity", {"input": normal(2, 3)}, {}),
+    ("MaxPool", {"X": normal(2, 3, 8, 8)}, {"kernel_shape": [2, 2], "strides": [2, 2]}),
+]
+
+
+@pytest.mark.parametrize("op_type,inputs,attrs", EMITTED, ids=[e[0] for e in EMITTED])
+def test_other_operators_torch_onnx_emits(op_type, inputs, attrs):
+    check(op_type, inputs, rtol=1e-5, atol=1e-5, **attrs)
+
+
 @pytest.mark.parametrize("node,inputs,message", [
     # Clip before opset 11 took min and max as attributes; that form is not implemented
     (helper.make_node("Clip", ["x"], ["y"], name="c", min=0.0, max=6.0), [np.zeros(3, np.float32)],
@@ -234,63 +266,57 @@ def test_what_is_not_implemented_is_unsupported_never_approximated(node, inputs,
         reference.run_node(node, inputs)
 
 
-class SmallMobileCNN:
-    """Built lazily so that collecting this file does not import torch."""
+class SmallMobileCNN(nn.Module):
+    """What people write for a small mobile-style CNN: every layer the reference must
+    follow when it comes through torch.onnx."""
 
-    @staticmethod
-    def build(in_channels: int = 3, classes: int = 5):
-        import torch
-        from torch import nn
+    def __init__(self, in_channels: int = 3, classes: int = 5, width: int = 8):
+        super().__init__()
+        self.stem = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.stem_bn = nn.BatchNorm2d(width)
+        self.relu6 = nn.ReLU6()
+        self.depthwise = nn.Conv2d(width, width, 3, stride=2, padding=1, groups=width, bias=False)
+        self.depthwise_bn = nn.BatchNorm2d(width)
+        self.hardswish = nn.Hardswish()
+        self.grouped = nn.Conv2d(width, width, 3, padding=1, groups=2)
+        self.silu = nn.SiLU()
+        self.leaky = nn.LeakyReLU(0.1)
+        self.gate = nn.Hardsigmoid()
+        self.shrink = nn.MaxPool2d(2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.dropout = nn.Dropout(0.2)
+        self.fc = nn.Linear(2 * width, classes)
 
-        class Net(nn.Module):
-            """What people write for a small mobile-style CNN: every layer the reference
-            must follow when it comes through torch.onnx."""
-
-            def __init__(self, width: int = 8):
-                super().__init__()
-                self.stem = nn.Conv2d(in_channels, width, 3, padding=1)
-                self.stem_bn = nn.BatchNorm2d(width)
-                self.relu6 = nn.ReLU6()
-                self.depthwise = nn.Conv2d(width, width, 3, stride=2, padding=1, groups=width, bias=False)
-                self.depthwise_bn = nn.BatchNorm2d(width)
-                self.hardswish = nn.Hardswish()
-                self.grouped = nn.Conv2d(width, width, 3, padding=1, groups=2)
-                self.silu = nn.SiLU()
-                self.leaky = nn.LeakyReLU(0.1)
-                self.gate = nn.Hardsigmoid()
-                self.shrink = nn.MaxPool2d(2)
-                self.pool = nn.AdaptiveAvgPool2d(1)
-                self.flatten = nn.Flatten()
-                self.dropout = nn.Dropout(0.2)
-                self.fc = nn.Linear(2 * width, classes)
-
-            def forward(self, x):
-                x = self.relu6(self.stem_bn(self.stem(x)))  # (N, width, H, W)
-                y = self.hardswish(self.depthwise_bn(self.depthwise(x)))  # (N, width, H/2, W/2)
-                x = self.shrink(x) + y  # residual add, (N, width, H/2, W/2)
-                g = self.silu(self.grouped(x))
-                g = self.leaky(g) * self.gate(g)
-                x = torch.cat([x, g], dim=1)  # (N, 2 * width, H/2, W/2)
-                x = self.flatten(self.pool(x))  # (N, 2 * width)
-                x = self.fc(self.dropout(x))  # (N, classes)
-                return torch.log_softmax(x, dim=1)
-
-        torch.manual_seed(0)
-        net = Net().eval()
-        for module in net.modules():  # running statistics that are not the identity
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.uniform_(-1, 1)
-                module.running_var.uniform_(0.5, 2.0)
-        return net
+    def forward(self, x):
+        x = self.relu6(self.stem_bn(self.stem(x)))  # (N, width, H, W)
+        y = self.hardswish(self.depthwise_bn(self.depthwise(x)))  # (N, width, H/2, W/2)
+        x = self.shrink(x) + y  # residual add, (N, width, H/2, W/2)
+        g = self.silu(self.grouped(x))
+        g = self.leaky(g) * self.gate(g)
+        x = torch.cat([x, g], dim=1)  # (N, 2 * width, H/2, W/2)
+        x = self.flatten(self.pool(x))  # (N, 2 * width)
+        x = self.fc(self.dropout(x))  # (N, classes)
+        return torch.log_softmax(x, dim=1)
 
 
+def small_mobile_cnn() -> SmallMobileCNN:
+    torch.manual_seed(0)
+    net = SmallMobileCNN().eval()
+    for module in net.modules():  # running statistics that are not the identity
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2.0)
+    return net
+
+
+# torch.export's own deprecation notice, nothing this test controls
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
 @pytest.mark.parametrize("optimize", [True, False])
 def test_a_small_cnn_from_torch_onnx_runs_whole_in_the_reference(optimize):
     """The dynamo exporter at opset 18, with and without its graph optimizer (which folds
     BatchNormalization into Conv): the whole graph in the reference against onnxruntime."""
-    import torch
-
-    net = SmallMobileCNN.build()
+    net = small_mobile_cnn()
     program = torch.onnx.export(net, (torch.zeros(2, 3, 32, 32),), dynamo=True, opset_version=OPSET,
                                 optimize=optimize, input_names=["x"], output_names=["y"],
                                 dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
