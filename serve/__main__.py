@@ -16,9 +16,9 @@ import threading
 from pathlib import Path
 
 from .core import Limits
-from .device import DEVICES, DeviceError
-from .registry import ModelLoadError
-from .server import ServerConfig, create_server
+from .core.device import DEVICES, DeviceError
+from .core.registry import ModelLoadError
+from .grpc.server import ServerConfig, create_server
 
 log = logging.getLogger("serve")
 

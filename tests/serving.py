@@ -9,7 +9,7 @@ import grpc
 
 from serve.core import Limits
 from serve.gen import predictor_pb2_grpc
-from serve.server import create_server
+from serve.grpc.server import create_server
 
 TIMEOUT = 10.0  # every RPC in the tests is bounded
 

@@ -14,10 +14,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from serve.core import Limits
-from serve.device import DeviceError, make_session
+from serve.core.device import DeviceError, make_session
 from serve.gen import predictor_pb2 as pb
-from serve.registry import ModelLoadError
-from serve.server import create_server
+from serve.core.registry import ModelLoadError
+from serve.grpc.server import create_server
 from bench.server_process import start_server
 from tests.serving import TIMEOUT, predictor_stub, running_server, slow_down
 
@@ -169,8 +169,15 @@ def test_cli_empty_models_directory(tmp_path):
 
 
 def test_serve_imports_no_torch():
-    code = ("import sys, serve.__main__, serve.server, serve.client; "
+    code = ("import sys, serve.__main__, serve.grpc.server, serve.client; "
             "bad = [m for m in ('torch', 'zoo', 'export', 'onnx') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env={**os.environ})
+
+
+def test_serving_core_imports_no_front_end():
+    code = ("import sys, serve.core, serve.core.decode; "
+            "bad = [m for m in sys.modules if m == 'grpc' or m.startswith(('grpc.', 'serve.grpc', 'serve.http'))]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env={**os.environ})
 

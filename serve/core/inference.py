@@ -1,5 +1,8 @@
-"""What both APIs share: the models, their batchers, limits, statistics and metrics, and
-the wrapper that turns every servicer method's outcome into a status and a metric."""
+"""What every front end shares: the models, their batchers, limits, statistics and metrics.
+
+A front end decodes its request (serve.core.decode), then calls `InferenceCore.infer` with
+the client's time left and a callable saying whether the client is still there; the core
+raises RequestError, which the front end turns into its own status."""
 
 from __future__ import annotations
 
@@ -10,13 +13,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
-import grpc
 import numpy as np
 
 from .batching import Announcement, Batcher
-from .errors import RequestError, unavailable
+from .errors import Code, RequestError, unavailable
 from .metrics import Metrics
+from .readiness import Readiness
 from .registry import ModelRegistry, ServedModel
 
 log = logging.getLogger("serve")
@@ -51,7 +55,8 @@ class InferenceCore:
         self.registry = registry
         self.limits = limits
         self.metrics = metrics
-        self.draining = threading.Event()
+        self.readiness = Readiness(registry)
+        self.draining = self.readiness.draining  # set once shutdown begins: new requests are refused
         self.stats = {name: ModelStats() for name in registry.names()}
         self.batchers: dict[str, Batcher] = {}
         for name, model in registry.models.items():
@@ -81,9 +86,14 @@ class InferenceCore:
         batcher = self.batchers.get(model.name)
         return batcher.expecting() if batcher else contextlib.nullcontext(None)
 
-    def infer(self, model: ServedModel, x: np.ndarray, context: grpc.ServicerContext,
+    def infer(self, model: ServedModel, x: np.ndarray, *, time_left_s: float | None = None,
+              is_active: Callable[[], bool] = lambda: True,
               announcement: Announcement | None = None) -> np.ndarray:
-        """Logits for the normalized batch `x`, through the model's batcher when batching is on."""
+        """Logits for the normalized batch `x`, through the model's batcher when batching is on.
+
+        `time_left_s`: seconds until the client's deadline (None: no deadline); it bounds the
+        wait in the queue. `is_active`: False once the client has gone (cancelled, timed out),
+        so its images are dropped before they cost a run."""
         if self.draining.is_set():
             raise unavailable("the server is shutting down")
         start = time.perf_counter()
@@ -93,13 +103,13 @@ class InferenceCore:
             if batcher is None:
                 out = self._run_direct(model, x)
             else:
-                out = batcher.infer(x, context.is_active, context.time_remaining(), announcement)
+                out = batcher.infer(x, is_active, time_left_s, announcement)
             ok = True
             return out
         except concurrent.futures.TimeoutError:
-            raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded while queued for inference") from None
+            raise RequestError(Code.DEADLINE_EXCEEDED, "deadline exceeded while queued for inference") from None
         except concurrent.futures.CancelledError:
-            raise RequestError(grpc.StatusCode.CANCELLED, "request cancelled") from None
+            raise RequestError(Code.CANCELLED, "request cancelled") from None
         finally:
             self._count(model.name, len(x), ok, time.perf_counter() - start)
 
@@ -128,31 +138,3 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def handler(api: str, method: str, model_field: str | None = None):
-    """Wrap a servicer method: RequestError -> its status, anything else -> INTERNAL (logged),
-    and every outcome counted and timed in the metrics."""
-
-    def decorate(fn):
-        @functools.wraps(fn)
-        def wrapper(self, request, context):
-            start = time.perf_counter()
-            code = grpc.StatusCode.OK
-            try:
-                return fn(self, request, context)
-            except RequestError as e:
-                code = e.code
-                context.abort(e.code, e.message)
-            except Exception as e:  # a bug of ours, never the client's mistake
-                code = grpc.StatusCode.INTERNAL
-                log.exception("%s.%s failed", api, method)
-                context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}")
-            finally:
-                model = getattr(request, model_field, "") if model_field else ""
-                self.core.metrics.observe_request(api, method, self.core.metric_label(model) if model else "",
-                                                  code.name, time.perf_counter() - start)
-
-        return wrapper
-
-    return decorate

@@ -163,6 +163,10 @@ class ModelRegistry:
                 models[path.stem] = ServedModel(name=path.stem, path=path, error=str(e))
         return cls(models)
 
+    def all_models(self) -> list[ServedModel]:
+        """Every model it was asked to serve, ready or not."""
+        return [self.models[name] for name in self.names()]
+
     def names(self) -> list[str]:
         return sorted(self.models)
 

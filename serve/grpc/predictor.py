@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import InferenceCore, handler, softmax
-from .errors import invalid
-from .gen import predictor_pb2 as pb
-from .gen import predictor_pb2_grpc as pb_grpc
-from .inputs import batch_from_shape, decode_array, decode_images
-from .registry import ServedModel
+from ..core import InferenceCore, softmax
+from ..core.decode import batch_from_shape, decode_array, decode_images
+from ..core.errors import invalid
+from ..core.registry import ServedModel
+from ..gen import predictor_pb2 as pb
+from ..gen import predictor_pb2_grpc as pb_grpc
+from .handler import handler, infer_args
 
 TENSOR_DTYPES = {pb.DTYPE_FLOAT32: "float32", pb.DTYPE_UINT8: "uint8"}
 
@@ -49,7 +50,7 @@ class PredictorServicer(pb_grpc.PredictorServicer):
             raise invalid(f"top_k: {request.top_k} is negative; expected 0 (meaning 1) to {model.num_classes}")
         with self.core.expecting(model) as announcement:
             x = self._batch(request, model)
-            logits = self.core.infer(model, x, context, announcement)
+            logits = self.core.infer(model, x, announcement=announcement, **infer_args(context))
         probabilities = softmax(logits)
         k = min(max(request.top_k, 1), model.num_classes)
         order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]

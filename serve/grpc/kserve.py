@@ -10,12 +10,13 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.grpc import service_pb2 as kpb
 from tritonclient.grpc import service_pb2_grpc as kpb_grpc
 
-from . import __version__
-from .core import InferenceCore, handler
-from .device import CUDA
-from .errors import invalid
-from .inputs import batch_from_shape, decode_array, from_array
-from .registry import ServedModel
+from .. import __version__
+from ..core import InferenceCore
+from ..core.decode import batch_from_shape, decode_array, from_array
+from ..core.device import CUDA
+from ..core.errors import invalid
+from ..core.registry import ServedModel
+from .handler import handler, infer_args
 
 SERVER_NAME = "cnn-zoo"
 EXTENSIONS = ["classification", "model_configuration", "statistics"]
@@ -38,13 +39,12 @@ class KServeServicer(kpb_grpc.GRPCInferenceServiceServicer):
 
     @handler("kserve", "ServerReady")
     def ServerReady(self, request, context):
-        ready = not self.core.draining.is_set() and any(m.ready for m in self.core.registry.models.values())
-        return kpb.ServerReadyResponse(ready=ready)
+        return kpb.ServerReadyResponse(ready=self.core.readiness.server_ready())
 
     @handler("kserve", "ModelReady", "name")
     def ModelReady(self, request, context):
         model = self.core.registry.lookup(request.name, request.version)
-        return kpb.ModelReadyResponse(ready=model.ready and not self.core.draining.is_set())
+        return kpb.ModelReadyResponse(ready=self.core.readiness.model_ready(model))
 
     @handler("kserve", "ServerMetadata")
     def ServerMetadata(self, request, context):
@@ -173,7 +173,7 @@ class KServeServicer(kpb_grpc.GRPCInferenceServiceServicer):
         with self.core.expecting(model) as announcement:
             x = self._input_batch(request, model)
             outputs = self._outputs(request, model)
-            logits = self.core.infer(model, x, context, announcement)
+            logits = self.core.infer(model, x, announcement=announcement, **infer_args(context))
         response = kpb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
         for name, k in outputs:
             tensor = response.outputs.add(name=name)

@@ -21,12 +21,12 @@ from grpc_reflection.v1alpha import reflection
 from tritonclient.grpc import service_pb2 as kpb
 from tritonclient.grpc import service_pb2_grpc as kpb_grpc
 
-from .core import InferenceCore, Limits
-from .gen import predictor_pb2, predictor_pb2_grpc
+from ..core import InferenceCore, Limits
+from ..core.metrics import Metrics
+from ..core.registry import ModelRegistry
+from ..gen import predictor_pb2, predictor_pb2_grpc
 from .kserve import KServeServicer
-from .metrics import Metrics
 from .predictor import PredictorServicer
-from .registry import ModelRegistry
 
 log = logging.getLogger("serve")
 
