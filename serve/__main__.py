@@ -72,27 +72,32 @@ def main(argv: list[str] | None = None) -> int:
         ort_threads=args.ort_threads)
     try:
         server, port = create_server(config)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, NotADirectoryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (DeviceError, ModelLoadError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    for name, model in server.core.registry.models.items():
+    models = server.core.registry.all_models()
+    for model in models:
         if model.ready:
-            log.info("model %s v%s: input %s %s, labels %d, provider %s", name, model.version,
-                     model.input_name, model.input_shape, model.num_classes, model.provider)
+            inputs = ", ".join(f"{t.name} {t.datatype} {list(t.shape)}" for t in model.signature.inputs)
+            log.info("model %s v%s: inputs %s, %s, provider %s", model.name, model.version, inputs,
+                     f"{model.num_classes} classes" if model.num_classes else "not an image classifier",
+                     model.provider)
         else:
-            log.error("model %s NOT READY: %s", name, model.error)
+            log.error("model %s v%s NOT READY: %s", model.name, model.version, model.error)
+    ready = sum(m.ready for m in models)
     gc.freeze()  # the models and modules loaded so far are permanent: keep them out of collections
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
     server.start()
     scheme = "grpcs" if config.tls_cert else "grpc"
-    log.info("serving %d models on %s://%s:%d%s (batching: %s)", len(server.core.registry.models), scheme,
+    log.info("serving %d models on %s://%s:%d%s (batching: %s); %d not ready", ready, scheme,
              args.host, port, f", metrics on :{server.metrics_port}/metrics" if server.metrics_port else "",
-             f"up to {args.max_batch} images / {args.batch_delay_ms:g} ms" if args.max_batch else "off")
+             f"up to {args.max_batch} images / {args.batch_delay_ms:g} ms" if args.max_batch else "off",
+             len(models) - ready)
     stop.wait()
     log.info("draining: refusing new requests, giving in-flight ones %.1f s", args.grace)
     server.stop(args.grace)

@@ -36,8 +36,8 @@ def slow_down(server, name: str, seconds: float) -> None:
         return original(x)
 
     model.run = run
-    if name in server.core.batchers:
-        server.core.batchers[name].run = run
+    if model.key in server.core.batchers:
+        server.core.batchers[model.key].run = run
 
 
 @contextlib.contextmanager

@@ -93,7 +93,7 @@ def test_deadline_frees_the_work_and_server_stays_healthy(models_dir, mnist_batc
                 stub.Predict(request, timeout=0.8)
             assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             time.sleep(1.0)
-            stats = server.core.stats["lenet5-mnist"]
+            stats = server.core.stats["lenet5-mnist", "1"]
             assert stats.execution_count <= 3  # the rest of the request never ran
             assert time.monotonic() - start < 5
         assert health_status(port) == SERVING
@@ -160,12 +160,21 @@ def test_cli_device_auto_says_it_fell_back(models_dir):
     assert "CUDA is not usable here" in server.output or "CUDAExecutionProvider" in server.output
 
 
-def test_cli_empty_models_directory(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "serve", "--models", str(tmp_path / "none")],
+@pytest.mark.parametrize("kind", ["missing", "empty", "file"])
+def test_cli_models_not_a_models_directory(tmp_path, kind):
+    target = tmp_path / "models"
+    expected = {"missing": f"error: models directory {target} does not exist",
+                "empty": f"error: no models in {target}: expected <name>.onnx files or <name>/<version>/model.onnx "
+                         "folders",
+                "file": f"error: --models {target} is a file, not a directory of models"}[kind]
+    if kind == "empty":
+        target.mkdir()
+    elif kind == "file":
+        target.write_bytes(b"not a directory")
+    result = subprocess.run([sys.executable, "-m", "serve", "--models", str(target)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"error: no .onnx models in {tmp_path / 'none'}; run `python -m export --all --out {tmp_path / 'none'}` first"]
+    assert result.stderr.strip().splitlines() == [expected]
 
 
 def test_serve_imports_no_torch():

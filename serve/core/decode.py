@@ -1,4 +1,6 @@
-"""Turning request payloads into the (N, 1, 28, 28) float32 batch a model takes.
+"""One decoding and validation path for every front end, driven by the model's signature:
+request tensors (raw bytes or typed values) and encoded images become the arrays the model
+takes.
 
 Every check names the field, the value and what was expected; nothing here trusts a size
 from the client before comparing it with the bytes actually sent.
@@ -7,18 +9,36 @@ from the client before comparing it with the bytes actually sent.
 from __future__ import annotations
 
 import io
+import math
 import warnings
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
 from .errors import invalid, too_large
 from .registry import ServedModel
+from .signature import DTYPE_OF, DYNAMIC, Classifier, TensorSpec
 
-IMAGE_SIZE = 28
-PIXELS = IMAGE_SIZE * IMAGE_SIZE
 MAX_IMAGE_PIXELS = 4096 * 4096  # larger images are refused before decoding (bomb guard)
-DTYPES = {"float32": np.dtype("<f4"), "uint8": np.dtype("u1")}
+FLOATS = ("FP16", "FP32", "FP64")
+
+
+@dataclass(frozen=True)
+class InputTensor:
+    """One input of a request as a front end received it, before any check: raw
+    little-endian bytes (`data`) or typed values (`values`), and the field names the
+    client knows them by, for the messages."""
+
+    name: str
+    datatype: str
+    shape: Sequence[int]
+    field: str  # e.g. "inputs[0]" or "tensor"
+    data: bytes | None = None
+    data_field: str = ""  # e.g. "raw_input_contents[0]"
+    values: Sequence | None = None
+    values_field: str = ""  # e.g. "inputs[0].contents.fp32_contents"
 
 
 def check_batch_size(n: int, max_images: int, field: str) -> None:
@@ -28,50 +48,140 @@ def check_batch_size(n: int, max_images: int, field: str) -> None:
         raise too_large(f"{field}: {n} images exceed this server's limit of {max_images} per request")
 
 
-def batch_from_shape(shape: list[int], field: str, max_images: int) -> int:
-    """The batch size N of a (N, 1, 28, 28) or (N, 28, 28) shape, validated."""
-    shape = [int(d) for d in shape]
+def check_shape(spec: TensorSpec, sent: Sequence[int], field: str, max_images: int, batched: bool,
+                squeezable: bool = False) -> tuple[int, ...]:
+    """The shape sent, checked against the one the input declares: dynamic axes free,
+    fixed axes equal, the batch within the limits. `squeezable`: a (N, H, W) shape stands
+    for (N, 1, H, W)."""
+    shape = [int(d) for d in sent]
     if any(d < 0 for d in shape):
         raise invalid(f"{field}: shape {shape} has a negative dimension")
-    if not (len(shape) == 4 and shape[1:] == [1, IMAGE_SIZE, IMAGE_SIZE]
-            or len(shape) == 3 and shape[1:] == [IMAGE_SIZE, IMAGE_SIZE]):
-        raise invalid(f"{field}: shape {shape} is not (N, 1, 28, 28) or (N, 28, 28)")
-    check_batch_size(shape[0], max_images, field)
-    return shape[0]
+    if squeezable and len(shape) == len(spec.shape) - 1:
+        shape.insert(1, 1)
+    if len(shape) != len(spec.shape) or any(want not in (DYNAMIC, got) for want, got in zip(spec.shape, shape)):
+        free = " (-1: any size)" if DYNAMIC in spec.shape else ""
+        raise invalid(f"{field}: shape {[int(d) for d in sent]} does not match input {spec.name!r}, "
+                      f"which takes {list(spec.shape)}{free}")
+    if batched:
+        check_batch_size(shape[0], max_images, field)
+    return tuple(shape)
 
 
-def normalize_pixels(pixels: np.ndarray, model: ServedModel) -> np.ndarray:
-    x = pixels.astype(np.float32) * np.float32(model.pixel_scale)
-    return (x - np.float32(model.mean)) / np.float32(model.std)
-
-
-def decode_array(data: bytes, dtype: str, n: int, model: ServedModel, field: str) -> np.ndarray:
-    """Raw little-endian bytes of n images -> normalized float32 (n, 1, 28, 28)."""
-    if dtype not in DTYPES:
-        raise invalid(f"{field}: dtype {dtype!r} is not supported; expected one of: {', '.join(DTYPES)}")
-    expected = n * PIXELS * DTYPES[dtype].itemsize
-    if len(data) != expected:
-        raise invalid(f"{field}: {len(data)} bytes do not match shape ({n}, 1, 28, 28) of {dtype}, "
-                      f"which needs {expected}")
-    array = np.frombuffer(data, dtype=DTYPES[dtype]).reshape(n, 1, IMAGE_SIZE, IMAGE_SIZE)
-    return from_array(array, model, field)
-
-
-def from_array(array: np.ndarray, model: ServedModel, field: str) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return normalize_pixels(array, model)
-    array = array.astype(np.float32, copy=False)
+def _check_finite(array: np.ndarray, field: str) -> None:
     finite = np.isfinite(array)
     if not finite.all():
         bad = int((~finite).sum())
         first = int(np.flatnonzero(~finite)[0])
         raise invalid(f"{field}: {bad} non-finite values (NaN or Inf), the first at flat index {first}; "
-                      "expected finite normalized pixels")
+                      "expected finite values")
+
+
+def _from_values(values: Sequence, dtype: np.dtype, field: str) -> np.ndarray:
+    """Typed values (a protobuf repeated field, a JSON list) as `dtype`, refusing any that
+    the type cannot hold (300 for UINT8, say)."""
+    if dtype.kind == "f":
+        return np.asarray(values, dtype=dtype)
+    wide = np.asarray(values, dtype=np.float64 if dtype.kind == "b" else None)
+    array = wide.astype(dtype)
+    if wide.size and not np.array_equal(array, wide):
+        bad = int(np.flatnonzero(array != wide)[0])
+        raise invalid(f"{field}: value {wide.flat[bad]} at flat index {bad} does not fit {dtype.name}")
+    return array
+
+
+def decode_tensor(model: ServedModel, spec: TensorSpec, tensor: InputTensor, max_images: int) -> np.ndarray:
+    """One request tensor as the array for input `spec`. An image classifier's input also
+    takes UINT8 raw pixels, normalized here as an image would be."""
+    classifier = model.signature.classifier
+    image_input = classifier is not None and classifier.input is spec
+    allowed = (spec.datatype, "UINT8") if image_input else (spec.datatype,)
+    if tensor.datatype not in allowed:
+        expected = f"{spec.datatype} (normalized) or UINT8 (raw pixels)" if image_input else spec.datatype
+        raise invalid(f"{tensor.field}.datatype: {tensor.datatype[:20]!r} is not supported for input "
+                      f"{spec.name!r}; expected {expected}")
+    batched = model.signature.batched
+    shape = check_shape(spec, tensor.shape, f"{tensor.field}.shape", max_images, batched,
+                        squeezable=image_input and classifier.channels == 1)
+    count = math.prod(shape)
+    dtype = DTYPE_OF[tensor.datatype]
+    if tensor.data is not None:
+        expected = count * dtype.itemsize
+        if len(tensor.data) != expected:
+            raise invalid(f"{tensor.data_field}: {len(tensor.data)} bytes do not match shape {shape} of "
+                          f"{dtype.name}, which needs {expected}")
+        array = np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+        field = tensor.data_field
+    else:
+        values = tensor.values if tensor.values is not None else ()
+        if len(values) != count:
+            raise invalid(f"{tensor.values_field}: {len(values)} values do not match shape "
+                          f"{[int(d) for d in tensor.shape]}, which needs {count}")
+        array = _from_values(values, dtype, tensor.values_field).reshape(shape)
+        field = tensor.values_field
+    if image_input and tensor.datatype == "UINT8":
+        return normalize_pixels(array, model)
+    if tensor.datatype in FLOATS:
+        _check_finite(array, field)
     return np.ascontiguousarray(array)
 
 
-def decode_image(data: bytes, model: ServedModel, field: str) -> np.ndarray:
-    """One PNG or JPEG file -> raw uint8 (28, 28), grayscale, resized if needed."""
+def decode_inputs(model: ServedModel, tensors: Sequence[InputTensor], max_images: int,
+                  field: str = "inputs") -> dict[str, np.ndarray]:
+    """A request's tensors as the model's feed: each input exactly once, each checked."""
+    specs = model.signature.inputs
+    names = ", ".join(repr(s.name) for s in specs)
+    if len(tensors) != len(specs):
+        raise invalid(f"{field}: {len(tensors)} tensors given; {model.name} takes {len(specs)} ({names})")
+    feed = {}
+    for tensor in tensors:
+        spec = model.signature.input(tensor.name)
+        if spec is None:
+            raise invalid(f"{tensor.field}.name: {tensor.name[:80]!r} is not an input of {model.name}; "
+                          f"expected {names}")
+        if spec.name in feed:
+            raise invalid(f"{tensor.field}.name: input {spec.name!r} is given twice")
+        feed[spec.name] = decode_tensor(model, spec, tensor, max_images)
+    if model.signature.batched and len({len(a) for a in feed.values()}) > 1:
+        sizes = ", ".join(f"{name}: {len(a)}" for name, a in feed.items())
+        raise invalid(f"{field}: the inputs' batch sizes differ ({sizes}); expected one batch size")
+    return feed
+
+
+def resolve_outputs(model: ServedModel, wanted: Sequence[tuple[str, int]], field: str = "outputs"
+                    ) -> list[tuple[int, int]]:
+    """(output index, classification count or 0) per requested (name, count), in the
+    requested order; every output, unclassified, when none is requested."""
+    outputs = model.signature.outputs
+    if not wanted:
+        return [(i, 0) for i in range(len(outputs))]
+    names = [o.name for o in outputs]
+    resolved = []
+    for i, (name, k) in enumerate(wanted):
+        if name not in names:
+            raise invalid(f"{field}[{i}].name: {name[:80]!r} is not an output of {model.name}; expected "
+                          f"{', '.join(map(repr, names))}")
+        spec = outputs[names.index(name)]
+        if k < 0:
+            raise invalid(f"{field}[{i}].parameters.classification: {k} is negative")
+        if k and len(spec.shape) != 2:
+            raise invalid(f"{field}[{i}].parameters.classification: output {name!r} of shape {list(spec.shape)} "
+                          "is not (batch, classes)")
+        classes = spec.shape[1] if k and spec.shape[1] != DYNAMIC else k
+        resolved.append((names.index(name), min(int(k), classes)))
+    return resolved
+
+
+def normalize_pixels(pixels: np.ndarray, model: ServedModel) -> np.ndarray:
+    """Raw pixels (N, C, H, W) -> the model's input: scaled, then normalized per channel."""
+    norm = model.normalization
+    mean = np.asarray(norm.mean, np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(norm.std, np.float32).reshape(1, -1, 1, 1)
+    x = pixels.astype(np.float32) * np.float32(norm.pixel_scale)
+    return (x - mean) / std
+
+
+def decode_image(data: bytes, classifier: Classifier, field: str) -> np.ndarray:
+    """One PNG or JPEG file -> raw uint8 (C, H, W) in the model's channels and size."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -84,13 +194,16 @@ def decode_image(data: bytes, model: ServedModel, field: str) -> np.ndarray:
             Image.DecompressionBombWarning) as e:
         raise invalid(f"{field}: cannot decode {len(data)} bytes as an image ({e}); expected a PNG or "
                       "JPEG file") from None
-    gray = image.convert("L")
-    if gray.size != (IMAGE_SIZE, IMAGE_SIZE):
-        gray = gray.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-    return np.asarray(gray, dtype=np.uint8)
+    converted = image.convert(classifier.mode)
+    if converted.size != (classifier.width, classifier.height):
+        converted = converted.resize((classifier.width, classifier.height), Image.Resampling.BILINEAR)
+    pixels = np.asarray(converted, dtype=np.uint8)
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
-def decode_images(files: list[bytes], model: ServedModel, field: str, max_images: int) -> np.ndarray:
+def decode_images(files: Sequence[bytes], model: ServedModel, field: str, max_images: int) -> np.ndarray:
+    """Encoded images -> the classifier's normalized input batch (N, C, H, W)."""
+    classifier = model.classifier()
     check_batch_size(len(files), max_images, field)
-    pixels = np.stack([decode_image(data, model, f"{field}[{i}]") for i, data in enumerate(files)])
-    return normalize_pixels(pixels[:, None], model)
+    pixels = np.stack([decode_image(data, classifier, f"{field}[{i}]") for i, data in enumerate(files)])
+    return normalize_pixels(pixels, model)

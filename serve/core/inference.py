@@ -57,17 +57,22 @@ class InferenceCore:
         self.metrics = metrics
         self.readiness = Readiness(registry)
         self.draining = self.readiness.draining  # set once shutdown begins: new requests are refused
-        self.stats = {name: ModelStats() for name in registry.names()}
-        self.batchers: dict[str, Batcher] = {}
-        for name, model in registry.models.items():
-            if model.ready and limits.max_batch > 0:
-                self.batchers[name] = Batcher(model.run, limits.max_batch, limits.batch_delay_s,
-                                              on_batch=functools.partial(self._on_batch, name),
-                                              instances=limits.instances)
+        self.stats = {model.key: ModelStats() for model in registry.all_models()}
+        # Batching follows the model: only one whose every input and output has a dynamic
+        # batch axis goes through a batcher (one input, one output: the batcher's run). A
+        # fixed-batch model always runs alone, each request as it came.
+        self.batchers: dict[tuple[str, str], Batcher] = {}
+        for model in registry.all_models():
+            signature = model.signature
+            if (model.ready and limits.max_batch > 0 and signature.batched
+                    and len(signature.inputs) == len(signature.outputs) == 1):
+                self.batchers[model.key] = Batcher(model.run, limits.max_batch, limits.batch_delay_s,
+                                                   on_batch=functools.partial(self._on_batch, model.key),
+                                                   instances=limits.instances)
 
-    def _on_batch(self, name: str, images: int, seconds: float) -> None:
-        self.metrics.observe_batch(name, images, seconds)
-        stats = self.stats[name]
+    def _on_batch(self, key: tuple[str, str], images: int, seconds: float) -> None:
+        self.metrics.observe_batch(key[0], images, seconds)
+        stats = self.stats[key]
         with stats.lock:
             stats.execution_count += 1
             stats.compute_ns += int(seconds * 1e9)
@@ -76,45 +81,68 @@ class InferenceCore:
             entry[1] += int(seconds * 1e9)
 
     def _run_direct(self, model: ServedModel, x: np.ndarray) -> np.ndarray:
+        """Without a batcher: in one run, or one image at a time for a model of fixed batch 1."""
+        if model.signature.fixed_batch == 1 and len(x) > 1:
+            return np.concatenate([self._run_direct(model, x[i : i + 1]) for i in range(len(x))])
         start = time.perf_counter()
         out = model.run(x)
-        self._on_batch(model.name, len(x), time.perf_counter() - start)
+        self._on_batch(model.key, len(x), time.perf_counter() - start)
         return out
 
     def expecting(self, model: ServedModel):
         """Tell the model's batcher a request is on its way (being decoded)."""
-        batcher = self.batchers.get(model.name)
+        batcher = self.batchers.get(model.key)
         return batcher.expecting() if batcher else contextlib.nullcontext(None)
 
     def infer(self, model: ServedModel, x: np.ndarray, *, time_left_s: float | None = None,
               is_active: Callable[[], bool] = lambda: True,
               announcement: Announcement | None = None) -> np.ndarray:
-        """Logits for the normalized batch `x`, through the model's batcher when batching is on.
+        """The first output for `x` as the first input (an image classifier's logits for a
+        normalized batch), through the model's batcher when it has one.
 
         `time_left_s`: seconds until the client's deadline (None: no deadline); it bounds the
         wait in the queue. `is_active`: False once the client has gone (cancelled, timed out),
         so its images are dropped before they cost a run."""
+        with self._outcome(model, len(x)):
+            batcher = self.batchers.get(model.key)
+            if batcher is None:
+                return self._run_direct(model, x)
+            return batcher.infer(x, is_active, time_left_s, announcement)
+
+    def infer_all(self, model: ServedModel, feed: dict[str, np.ndarray], *, time_left_s: float | None = None,
+                  is_active: Callable[[], bool] = lambda: True,
+                  announcement: Announcement | None = None) -> list[np.ndarray]:
+        """Every output, in the model's order, for a complete feed (decode_inputs' result)."""
+        if model.key in self.batchers:
+            return [self.infer(model, feed[model.input_name], time_left_s=time_left_s, is_active=is_active,
+                               announcement=announcement)]
+        first = feed[model.input_name]
+        images = len(first) if model.signature.batched else 1
+        with self._outcome(model, images):
+            start = time.perf_counter()
+            outputs = model.run_feed(feed)
+            self._on_batch(model.key, images, time.perf_counter() - start)
+            return outputs
+
+    @contextlib.contextmanager
+    def _outcome(self, model: ServedModel, images: int):
+        """Refuse while draining; count and time the request; the batcher's outcomes as RequestErrors."""
         if self.draining.is_set():
             raise unavailable("the server is shutting down")
         start = time.perf_counter()
         ok = False
         try:
-            batcher = self.batchers.get(model.name)
-            if batcher is None:
-                out = self._run_direct(model, x)
-            else:
-                out = batcher.infer(x, is_active, time_left_s, announcement)
+            yield
             ok = True
-            return out
         except concurrent.futures.TimeoutError:
             raise RequestError(Code.DEADLINE_EXCEEDED, "deadline exceeded while queued for inference") from None
         except concurrent.futures.CancelledError:
             raise RequestError(Code.CANCELLED, "request cancelled") from None
         finally:
-            self._count(model.name, len(x), ok, time.perf_counter() - start)
+            self._count(model.key, images, ok, time.perf_counter() - start)
 
-    def _count(self, name: str, images: int, ok: bool, seconds: float) -> None:
-        stats = self.stats[name]
+    def _count(self, key: tuple[str, str], images: int, ok: bool, seconds: float) -> None:
+        stats = self.stats[key]
         with stats.lock:
             if ok:
                 stats.inference_count += images

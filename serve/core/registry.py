@@ -1,10 +1,11 @@
-"""The served models: every .onnx in the models directory, loaded with its metadata."""
+"""The served models: every version found in the models directory, loaded with its signature
+(from the model file), labels and normalization (from its metadata, or config.pbtxt and
+labels.txt)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,13 +15,12 @@ import numpy as np
 import onnxruntime as ort
 
 from .device import CPU, DeviceError, first_line, make_session
-from .errors import invalid, not_found, unavailable
+from .errors import failed_precondition, invalid, not_found, unavailable
+from .repository import NAME_PATTERN, ModelSource, find_models
+from .signature import Classifier, Signature, SignatureError, read_signature
 
 log = logging.getLogger("serve")
 
-# A model name is a file stem of the models directory: letters, digits, '.', '_' and '-',
-# starting with a letter or digit, so a name can never be a path.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Runs of fewer images than this go to a single-threaded session: waking onnxruntime's other
 # intra-op threads costs more than they save on so little work. So do all runs while the
 # model is crowded (a run started beside another in the last CROWDED_MEMORY_S seconds),
@@ -29,11 +29,20 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # model uses every thread.
 SINGLE_THREAD_BELOW = 16
 CROWDED_MEMORY_S = 0.1
-REQUIRED_METADATA = ("labels", "mean", "std", "pixel_scale", "input_name", "output_name", "input_shape")
+DEFAULT_PIXEL_SCALE = 1 / 255  # raw 0..255 pixels to 0..1 when nothing else is said
 
 
 class ModelLoadError(Exception):
     """A model file that cannot be served; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Raw pixels -> model input: x * pixel_scale, then (x - mean) / std per channel."""
+
+    pixel_scale: float = DEFAULT_PIXEL_SCALE
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
 
 
 @dataclass
@@ -46,23 +55,47 @@ class ServedModel:
     session: ort.InferenceSession | None = None
     small_session: ort.InferenceSession | None = None  # single-threaded, for small runs on the CPU
     provider: str = ""
-    labels: list[str] = field(default_factory=list)
-    mean: float = 0.0
-    std: float = 1.0
-    pixel_scale: float = 1 / 255
-    input_name: str = "input"
-    output_name: str = "logits"
-    input_shape: list[int] = field(default_factory=list)
+    signature: Signature | None = None
+    labels: list[str] = field(default_factory=list)  # the classifier's class names (indices if none given)
+    normalization: Normalization = field(default_factory=Normalization)
     metadata: dict[str, str] = field(default_factory=dict)
+    input_name: str = "input"  # the first input and output: what the batcher runs
+    output_name: str = "logits"
     running: int = 0  # onnxruntime runs in flight
     crowded_at: float = -1e9  # when a run last started beside another (time.monotonic())
     _running_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
+    def key(self) -> tuple[str, str]:
+        return self.name, self.version
+
+    @property
     def num_classes(self) -> int:
         return len(self.labels)
 
+    @property
+    def input_shape(self) -> list[int]:
+        return list(self.signature.inputs[0].shape) if self.signature and self.signature.inputs else []
+
+    def classifier(self) -> Classifier:
+        """The image-classifier view, for Predict; FAILED_PRECONDITION for any other model."""
+        if self.signature.classifier is None:
+            inputs = ", ".join(f"{t.name} {t.datatype} {list(t.shape)}" for t in self.signature.inputs)
+            raise failed_precondition(
+                f"model {self.name!r} is not an image classifier (inputs: {inputs}; Predict needs one FP32 "
+                "input (N, 1 or 3, H, W) and class scores (N, classes)); send its tensors with KServe ModelInfer")
+        return self.signature.classifier
+
     def run(self, x: np.ndarray) -> np.ndarray:
+        """The first output for `x` as the first input: the batcher's run."""
+        return self._run([self.output_name], {self.input_name: x}, len(x))[0]
+
+    def run_feed(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Every output, in the model's order, for a complete feed."""
+        first = feed[self.input_name]
+        return self._run(None, feed, len(first) if first.ndim else 1)
+
+    def _run(self, names, feed, images: int) -> list[np.ndarray]:
         now = time.monotonic()
         with self._running_lock:
             if self.running:
@@ -70,8 +103,8 @@ class ServedModel:
             crowded = now - self.crowded_at < CROWDED_MEMORY_S
             self.running += 1
         try:
-            small = self.small_session is not None and (crowded or len(x) < SINGLE_THREAD_BELOW)
-            return (self.small_session if small else self.session).run([self.output_name], {self.input_name: x})[0]
+            small = self.small_session is not None and (crowded or images < SINGLE_THREAD_BELOW)
+            return (self.small_session if small else self.session).run(names, feed)
         finally:
             with self._running_lock:
                 self.running -= 1
@@ -86,20 +119,54 @@ def validate_name(name: str) -> str:
     return name
 
 
-def _parse_metadata(path: Path, meta: dict[str, str]) -> dict:
-    missing = [k for k in REQUIRED_METADATA if k not in meta]
-    if missing:
-        raise ModelLoadError(f"{path}: metadata_props lack {', '.join(missing)} (export it with python -m export)")
-    try:
-        labels = json.loads(meta["labels"])
-        input_shape = [int(d) for d in json.loads(meta["input_shape"])]
-        values = {k: float(meta[k]) for k in ("mean", "std", "pixel_scale")}
-    except (ValueError, TypeError) as e:
-        raise ModelLoadError(f"{path}: unreadable metadata ({e})") from None
-    if input_shape[1:] != [1, 28, 28] or not labels:
-        raise ModelLoadError(f"{path}: input shape {input_shape} or labels {labels} not supported")
-    return dict(labels=labels, input_shape=input_shape, input_name=meta["input_name"],
-                output_name=meta["output_name"], metadata=meta, **values)
+def _floats(text: str, key: str, channels: int, path: Path) -> tuple[float, ...]:
+    """A metadata value that is a float or a JSON list of one float per channel."""
+    value = json.loads(text)
+    values = tuple(float(v) for v in (value if isinstance(value, list) else [value]))
+    if len(values) not in (1, channels):
+        raise ModelLoadError(f"{path}: metadata {key} has {len(values)} values for {channels} channels")
+    return values
+
+
+def _described(source: ModelSource, meta: dict[str, str]) -> dict[str, str]:
+    """The model's own metadata_props, with config.pbtxt's parameters over them."""
+    merged = dict(meta)
+    if source.config is not None:
+        for key, value in source.config.parameters.items():
+            if value.string_value:
+                merged[key] = value.string_value
+    return merged
+
+
+def _labels(source: ModelSource, meta: dict[str, str], classifier: Classifier) -> list[str]:
+    if source.labels_file is not None:
+        labels = [line.strip() for line in source.labels_file.read_text(encoding="utf-8").splitlines()]
+        labels = [label for label in labels if label]
+        origin = source.labels_file
+    elif "labels" in meta:
+        labels = [str(label) for label in json.loads(meta["labels"])]
+        origin = "its metadata labels"
+    else:
+        log.info("model %s v%s: no labels in its metadata or a labels.txt: class indices serve as labels",
+                 source.name, source.version or "-")
+        return [str(i) for i in range(classifier.num_classes)]
+    if len(labels) != classifier.num_classes:
+        raise ModelLoadError(f"{source.path}: {origin} names {len(labels)} classes, but output "
+                             f"{classifier.output.name!r} has {classifier.num_classes}")
+    return labels
+
+
+def _normalization(source: ModelSource, meta: dict[str, str], classifier: Classifier) -> Normalization:
+    if "mean" not in meta or "std" not in meta:
+        log.info("model %s v%s: no mean/std in its metadata or config.pbtxt: images are only scaled to 0..1",
+                 source.name, source.version or "-")
+        return Normalization(float(meta.get("pixel_scale", DEFAULT_PIXEL_SCALE)))
+    channels = classifier.channels
+    std = _floats(meta["std"], "std", channels, source.path)
+    if any(s <= 0 for s in std):
+        raise ModelLoadError(f"{source.path}: metadata std {list(std)} must be positive")
+    return Normalization(float(meta.get("pixel_scale", DEFAULT_PIXEL_SCALE)),
+                         _floats(meta["mean"], "mean", channels, source.path), std)
 
 
 def _session_options(threads: int) -> ort.SessionOptions:
@@ -112,74 +179,102 @@ def _session_options(threads: int) -> ort.SessionOptions:
     return options
 
 
-def load_model(path: Path, device: str, threads: int = 0) -> ServedModel:
-    """Load one .onnx file; raises ModelLoadError (or DeviceError) naming the file.
+def load_model(source: ModelSource | Path, device: str, threads: int = 0) -> ServedModel:
+    """Load one model version; raises ModelLoadError (or DeviceError) naming the file.
 
-    Everything comes from onnxruntime itself (the graph and its metadata_props), so the
-    server needs no other ONNX library."""
-    model = ServedModel(name=path.stem, path=path)
+    Everything comes from onnxruntime itself (the graph, its signature and metadata_props),
+    so the server needs no other ONNX library. The session loads from the file's path, so
+    external data (model.onnx.data) resolves beside the model, never in the current directory."""
+    if isinstance(source, Path):
+        source = ModelSource(source.stem, source)
+    if source.error:
+        raise ModelLoadError(source.error)
+    path = source.path
+    model = ServedModel(name=source.name, path=path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such file")
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ModelLoadError(f"{path}: cannot read it ({e.strerror or e})") from None
-    try:
-        model.session = make_session(data, device, _session_options(threads), name=model.name)
+        model.session = make_session(str(path), device, _session_options(threads), name=model.name)
+        model.signature = read_signature(model.session)
     except DeviceError:
         raise  # the device, not this file, is at fault: never hidden as one broken model
-    except Exception as e:  # truncated, corrupt or not a model at all
+    except SignatureError as e:
+        raise ModelLoadError(f"{path}: {e}") from None
+    except Exception as e:  # truncated, corrupt, missing external data, or not a model at all
         raise ModelLoadError(f"{path}: cannot load as an ONNX model ({first_line(e)})") from None
     meta = model.session.get_modelmeta()
-    for key, value in _parse_metadata(path, dict(meta.custom_metadata_map)).items():
-        setattr(model, key, value)
-    model.version = str(meta.version or 1)
+    model.metadata = dict(meta.custom_metadata_map)
+    model.version = source.version or str(meta.version or 1)
+    signature = model.signature
+    if not signature.inputs or not signature.outputs:
+        raise ModelLoadError(f"{path}: the graph has no inputs or no outputs")
+    model.input_name, model.output_name = signature.inputs[0].name, signature.outputs[0].name
+    if signature.classifier is not None:
+        described = _described(source, model.metadata)
+        try:
+            model.labels = _labels(source, described, signature.classifier)
+            model.normalization = _normalization(source, described, signature.classifier)
+        except (ValueError, TypeError) as e:
+            raise ModelLoadError(f"{path}: unreadable labels or normalization ({e})") from None
     model.provider = model.session.get_providers()[0]
     if model.provider == CPU and threads != 1:
-        model.small_session = make_session(data, "cpu", _session_options(1))
+        model.small_session = make_session(str(path), "cpu", _session_options(1))
     model.ready = True
     return model
 
 
+def _latest(versions: dict[str, ServedModel]) -> ServedModel:
+    """The default version: the highest that is ready (the highest of all if none is)."""
+    ordered = sorted(versions.values(), key=lambda m: int(m.version) if m.version.isdigit() else 0)
+    ready = [m for m in ordered if m.ready]
+    return (ready or ordered)[-1]
+
+
 class ModelRegistry:
-    def __init__(self, models: dict[str, ServedModel]) -> None:
-        self.models = models
+    def __init__(self, versions: dict[str, dict[str, ServedModel]]) -> None:
+        self.versions = versions  # name -> version -> model
+        self.models = {name: _latest(v) for name, v in versions.items()}  # name -> its default version
 
     @classmethod
     def load_dir(cls, directory: Path, device: str, *, strict: bool = False, threads: int = 0) -> "ModelRegistry":
-        """Every *.onnx in `directory`. A broken file is kept as not ready with its error,
-        unless `strict`, which raises instead. A DeviceError always raises."""
-        paths = sorted(p for p in Path(directory).glob("*.onnx") if NAME_PATTERN.match(p.stem))
-        if not paths:
-            raise FileNotFoundError(
-                f"no .onnx models in {directory}; run `python -m export --all --out {directory}` first"
-            )
-        models = {}
-        for path in paths:
+        """Every model version in `directory`. A broken one is kept as not ready with its
+        error, unless `strict`, which raises instead. A DeviceError always raises."""
+        sources = find_models(directory)
+        if not sources:
+            raise FileNotFoundError(f"no models in {directory}: expected <name>.onnx files or "
+                                    "<name>/<version>/model.onnx folders")
+        versions: dict[str, dict[str, ServedModel]] = {}
+        for source in sources:
             try:
-                models[path.stem] = load_model(path, device, threads)
+                model = load_model(source, device, threads)
             except ModelLoadError as e:
                 if strict:
                     raise
-                log.error("not serving %s: %s", path.stem, e)
-                models[path.stem] = ServedModel(name=path.stem, path=path, error=str(e))
-        return cls(models)
+                model = ServedModel(name=source.name, path=source.path, version=source.version or "1", error=str(e))
+            versions.setdefault(model.name, {})[model.version] = model
+        return cls(versions)
 
     def all_models(self) -> list[ServedModel]:
-        """Every model it was asked to serve, ready or not."""
-        return [self.models[name] for name in self.names()]
+        """Every model version it was asked to serve, ready or not, by name then version."""
+        return [m for name in self.names() for m in sorted(
+            self.versions[name].values(), key=lambda m: int(m.version) if m.version.isdigit() else 0)]
 
     def names(self) -> list[str]:
         return sorted(self.models)
 
     def lookup(self, name: str, version: str = "") -> ServedModel:
-        """The model `name` (at `version`, if given), ready or not; NOT_FOUND otherwise (or
-        INVALID_ARGUMENT for a name that could never be served). Every request comes through
-        here: a served name is valid by construction, so only a miss pays for the check."""
+        """The model `name` (at `version`, if given, else its latest), ready or not; NOT_FOUND
+        otherwise (or INVALID_ARGUMENT for a name that could never be served). Every request
+        comes through here: a served name is valid by construction, so only a miss pays for the check."""
         model = self.models.get(name)
         if model is None:
             validate_name(name)
             raise not_found(f"model {name!r} is not served; available: {', '.join(self.names())}")
         if version and version != model.version:
-            raise not_found(f"model {name!r} has no version {version!r}; available: {model.version or 'none'}")
+            model = self.versions[name].get(version)
+            if model is None:
+                raise not_found(f"model {name!r} has no version {version[:40]!r}; available: "
+                                f"{', '.join(sorted(self.versions[name], key=lambda v: int(v) if v.isdigit() else 0))}")
         return model
 
     def get(self, name: str, version: str = "") -> ServedModel:

@@ -3,6 +3,7 @@ so tritonclient.grpc (and any other KServe client) works unchanged."""
 
 from __future__ import annotations
 
+import json
 import struct
 
 import numpy as np
@@ -12,15 +13,20 @@ from tritonclient.grpc import service_pb2_grpc as kpb_grpc
 
 from .. import __version__
 from ..core import InferenceCore
-from ..core.decode import batch_from_shape, decode_array, from_array
+from ..core.decode import InputTensor, decode_inputs, resolve_outputs
 from ..core.device import CUDA
 from ..core.errors import invalid
 from ..core.registry import ServedModel
+from ..core.signature import TensorSpec
 from .handler import handler, infer_args
 
 SERVER_NAME = "cnn-zoo"
 EXTENSIONS = ["classification", "model_configuration", "statistics"]
-DATATYPES = {"FP32": "float32", "UINT8": "uint8"}
+# The typed contents field that carries each datatype (FP16 travels only as raw bytes).
+CONTENTS = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT8": "int_contents", "INT16": "int_contents",
+            "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",
+            "UINT16": "uint_contents", "UINT32": "uint_contents", "UINT64": "uint64_contents",
+            "BOOL": "bool_contents"}
 PROVIDER_HEADER = "x-execution-provider"
 
 
@@ -55,12 +61,11 @@ class KServeServicer(kpb_grpc.GRPCInferenceServiceServicer):
     def ModelMetadata(self, request, context):
         model = self.core.registry.get(request.name, request.version)
         _tell_provider(context, [model.provider])
+        meta = kpb.ModelMetadataResponse.TensorMetadata
         return kpb.ModelMetadataResponse(
             name=model.name, versions=[model.version], platform="onnxruntime_onnx",
-            inputs=[kpb.ModelMetadataResponse.TensorMetadata(name=model.input_name, datatype="FP32",
-                                                             shape=model.input_shape)],
-            outputs=[kpb.ModelMetadataResponse.TensorMetadata(name=model.output_name, datatype="FP32",
-                                                              shape=[-1, model.num_classes])],
+            inputs=[meta(name=t.name, datatype=t.datatype, shape=t.shape) for t in model.signature.inputs],
+            outputs=[meta(name=t.name, datatype=t.datatype, shape=t.shape) for t in model.signature.outputs],
         )
 
     @handler("kserve", "ModelConfig", "name")
@@ -69,33 +74,53 @@ class KServeServicer(kpb_grpc.GRPCInferenceServiceServicer):
         return kpb.ModelConfigResponse(config=self._config(model))
 
     def _config(self, model: ServedModel) -> mc.ModelConfig:
-        limits = self.core.limits
+        """Triton's view of the model: with a dynamic batch axis, max_batch_size > 0 and dims
+        without it; without one, max_batch_size 0 and the full shapes."""
+        limits, signature = self.core.limits, model.signature
+        batched = signature.batched
+        classifier = signature.classifier
+
+        def dims(spec: TensorSpec) -> list[int]:
+            return list(spec.shape[1:] if batched else spec.shape)
+
         config = mc.ModelConfig(
             name=model.name, platform="onnxruntime_onnx", backend="onnxruntime",
-            max_batch_size=limits.max_request_images,
-            input=[mc.ModelInput(name=model.input_name, data_type=mc.TYPE_FP32,
-                                 format=mc.ModelInput.FORMAT_NCHW, dims=model.input_shape[1:])],
-            output=[mc.ModelOutput(name=model.output_name, data_type=mc.TYPE_FP32, dims=[model.num_classes])],
+            max_batch_size=limits.max_request_images if batched else 0,
+            input=[mc.ModelInput(name=t.name, data_type=mc.DataType.Value(f"TYPE_{t.datatype}"), dims=dims(t),
+                                 format=mc.ModelInput.FORMAT_NCHW if classifier and classifier.input is t
+                                 else mc.ModelInput.FORMAT_NONE)
+                   for t in signature.inputs],
+            output=[mc.ModelOutput(name=t.name, data_type=mc.DataType.Value(f"TYPE_{t.datatype}"), dims=dims(t))
+                    for t in signature.outputs],
             instance_group=[mc.ModelInstanceGroup(
                 kind=mc.ModelInstanceGroup.KIND_GPU if model.provider == CUDA else mc.ModelInstanceGroup.KIND_CPU,
                 count=1)],
         )
-        if limits.max_batch > 0:
+        if model.key in self.core.batchers:
             config.dynamic_batching.max_queue_delay_microseconds = int(limits.batch_delay_s * 1e6)
             config.dynamic_batching.preferred_batch_size.append(limits.max_batch)
         config.parameters["execution_provider"].string_value = model.provider
-        for key in ("dataset", "labels", "mean", "std", "test_accuracy"):
+        for key in ("dataset", "test_accuracy"):
             config.parameters[key].string_value = model.metadata.get(key, "")
+        if model.labels:
+            norm = model.normalization
+            for key, value in (("labels", model.labels), ("mean", norm.mean), ("std", norm.std)):
+                config.parameters[key].string_value = json.dumps(list(value))
         return config
 
     @handler("kserve", "ModelStatistics", "name")
     def ModelStatistics(self, request, context):
-        names = [self.core.registry.lookup(request.name, request.version).name] if request.name \
-            else self.core.registry.names()
-        return kpb.ModelStatisticsResponse(model_stats=[self._stats(n) for n in names])
+        registry = self.core.registry
+        if request.name and request.version:
+            models = [registry.lookup(request.name, request.version)]
+        elif request.name:
+            models = [m for m in registry.all_models() if m.name == registry.lookup(request.name).name]
+        else:
+            models = registry.all_models()
+        return kpb.ModelStatisticsResponse(model_stats=[self._stats(m) for m in models])
 
-    def _stats(self, name: str) -> kpb.ModelStatistics:
-        s, model = self.core.stats[name], self.core.registry.models[name]
+    def _stats(self, model: ServedModel) -> kpb.ModelStatistics:
+        s, name = self.core.stats[model.key], model.name
         with s.lock:
             duration = kpb.StatisticDuration
             return kpb.ModelStatistics(
@@ -114,88 +139,68 @@ class KServeServicer(kpb_grpc.GRPCInferenceServiceServicer):
         return kpb.RepositoryIndexResponse(models=[
             kpb.RepositoryIndexResponse.ModelIndex(
                 name=m.name, version=m.version, state="READY" if m.ready else "UNAVAILABLE", reason=m.error)
-            for _, m in sorted(self.core.registry.models.items())
+            for m in self.core.registry.all_models()
             if not request.ready or m.ready])
 
-    def _input_batch(self, request, model: ServedModel) -> np.ndarray:
-        if len(request.inputs) != 1:
-            raise invalid(f"inputs: {len(request.inputs)} tensors given; {model.name} takes exactly one, "
-                          f"named {model.input_name!r}")
-        tensor = request.inputs[0]
-        if tensor.name != model.input_name:
-            raise invalid(f"inputs[0].name: {tensor.name[:80]!r} is not this model's input; expected "
-                          f"{model.input_name!r}")
-        if tensor.datatype not in DATATYPES:
-            raise invalid(f"inputs[0].datatype: {tensor.datatype[:20]!r} is not supported; expected FP32 "
-                          "(normalized) or UINT8 (raw pixels)")
-        n = batch_from_shape(list(tensor.shape), "inputs[0].shape", self.core.limits.max_request_images)
-        typed = tensor.contents.fp32_contents if tensor.datatype == "FP32" else tensor.contents.uint_contents
-        has_typed = tensor.HasField("contents") and tensor.contents.ByteSize() > 0  # any typed value
-        if request.raw_input_contents:
-            if has_typed:
-                raise invalid("inputs[0].contents and raw_input_contents are both set; expected only one")
-            if len(request.raw_input_contents) != 1:
-                raise invalid(f"raw_input_contents: {len(request.raw_input_contents)} entries for 1 input")
-            return decode_array(request.raw_input_contents[0], DATATYPES[tensor.datatype], n, model,
-                                "raw_input_contents[0]")
-        expected = n * 28 * 28
-        if len(typed) != expected:
-            field = "fp32_contents" if tensor.datatype == "FP32" else "uint_contents"
-            raise invalid(f"inputs[0].contents.{field}: {len(typed)} values do not match shape "
-                          f"{list(tensor.shape)}, which needs {expected}")
-        if tensor.datatype == "UINT8":
-            values = np.asarray(typed, dtype=np.uint32)
-            if values.size and values.max() > 255:
-                raise invalid(f"inputs[0].contents.uint_contents: value {int(values.max())} exceeds 255 for UINT8")
-            array = values.astype(np.uint8)
-        else:
-            array = np.asarray(typed, dtype=np.float32)
-        return from_array(array.reshape(n, 1, 28, 28), model, "inputs[0].contents")
+    def _inputs(self, request) -> list[InputTensor]:
+        """The request's tensors, from raw_input_contents (one per input) or typed contents."""
+        raw = request.raw_input_contents
+        if raw and len(raw) != len(request.inputs):
+            raise invalid(f"raw_input_contents: {len(raw)} entries for {len(request.inputs)} inputs; "
+                          "expected one per input")
+        tensors = []
+        for i, tensor in enumerate(request.inputs):
+            field = f"inputs[{i}]"
+            typed = tensor.HasField("contents") and tensor.contents.ByteSize() > 0  # any typed value
+            if raw:
+                if typed:
+                    raise invalid(f"{field}.contents and raw_input_contents are both set; expected only one")
+                tensors.append(InputTensor(tensor.name, tensor.datatype, tensor.shape, field,
+                                           data=raw[i], data_field=f"raw_input_contents[{i}]"))
+            else:
+                contents = CONTENTS.get(tensor.datatype, "")
+                values = getattr(tensor.contents, contents) if contents else ()
+                tensors.append(InputTensor(tensor.name, tensor.datatype, tensor.shape, field, values=values,
+                                           values_field=f"{field}.contents.{contents or 'raw (only)'}"))
+        return tensors
 
-    def _outputs(self, request, model: ServedModel) -> list[tuple[str, int]]:
-        """(name, classification count or 0) per requested output, in the requested order."""
-        if not request.outputs:
-            return [(model.output_name, 0)]
-        wanted = []
-        for i, out in enumerate(request.outputs):
-            if out.name != model.output_name:
-                raise invalid(f"outputs[{i}].name: {out.name[:80]!r} is not an output of {model.name}; "
-                              f"expected {model.output_name!r}")
-            k = out.parameters["classification"].int64_param if "classification" in out.parameters else 0
-            if k < 0:
-                raise invalid(f"outputs[{i}].parameters.classification: {k} is negative")
-            wanted.append((out.name, min(int(k), model.num_classes)))
-        return wanted
+    @staticmethod
+    def _wanted(request) -> list[tuple[str, int]]:
+        return [(out.name, out.parameters["classification"].int64_param if "classification" in out.parameters
+                 else 0) for out in request.outputs]
 
     @handler("kserve", "ModelInfer", "model_name")
     def ModelInfer(self, request, context):
         model = self.core.registry.get(request.model_name, request.model_version)
         with self.core.expecting(model) as announcement:
-            x = self._input_batch(request, model)
-            outputs = self._outputs(request, model)
-            logits = self.core.infer(model, x, announcement=announcement, **infer_args(context))
+            feed = decode_inputs(model, self._inputs(request), self.core.limits.max_request_images)
+            outputs = resolve_outputs(model, self._wanted(request))
+            results = self.core.infer_all(model, feed, announcement=announcement, **infer_args(context))
         response = kpb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
-        for name, k in outputs:
-            tensor = response.outputs.add(name=name)
+        for index, k in outputs:
+            spec, array = model.signature.outputs[index], results[index]
+            tensor = response.outputs.add(name=spec.name)
             if k:
+                classifier, k = model.signature.classifier, min(k, array.shape[1])
+                labels = model.labels if classifier and spec is classifier.output else None
                 tensor.datatype = "BYTES"
-                tensor.shape.extend([len(logits), k])
-                response.raw_output_contents.append(classification_bytes(logits, k, model.labels))
+                tensor.shape.extend([len(array), k])
+                response.raw_output_contents.append(classification_bytes(array, k, labels))
             else:
-                tensor.datatype = "FP32"
-                tensor.shape.extend(logits.shape)
-                response.raw_output_contents.append(logits.astype("<f4").tobytes())
+                tensor.datatype = spec.datatype
+                tensor.shape.extend(array.shape)
+                response.raw_output_contents.append(np.ascontiguousarray(array, spec.dtype).tobytes())
         return response
 
 
-def classification_bytes(logits: np.ndarray, k: int, labels: list[str]) -> bytes:
+def classification_bytes(logits: np.ndarray, k: int, labels: list[str] | None) -> bytes:
     """Triton's classification extension: per image, the top k as 'value:index:label', as
     BYTES elements (each a 4-byte little-endian length, then the bytes)."""
     order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
     chunks = []
     for row, top in zip(logits, order):
         for i in top:
-            text = f"{row[i]:f}:{i}:{labels[i]}".encode()
+            text = (f"{row[i]:f}:{i}:{labels[i]}" if labels else f"{row[i]:f}:{i}").encode()
             chunks.append(struct.pack("<I", len(text)) + text)
     return b"".join(chunks)
 
