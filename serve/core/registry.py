@@ -204,7 +204,8 @@ def load_model(source: ModelSource | Path, device: str, threads: int = 0) -> Ser
         raise ModelLoadError(f"{path}: cannot load as an ONNX model ({first_line(e)})") from None
     meta = model.session.get_modelmeta()
     model.metadata = dict(meta.custom_metadata_map)
-    model.version = source.version or str(meta.version or 1)
+    # onnxruntime reports an unset model_version as 0 or INT64_MAX; such a file is version 1.
+    model.version = source.version or str(meta.version if 0 < meta.version < 2**63 - 1 else 1)
     signature = model.signature
     if not signature.inputs or not signature.outputs:
         raise ModelLoadError(f"{path}: the graph has no inputs or no outputs")
