@@ -3,7 +3,8 @@
 their own status. Nothing here imports grpc or sees a request context."""
 
 from .errors import Code, RequestError
-from .inference import InferenceCore, Limits, ModelStats, softmax
+from .inference import InferenceCore, ModelStats, softmax
+from .limits import DecodeBudget, Limits
 from .readiness import Readiness
 
-__all__ = ["Code", "InferenceCore", "Limits", "ModelStats", "Readiness", "RequestError", "softmax"]
+__all__ = ["Code", "DecodeBudget", "InferenceCore", "Limits", "ModelStats", "Readiness", "RequestError", "softmax"]
