@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from concurrent import futures
@@ -122,9 +123,28 @@ class Admission(grpc.ServerInterceptor):
         return continuation(handler_call_details)
 
 
+def _check_free(host: str, port: int, address: str) -> None:
+    """OSError naming the address if it is taken: asked of the OS first, since grpc core
+    logs its own multi-line error before grpcio reports the failure."""
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
+                                                              flags=socket.AI_PASSIVE)[0]
+    except OSError:
+        return  # grpc reports an address it cannot resolve itself
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds: TIME_WAIT is no obstacle
+        try:
+            probe.bind(sockaddr)
+        except OSError as e:
+            raise OSError(f"cannot bind {address}: {e.strerror or e}") from None
+
+
 def _bind(server: grpc.Server, address: str, config: ServerConfig) -> int:
     """The bound port; OSError naming the address when it cannot be bound (grpcio returns 0
     or, in newer releases, raises RuntimeError)."""
+    _check_free(config.host, config.port, address)
     try:
         if config.tls_cert:
             port = server.add_secure_port(address, _credentials(config.tls_cert, config.tls_key))
