@@ -8,12 +8,10 @@ import logging
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 
 import grpc
 import numpy as np
@@ -22,6 +20,7 @@ import tritonclient.grpc as triton
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
+from bench.decode_memory import zero_png
 from bench.server_process import start_server
 from serve.core import DecodeBudget, Limits, RequestError
 from serve.core.limits import MIB
@@ -30,18 +29,6 @@ from serve.gen import predictor_pb2_grpc
 from tests.serving import TIMEOUT, predictor_stub, running_server
 
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def bomb_png(width: int, height: int) -> bytes:
-    """A real RGBA 16-bit PNG of zeros: a few hundred KB that decode to width x height x 8 bytes."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    row = b"\0" * (1 + width * 8)
-    compressor = zlib.compressobj(9)
-    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
 
 
 def health_status(address: str, service: str = "") -> int:
@@ -177,7 +164,7 @@ def test_decode_budget_refuses_over_the_whole_and_waits_for_room():
 
 
 def test_images_are_bounded_in_bytes_from_their_headers(models_dir):
-    bomb = bomb_png(4096, 4096)  # 128 MiB of RGBA 16-bit pixels in a small file
+    bomb = zero_png(4096, 4096, 16)  # 128 MiB of RGBA 16-bit pixels in a small file
     assert len(bomb) < 1 * MIB
     ok = io.BytesIO()
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(ok, format="PNG")
