@@ -46,7 +46,7 @@ def percentile_ms(latencies: list[float], q: float) -> float:
 
 def in_process_session(models: Path, device: str):
     """The limit: onnxruntime on the same device as the server, with its default threads."""
-    from serve.device import make_session
+    from serve.core.device import make_session
 
     return make_session((models / f"{MODEL}.onnx").read_bytes(), device)
 

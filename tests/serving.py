@@ -9,7 +9,7 @@ import grpc
 
 from serve.core import Limits
 from serve.gen import predictor_pb2_grpc
-from serve.server import create_server
+from serve.grpc.server import create_server
 
 TIMEOUT = 10.0  # every RPC in the tests is bounded
 
@@ -36,11 +36,22 @@ def slow_down(server, name: str, seconds: float) -> None:
         return original(x)
 
     model.run = run
-    if name in server.core.batchers:
-        server.core.batchers[name].run = run
+    if model.key in server.core.batchers:
+        server.core.batchers[model.key].run = run
 
 
 @contextlib.contextmanager
 def predictor_stub(port):
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield predictor_pb2_grpc.PredictorStub(channel)
+
+
+@contextlib.contextmanager
+def triton_client(port):
+    import tritonclient.grpc as triton
+
+    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+    try:
+        yield client
+    finally:
+        client.close()

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from serve.batching import Batcher
+from serve.core.batching import Batcher
 from serve.core import Limits
 from serve.gen import predictor_pb2 as pb
 from tests.serving import TIMEOUT, predictor_stub, running_server, slow_down
@@ -171,7 +171,7 @@ def test_full_request_skips_the_queue_and_stops_when_its_client_leaves():
 
 
 def test_close_finishes_queued_work_then_refuses_new_work():
-    from serve.errors import RequestError
+    from serve.core.errors import RequestError
 
     model = Recorder(delay=0.05)
     batcher = Batcher(model, max_batch=4, delay_s=0.0)
@@ -230,7 +230,7 @@ def test_server_answers_are_the_same_with_batching_on_and_off(models_dir, mnist_
             t.start()
         for t in threads:
             t.join(TIMEOUT)
-        sizes = server.core.stats["lenet5-mnist"].batches
+        sizes = server.core.stats["lenet5-mnist", "1"].batches
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(models_dir / "lenet5-mnist.onnx"), providers=["CPUExecutionProvider"])

@@ -17,7 +17,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from bench.server_process import start_server
 from serve.core import Limits
-from serve.device import CPU, CUDA, DeviceError, make_session
+from serve.core.device import CPU, CUDA, DeviceError, make_session
 from serve.gen import predictor_pb2 as pb
 from tests.serving import TIMEOUT, predictor_stub, running_server
 

@@ -34,7 +34,7 @@ PREDICT_CASES = [
      INVALID, "model name '../../etc/passwd' is not valid"),
     ("no input", pb.PredictRequest(model="lenet5-mnist"), INVALID, "input: neither tensor nor images is set"),
     ("wrong shape", pb.PredictRequest(model="lenet5-mnist", tensor=tensor([2, 3, 28, 28], GOOD.tobytes())),
-     INVALID, "tensor.shape: shape [2, 3, 28, 28] is not (N, 1, 28, 28) or (N, 28, 28)"),
+     INVALID, "tensor.shape: shape [2, 3, 28, 28] does not match input 'input', which takes [-1, 1, 28, 28]"),
     ("negative dimension", pb.PredictRequest(model="lenet5-mnist", tensor=tensor([-2, 1, 28, 28], b"")),
      INVALID, "tensor.shape: shape [-2, 1, 28, 28] has a negative dimension"),
     ("empty batch", pb.PredictRequest(model="lenet5-mnist", tensor=tensor([0, 1, 28, 28], b"")),
@@ -83,8 +83,8 @@ def infer_request(shape=(2, 1, 28, 28), datatype="FP32", raw: bytes | None = GOO
 
 INFER_CASES = [
     ("unknown model", infer_request(model="nope"), grpc.StatusCode.NOT_FOUND, "model 'nope' is not served"),
-    ("input name", infer_request(name="pixels"), INVALID, "inputs[0].name: 'pixels' is not this model's input"),
-    ("datatype", infer_request(datatype="FP64"), INVALID, "inputs[0].datatype: 'FP64' is not supported"),
+    ("input name", infer_request(name="pixels"), INVALID, "inputs[0].name: 'pixels' is not an input of lenet5-mnist; expected 'input'"),
+    ("datatype", infer_request(datatype="FP64"), INVALID, "inputs[0].datatype: 'FP64' is not supported for input 'input'; expected FP32"),
     ("shape", infer_request(shape=(2, 28, 29)), INVALID, "inputs[0].shape: shape [2, 28, 29]"),
     ("byte length", infer_request(raw=b"\0" * 10), INVALID,
      "raw_input_contents[0]: 10 bytes do not match shape (2, 1, 28, 28) of float32, which needs 6272"),

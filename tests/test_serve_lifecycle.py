@@ -14,10 +14,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from serve.core import Limits
-from serve.device import DeviceError, make_session
+from serve.core.device import DeviceError, make_session
 from serve.gen import predictor_pb2 as pb
-from serve.registry import ModelLoadError
-from serve.server import create_server
+from serve.core.registry import ModelLoadError
+from serve.grpc.server import create_server
 from bench.server_process import start_server
 from tests.serving import TIMEOUT, predictor_stub, running_server, slow_down
 
@@ -75,9 +75,10 @@ def test_drain_finishes_in_flight_requests_and_turns_health_off(models_dir, mnis
     stopper.start()
     time.sleep(0.1)
     statuses.append(server.health._server_status[""])  # noqa: SLF001  (the servicer's own table)
+    statuses.append(server.core.readiness.server_ready())  # what ServerReady answers
     for c in clients + [stopper]:
         c.join(TIMEOUT)
-    assert statuses == [NOT_SERVING]
+    assert statuses == [NOT_SERVING, False]
     assert len(results) == 3 and all(len(r.predictions) == 4 for r in results)
 
 
@@ -93,7 +94,7 @@ def test_deadline_frees_the_work_and_server_stays_healthy(models_dir, mnist_batc
                 stub.Predict(request, timeout=0.8)
             assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             time.sleep(1.0)
-            stats = server.core.stats["lenet5-mnist"]
+            stats = server.core.stats["lenet5-mnist", "1"]
             assert stats.execution_count <= 3  # the rest of the request never ran
             assert time.monotonic() - start < 5
         assert health_status(port) == SERVING
@@ -112,7 +113,7 @@ def test_broken_model_is_reported_not_ready(models_dir, tmp_path):
                 stub.Predict(pb.PredictRequest(model="broken", tensor=pb.Tensor()), timeout=TIMEOUT)
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         assert health_status(port, "broken") == NOT_SERVING
-        assert health_status(port) == SERVING
+        assert health_status(port) == NOT_SERVING  # strict readiness: not every model is ready
     with pytest.raises(ModelLoadError, match="broken.onnx"):
         create_server(models_dir=tmp_path, port=0, strict=True)
 
@@ -160,17 +161,33 @@ def test_cli_device_auto_says_it_fell_back(models_dir):
     assert "CUDA is not usable here" in server.output or "CUDAExecutionProvider" in server.output
 
 
-def test_cli_empty_models_directory(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "serve", "--models", str(tmp_path / "none")],
+@pytest.mark.parametrize("kind", ["missing", "empty", "file"])
+def test_cli_models_not_a_models_directory(tmp_path, kind):
+    target = tmp_path / "models"
+    expected = {"missing": f"error: models directory {target} does not exist",
+                "empty": f"error: no models in {target}: expected <name>.onnx files or <name>/<version>/model.onnx "
+                         "folders",
+                "file": f"error: --models {target} is a file, not a directory of models"}[kind]
+    if kind == "empty":
+        target.mkdir()
+    elif kind == "file":
+        target.write_bytes(b"not a directory")
+    result = subprocess.run([sys.executable, "-m", "serve", "--models", str(target)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"error: no .onnx models in {tmp_path / 'none'}; run `python -m export --all --out {tmp_path / 'none'}` first"]
+    assert result.stderr.strip().splitlines() == [expected]
 
 
 def test_serve_imports_no_torch():
-    code = ("import sys, serve.__main__, serve.server, serve.client; "
+    code = ("import sys, serve.__main__, serve.grpc.server, serve.client; "
             "bad = [m for m in ('torch', 'zoo', 'export', 'onnx') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env={**os.environ})
+
+
+def test_serving_core_imports_no_front_end():
+    code = ("import sys, serve.core, serve.core.decode; "
+            "bad = [m for m in sys.modules if m == 'grpc' or m.startswith(('grpc.', 'serve.grpc', 'serve.http'))]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env={**os.environ})
 

@@ -133,7 +133,7 @@ def test_metrics_count_requests_codes_and_batches(server, stub, mnist_batch):
 
 @pytest.mark.parametrize("threads", [0, 1])
 def test_small_and_large_runs_agree_across_sessions(models_dir, mnist_batch, threads):
-    from serve.registry import SINGLE_THREAD_BELOW, load_model
+    from serve.core.registry import SINGLE_THREAD_BELOW, load_model
 
     _, x, _ = mnist_batch
     model = load_model(models_dir / "lenet5-mnist.onnx", "cpu", threads)
@@ -150,7 +150,7 @@ def test_small_and_large_runs_agree_across_sessions(models_dir, mnist_batch, thr
 
 
 def test_large_runs_go_single_threaded_while_the_model_is_crowded():
-    from serve.registry import CROWDED_MEMORY_S, ServedModel
+    from serve.core.registry import CROWDED_MEMORY_S, ServedModel
 
     used = []
 

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import InferenceCore, handler, softmax
-from .errors import invalid
-from .gen import predictor_pb2 as pb
-from .gen import predictor_pb2_grpc as pb_grpc
-from .inputs import batch_from_shape, decode_array, decode_images
-from .registry import ServedModel
+from ..core import InferenceCore, softmax
+from ..core.decode import InputTensor, decode_images, decode_tensor
+from ..core.errors import invalid
+from ..core.registry import ServedModel
+from ..gen import predictor_pb2 as pb
+from ..gen import predictor_pb2_grpc as pb_grpc
+from .handler import handler, infer_args
 
-TENSOR_DTYPES = {pb.DTYPE_FLOAT32: "float32", pb.DTYPE_UINT8: "uint8"}
+TENSOR_DATATYPES = {pb.DTYPE_FLOAT32: "FP32", pb.DTYPE_UINT8: "UINT8"}
 
 
 def model_info(model: ServedModel) -> pb.ModelInfo:
+    norm = model.normalization
     return pb.ModelInfo(
         name=model.name, version=model.version, ready=model.ready, error=model.error,
         execution_provider=model.provider, dataset=model.metadata.get("dataset", ""),
-        labels=model.labels, input_shape=model.input_shape, mean=model.mean, std=model.std,
+        labels=model.labels, input_shape=model.input_shape,
+        mean=norm.mean[0], std=norm.std[0],  # the first channel's; metadata holds every channel's
         test_accuracy=float(model.metadata.get("test_accuracy", 0) or 0), metadata=model.metadata,
     )
 
@@ -27,29 +30,33 @@ class PredictorServicer(pb_grpc.PredictorServicer):
     def __init__(self, core: InferenceCore) -> None:
         self.core = core
 
-    def _batch(self, request: pb.PredictRequest, model: ServedModel) -> np.ndarray:
+    def _batch(self, request: pb.PredictRequest, model: ServedModel, time_left_s: float | None) -> np.ndarray:
         limit = self.core.limits.max_request_images
         kind = request.WhichOneof("input")
         if kind is None:
             raise invalid("input: neither tensor nor images is set; expected one of them")
         if kind == "images":
-            return decode_images(list(request.images.images), model, "images.images", limit)
+            return decode_images(request.images.images, model, "images.images", self.core.limits,
+                                 self.core.decode_budget, time_left_s)
         tensor = request.tensor
-        n = batch_from_shape(list(tensor.shape), "tensor.shape", limit)
-        if tensor.dtype not in TENSOR_DTYPES:
+        if tensor.dtype not in TENSOR_DATATYPES:
             name = pb.DType.Name(tensor.dtype) if tensor.dtype in pb.DType.values() else str(tensor.dtype)
             raise invalid(f"tensor.dtype: {name} is not supported; expected DTYPE_FLOAT32 (normalized) "
                           "or DTYPE_UINT8 (raw pixels)")
-        return decode_array(tensor.data, TENSOR_DTYPES[tensor.dtype], n, model, "tensor.data")
+        spec = model.classifier().input
+        return decode_tensor(model, spec, InputTensor(spec.name, TENSOR_DATATYPES[tensor.dtype], tensor.shape,
+                                                      "tensor", data=tensor.data, data_field="tensor.data"), limit,
+                             any_batch=True)
 
     @handler("predictor", "Predict", "model")
     def Predict(self, request: pb.PredictRequest, context) -> pb.PredictResponse:
         model = self.core.registry.get(request.model, request.version)
+        model.classifier()  # FAILED_PRECONDITION for any other model, before decoding anything
         if request.top_k < 0:
             raise invalid(f"top_k: {request.top_k} is negative; expected 0 (meaning 1) to {model.num_classes}")
         with self.core.expecting(model) as announcement:
-            x = self._batch(request, model)
-            logits = self.core.infer(model, x, context, announcement)
+            x = self._batch(request, model, context.time_remaining())
+            logits = self.core.infer(model, x, announcement=announcement, **infer_args(context))
         probabilities = softmax(logits)
         k = min(max(request.top_k, 1), model.num_classes)
         order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
@@ -64,7 +71,7 @@ class PredictorServicer(pb_grpc.PredictorServicer):
 
     @handler("predictor", "ListModels")
     def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
-        return pb.ListModelsResponse(models=[model_info(m) for _, m in sorted(self.core.registry.models.items())])
+        return pb.ListModelsResponse(models=[model_info(m) for m in self.core.registry.all_models()])
 
     @handler("predictor", "GetModel", "model")
     def GetModel(self, request: pb.GetModelRequest, context) -> pb.ModelInfo:

@@ -56,26 +56,27 @@ def _cuda_unusable(device: str, name: str, reason: str, fix: str = "check the GP
     log.warning("%s: --device auto: CUDA is not usable here (%s); using %s", name, reason, CPU)
 
 
-def make_session(model_bytes: bytes, device: str, options: ort.SessionOptions | None = None, *,
+def make_session(model: str | bytes, device: str, options: ort.SessionOptions | None = None, *,
                  name: str = "model") -> ort.InferenceSession:
     """An InferenceSession on `device`; 'cuda' fails closed (DeviceError), 'auto' falls
-    back to the CPU and logs why. A model that cannot load at all raises onnxruntime's own
-    error, whatever the device."""
+    back to the CPU and logs why. `model` is a file path (its external data resolves beside
+    it) or serialized bytes. A model that cannot load at all raises onnxruntime's own error,
+    whatever the device."""
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; valid devices: {', '.join(DEVICES)}")
     if device == "cpu":
-        return ort.InferenceSession(model_bytes, options, providers=[CPU])
+        return ort.InferenceSession(model, options, providers=[CPU])
     available = ort.get_available_providers()
     if CUDA not in available:
         _cuda_unusable(device, name, f"this onnxruntime ({ort.__version__}, providers {', '.join(available)}) "
                                      "has no CUDA execution provider", fix="install onnxruntime-gpu")
-        return ort.InferenceSession(model_bytes, options, providers=[CPU])
+        return ort.InferenceSession(model, options, providers=[CPU])
     load_cuda_libraries()
     try:
-        session = ort.InferenceSession(model_bytes, options, providers=[CUDA, CPU])
+        session = ort.InferenceSession(model, options, providers=[CUDA, CPU])
     except Exception as e:
         # A model that is broken fails on the CPU too, and is reported as itself.
-        cpu_session = ort.InferenceSession(model_bytes, options, providers=[CPU])
+        cpu_session = ort.InferenceSession(model, options, providers=[CPU])
         _cuda_unusable(device, name, f"onnxruntime could not create a CUDA session ({first_line(e)})")
         return cpu_session
     if session.get_providers()[0] != CUDA:

@@ -1,0 +1,27 @@
+"""One readiness rule for every signal a front end gives (gRPC health, KServe ServerReady,
+HTTP's /v2/health/ready): live while the process answers; ready by the rule below."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from .registry import ModelRegistry, ServedModel
+
+
+@dataclass
+class Readiness:
+    registry: ModelRegistry
+    # True: ready only when every model it was asked to serve is (Triton's --strict-readiness,
+    # its default); False: ready when at least one is. Never ready with none, nor while draining.
+    strict: bool = True
+    draining: threading.Event = field(default_factory=threading.Event)
+
+    def server_ready(self) -> bool:
+        if self.draining.is_set():
+            return False
+        states = [m.ready for m in self.registry.all_models()]
+        return bool(states) and (all(states) if self.strict else any(states))
+
+    def model_ready(self, model: ServedModel) -> bool:
+        return model.ready and not self.draining.is_set()
