@@ -6,6 +6,7 @@ end sends them as they are, the HTTP one as their JSON form)."""
 from __future__ import annotations
 
 import json
+import struct
 
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
@@ -87,3 +88,12 @@ def classification_strings(logits: np.ndarray, k: int, labels: list[str] | None)
     order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
     return [f"{row[i]:f}:{i}:{labels[i]}" if labels else f"{row[i]:f}:{i}"
             for row, top in zip(logits, order) for i in top]
+
+
+def classification_bytes(logits: np.ndarray, k: int, labels: list[str] | None) -> bytes:
+    """The same as BYTES elements on the wire: each a 4-byte little-endian length, then the bytes."""
+    return bytes_elements(classification_strings(logits, k, labels))
+
+
+def bytes_elements(texts: list[str]) -> bytes:
+    return b"".join(struct.pack("<I", len(b)) + b for b in (t.encode() for t in texts))

@@ -3,7 +3,6 @@ so tritonclient.grpc (and any other KServe client) works unchanged."""
 
 from __future__ import annotations
 
-import struct
 
 import numpy as np
 from tritonclient.grpc import service_pb2 as kpb
@@ -13,7 +12,7 @@ from .. import __version__
 from ..core import InferenceCore
 from ..core.decode import InputTensor, decode_inputs, resolve_outputs
 from ..core.errors import invalid
-from ..core.kserve import (EXTENSIONS, SERVER_NAME, classification_strings, model_config, model_statistics,
+from ..core.kserve import (EXTENSIONS, SERVER_NAME, classification_bytes, model_config, model_statistics,
                            statistics_models)
 from .handler import handler, infer_args
 
@@ -130,10 +129,3 @@ class KServeServicer(kpb_grpc.GRPCInferenceServiceServicer):
                 tensor.shape.extend(array.shape)
                 response.raw_output_contents.append(np.ascontiguousarray(array, spec.dtype).tobytes())
         return response
-
-
-def classification_bytes(logits: np.ndarray, k: int, labels: list[str] | None) -> bytes:
-    """Triton's classification extension as BYTES elements (each a 4-byte little-endian
-    length, then the bytes)."""
-    return b"".join(struct.pack("<I", len(t)) + t for t in
-                    (text.encode() for text in classification_strings(logits, k, labels)))
