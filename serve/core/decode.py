@@ -12,7 +12,7 @@ import io
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -180,8 +180,10 @@ def normalize_pixels(pixels: np.ndarray, model: ServedModel) -> np.ndarray:
     return (x - mean) / std
 
 
-def decode_image(data: bytes, classifier: Classifier, field: str) -> np.ndarray:
-    """One PNG or JPEG file -> raw uint8 (C, H, W) in the model's channels and size."""
+def decode_image(data: bytes, classifier: Classifier, field: str,
+                 prepare: Callable[[Image.Image], Image.Image] | None = None) -> np.ndarray:
+    """One PNG or JPEG file -> raw uint8 (C, H, W) in the model's channels and size.
+    `prepare` (serve.core.preprocess) may turn the converted image first: invert, frame."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -195,15 +197,18 @@ def decode_image(data: bytes, classifier: Classifier, field: str) -> np.ndarray:
         raise invalid(f"{field}: cannot decode {len(data)} bytes as an image ({e}); expected a PNG or "
                       "JPEG file") from None
     converted = image.convert(classifier.mode)
+    if prepare is not None:
+        converted = prepare(converted)
     if converted.size != (classifier.width, classifier.height):
         converted = converted.resize((classifier.width, classifier.height), Image.Resampling.BILINEAR)
     pixels = np.asarray(converted, dtype=np.uint8)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
-def decode_images(files: Sequence[bytes], model: ServedModel, field: str, max_images: int) -> np.ndarray:
+def decode_images(files: Sequence[bytes], model: ServedModel, field: str, max_images: int,
+                  prepare: Callable[[Image.Image], Image.Image] | None = None) -> np.ndarray:
     """Encoded images -> the classifier's normalized input batch (N, C, H, W)."""
     classifier = model.classifier()
     check_batch_size(len(files), max_images, field)
-    pixels = np.stack([decode_image(data, classifier, f"{field}[{i}]") for i, data in enumerate(files)])
+    pixels = np.stack([decode_image(data, classifier, f"{field}[{i}]", prepare) for i, data in enumerate(files)])
     return normalize_pixels(pixels, model)

@@ -10,9 +10,10 @@ from aiohttp import web
 
 from ..core.decode import decode_images
 from ..core.errors import invalid
+from ..core.preprocess import Preparer, Preprocessing
 from ..core.ranking import check_top_k, rank
 from .blocking import blocking, client_present, core_of, model_of
-from .errors import query_int
+from .errors import query_bool, query_int
 from .kserve import model_routes
 
 async def image_files(request: web.Request) -> list[bytes]:
@@ -30,23 +31,32 @@ async def image_files(request: web.Request) -> list[bytes]:
     return [body]
 
 
+def preparer(request: web.Request, model) -> Preparer:
+    """The preprocessing the query asks for: ?auto_invert=false, ?frame=false turn each off."""
+    return Preparer(model, Preprocessing(auto_invert=query_bool(request, "auto_invert", True),
+                                         frame=query_bool(request, "frame", True)))
+
+
 async def predict(request: web.Request) -> web.Response:
     core = core_of(request)
     model = core.registry.get(*model_of(request))
     model.classifier()  # 400 (failed precondition) for a model that takes no images
     k = check_top_k(query_int(request, "top_k", 1), model)
+    prepare = preparer(request, model)
     files = await image_files(request)
     present = client_present(request)
 
     def run():
         with core.expecting(model) as announcement:
-            x = decode_images(files, model, "images", core.limits.max_request_images)
+            x = decode_images(files, model, "images", core.limits.max_request_images, prepare)
             return core.infer(model, x, is_active=present, announcement=announcement)
 
     logits = await blocking(request, run)
     return web.json_response({
         "model": model.name, "version": model.version, "execution_provider": model.provider,
-        "predictions": [dataclasses.asdict(r) for r in rank(logits, k, model.labels)]})
+        "predictions": [{**dataclasses.asdict(r), "inverted": inverted, "framed": framed}
+                        for r, inverted, framed in zip(rank(logits, k, model.labels), prepare.inverted,
+                                                       prepare.framed)]})
 
 
 ROUTES = [*model_routes("/predict", "POST", predict, "predict")]

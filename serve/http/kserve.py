@@ -16,8 +16,10 @@ from .tensors import (HEADER_LENGTH, decode_request, encode_response, parse_head
 PROVIDER_HEADER = "x-execution-provider"
 
 
-def _as_json(message) -> dict:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+def _as_json(message, zeros: bool = False) -> dict:
+    """A protobuf record as Triton's HTTP API sends it (`zeros`: with fields at 0, as counters)."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=zeros)
 
 
 async def server_metadata(request: web.Request) -> web.Response:
@@ -65,7 +67,7 @@ async def stats(request: web.Request) -> web.Response:
     core = core_of(request)
     name, version = model_of(request) if "model" in request.match_info else ("", "")
     models = statistics_models(core.registry, name, version)
-    return web.json_response({"model_stats": [_as_json(model_statistics(core, m)) for m in models]})
+    return web.json_response({"model_stats": [_as_json(model_statistics(core, m), zeros=True) for m in models]})
 
 
 async def repository_index(request: web.Request) -> web.Response:

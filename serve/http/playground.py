@@ -10,6 +10,7 @@ from aiohttp import web
 from ..core.decode import decode_images
 from ..core.errors import invalid
 from .blocking import blocking, core_of, model_of
+from .images import preparer
 from .kserve import model_routes
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -27,14 +28,15 @@ async def features(request: web.Request) -> web.Response:
     if not body:
         raise invalid("request body: empty; expected a PNG or JPEG image")
     maps = request.app["feature_maps"]
+    prepare = preparer(request, model)
 
     def run():
-        x = decode_images([body], model, "images", 1)
+        x = decode_images([body], model, "images", 1, prepare)
         return x, maps.compute(model, x)
 
     x, layers = await blocking(request, run)
     return web.json_response({
-        "model": model.name, "input": {"shape": list(x.shape), "data": x.ravel().tolist()},
+        "model": model.name, "inverted": prepare.inverted[0], "framed": prepare.framed[0], "input": {"shape": list(x.shape), "data": x.ravel().tolist()},
         "layers": [{"name": layer.name, "op": layer.op, "shape": list(layer.array.shape),
                     "data": layer.array.ravel().tolist()} for layer in layers]})
 
