@@ -7,17 +7,18 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Executor
-from pathlib import Path
 
 from aiohttp import web
 
 from ..core import InferenceCore, RequestError
+from ..core.features import FeatureMaps
 from . import images, kserve, playground
+from .blocking import CORE, CORS_ORIGINS, EXECUTOR, FEATURE_MAPS, MAX_BODY
 from .errors import error_response, from_http_exception, from_request_error
+from .playground import STATIC
 
 log = logging.getLogger("serve")
 
-STATIC = Path(__file__).resolve().parent / "static"
 
 
 def _cors_headers(request: web.Request, origins: tuple[str, ...]) -> dict[str, str]:
@@ -39,7 +40,7 @@ def _preflight(request: web.Request, cors: dict[str, str]) -> web.Response:
 async def edge(request: web.Request, handler) -> web.StreamResponse:
     app = request.app
     start = time.perf_counter()
-    cors = _cors_headers(request, app["cors_origins"])
+    cors = _cors_headers(request, app[CORS_ORIGINS])
     try:
         if request.method == "OPTIONS" and cors and "Access-Control-Request-Method" in request.headers:
             response = _preflight(request, cors)
@@ -56,7 +57,7 @@ async def edge(request: web.Request, handler) -> web.StreamResponse:
         response.headers.update(cors)
     route = request.match_info.route.name or "(none)"
     model = request.match_info.get("model", "")
-    core: InferenceCore = app["core"]
+    core = app[CORE]
     core.metrics.observe_request("http", route, core.metric_label(model) if model else "", str(response.status),
                                  time.perf_counter() - start)
     return response
@@ -65,10 +66,11 @@ async def edge(request: web.Request, handler) -> web.StreamResponse:
 def build_app(core: InferenceCore, executor: Executor, max_body: int, cors_origins: tuple[str, ...] = ()
               ) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[edge])
-    app["core"] = core
-    app["executor"] = executor
-    app["max_body"] = max_body
-    app["cors_origins"] = tuple(cors_origins)
+    app[CORE] = core
+    app[EXECUTOR] = executor
+    app[MAX_BODY] = max_body
+    app[CORS_ORIGINS] = tuple(cors_origins)
+    app[FEATURE_MAPS] = FeatureMaps()
     app.add_routes(kserve.ROUTES + images.ROUTES + playground.ROUTES)
     app.router.add_static("/static/", STATIC, name="static")
     return app

@@ -5,15 +5,23 @@ event loop, in the front end's worker threads."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Executor
 from typing import Callable
 
 from aiohttp import web
 
 from ..core import InferenceCore
+from ..core.features import FeatureMaps
+
+CORE = web.AppKey("core", InferenceCore)
+EXECUTOR = web.AppKey("executor", Executor)
+MAX_BODY = web.AppKey("max_body", int)
+CORS_ORIGINS = web.AppKey("cors_origins", tuple)
+FEATURE_MAPS = web.AppKey("feature_maps", FeatureMaps)
 
 
 def core_of(request: web.Request) -> InferenceCore:
-    return request.app["core"]
+    return request.app[CORE]
 
 
 def model_of(request: web.Request) -> tuple[str, str]:
@@ -30,4 +38,4 @@ def client_present(request: web.Request) -> Callable[[], bool]:
 
 
 async def blocking(request: web.Request, fn, *args):
-    return await asyncio.get_running_loop().run_in_executor(request.app["executor"], fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(request.app[EXECUTOR], fn, *args)

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..core.decode import decode_images
 from ..core.errors import invalid
-from .blocking import blocking, core_of, model_of
+from .blocking import FEATURE_MAPS, blocking, core_of, model_of
 from .images import preparer
 from .kserve import model_routes
 
@@ -27,7 +27,7 @@ async def features(request: web.Request) -> web.Response:
     body = await request.read()
     if not body:
         raise invalid("request body: empty; expected a PNG or JPEG image")
-    maps = request.app["feature_maps"]
+    maps = request.app[FEATURE_MAPS]
     prepare = preparer(request, model)
 
     def run():

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ..core import InferenceCore
-from ..core.features import FeatureMaps
 from .app import build_app
 
 log = logging.getLogger("serve")
@@ -54,11 +53,9 @@ class HttpFrontEnd:
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
-        self.feature_maps = FeatureMaps()
 
     def start(self) -> None:
         app = build_app(self.core, self._executor, self.config.max_body, self.config.cors_origins)
-        app["feature_maps"] = self.feature_maps
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         started = threading.Event()
 
