@@ -22,6 +22,7 @@ function clearPad() {
   ctx.fillRect(0, 0, pad.width, pad.height);
   document.getElementById("top-k").replaceChildren();
   document.getElementById("features").replaceChildren();
+  document.getElementById("seen").replaceChildren();
   note.textContent = "";
   document.body.dataset.answered = "0";
 }
@@ -160,7 +161,27 @@ function drawMap(data, offset, h, w, scale) {
   return canvas;
 }
 
+// What the model sees: the image after the server's preprocessing, in gray.
+function showInput(input) {
+  const [, , h, w] = input.shape;
+  const low = Math.min(...input.data), high = Math.max(...input.data);
+  const canvas = document.createElement("canvas");
+  canvas.width = w;
+  canvas.height = h;
+  const c = canvas.getContext("2d");
+  const image = c.createImageData(w, h);
+  for (let i = 0; i < h * w; i++) {
+    const v = Math.round(255 * (input.data[i] - low) / Math.max(high - low, 1e-6));
+    image.data.set([v, v, v, 255], 4 * i);
+  }
+  c.putImageData(image, 0, 0);
+  const caption = document.createElement("p");
+  caption.textContent = `what the model sees (${h} x ${w})`;
+  document.getElementById("seen").replaceChildren(canvas, caption);
+}
+
 function showFeatures(maps) {
+  if (maps.input.shape[1] === 1) showInput(maps.input);
   const container = document.getElementById("features");
   container.replaceChildren(...maps.layers.map((layer) => {
     const [, channels, h, w] = layer.shape;
