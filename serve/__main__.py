@@ -1,13 +1,16 @@
 """python -m serve [--models DIR] [--host 127.0.0.1] [--port 50051] [--device cpu|cuda|auto] ...
 
-Serve every .onnx in the models directory (as `python -m export` writes it) over gRPC:
+Serve every ONNX model in the models directory (flat .onnx files, as `python -m export`
+writes them, and the Triton model repository layout) over gRPC:
 our zoo.v1.Predictor API and the KServe v2 protocol, with health, reflection and
-Prometheus metrics. SIGTERM or Ctrl-C drains in-flight requests, then exits 0.
+Prometheus metrics. SIGTERM or Ctrl-C refuses new requests, lets those already received
+finish (up to --grace), then exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import logging
 import signal
@@ -16,6 +19,7 @@ import threading
 from pathlib import Path
 
 from .core import Limits
+from .core.limits import MIB
 from .core.device import DEVICES, DeviceError
 from .core.registry import ModelLoadError
 from .grpc.server import ServerConfig
@@ -23,6 +27,7 @@ from .http.server import HttpConfig
 from .server import create_server
 
 log = logging.getLogger("serve")
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,11 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="let pages from this origin (e.g. http://localhost:3000, or *) call the HTTP API; "
                         "repeatable (default: none, CORS off)")
+    p.add_argument("--max-decode-mib", type=float, default=limits.max_decode_bytes / MIB,
+                   help="MiB one request's images may take decoded, read from their headers before decoding "
+                        "(width x height x bytes per pixel, plus the converted copy); more is RESOURCE_EXHAUSTED "
+                        f"(default: {limits.max_decode_bytes / MIB:g})")
+    p.add_argument("--decode-budget-mib", type=float, default=limits.decode_budget_bytes / MIB,
+                   help="MiB all requests together may be decoding at once; a request waits for room within its "
+                        f"deadline. With the defaults the server stays under 1 GB RSS "
+                        f"(default: {limits.decode_budget_bytes / MIB:g})")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port (default: off)")
     p.add_argument("--tls-cert", help="PEM certificate: serve TLS with --tls-key (default: plaintext)")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert (default: none)")
     p.add_argument("--strict", action="store_true",
                    help="refuse to start if any model fails to load (default: serve the healthy ones)")
+    p.add_argument("--strict-readiness", choices=("true", "false"), default="true",
+                   help="true: ready (health SERVING, ServerReady) only when every model is ready, as Triton; "
+                        "false: when at least one is. Never ready with none, nor while draining (default: true)")
     p.add_argument("--grace", type=float, default=10.0,
                    help="seconds in-flight requests get to finish on shutdown (default: 10)")
     p.add_argument("--workers", type=int, default=d.workers, help=f"handler threads (default: {d.workers})")
@@ -65,19 +81,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def keep_freed_memory_returnable() -> None:
+    """glibc raises its mmap threshold each time a large block is freed; after that, decoded
+    images come from per-thread heaps and stay resident once freed, so RSS would grow with
+    the handler threads rather than with the decoding budget. A fixed threshold keeps every
+    block of 1 MiB or more mmapped: freed, it goes back to the system. (Not glibc: nothing.)"""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
-    if args.max_batch < 0 or args.batch_delay_ms < 0 or args.max_request_images < 1 or args.instances < 1:
-        print("error: --max-batch and --batch-delay-ms must be >= 0, --max-request-images and --instances >= 1",
-              file=sys.stderr)
+    limits = Limits(args.max_batch, args.batch_delay_ms / 1000, args.max_request_images, args.instances,
+                    int(args.max_decode_mib * MIB), int(args.decode_budget_mib * MIB))
+    try:
+        limits.check()
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     config = ServerConfig(
-        models_dir=Path(args.models), host=args.host, port=args.port, device=args.device,
-        limits=Limits(args.max_batch, args.batch_delay_ms / 1000, args.max_request_images, args.instances),
+        models_dir=Path(args.models), host=args.host, port=args.port, device=args.device, limits=limits,
         metrics_port=args.metrics_port, tls_cert=args.tls_cert and Path(args.tls_cert),
-        tls_key=args.tls_key and Path(args.tls_key), strict=args.strict, workers=args.workers,
-        ort_threads=args.ort_threads)
+        tls_key=args.tls_key and Path(args.tls_key), strict=args.strict,
+        strict_readiness=args.strict_readiness == "true", workers=args.workers, ort_threads=args.ort_threads)
     try:
         http = HttpConfig(port=args.http_port, host=args.host, cors_origins=tuple(args.cors_origin),
                           workers=args.workers) if args.http_port is not None else None
@@ -98,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             log.error("model %s v%s NOT READY: %s", model.name, model.version, model.error)
     ready = sum(m.ready for m in models)
+    keep_freed_memory_returnable()
     gc.freeze()  # the models and modules loaded so far are permanent: keep them out of collections
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -112,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("HTTP on http://%s:%d (KServe v2 REST under /v2, playground at /)", args.host,
                  server.front_ends["http"].port)
     stop.wait()
-    log.info("draining: refusing new requests, giving in-flight ones %.1f s", args.grace)
+    log.info("draining: refusing new requests, giving those received %.1f s to finish", args.grace)
     server.stop(args.grace)
     log.info("stopped")
     return 0

@@ -44,3 +44,14 @@ def slow_down(server, name: str, seconds: float) -> None:
 def predictor_stub(port):
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield predictor_pb2_grpc.PredictorStub(channel)
+
+
+@contextlib.contextmanager
+def triton_client(port):
+    import tritonclient.grpc as triton
+
+    client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+    try:
+        yield client
+    finally:
+        client.close()

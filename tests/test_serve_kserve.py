@@ -11,7 +11,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from serve.core import Limits
-from tests.serving import TIMEOUT, running_server
+from tests.serving import TIMEOUT, running_server, triton_client
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +22,8 @@ def server(models_dir):
 
 @pytest.fixture
 def client(server):
-    c = triton.InferenceServerClient(f"127.0.0.1:{server[1]}")
-    yield c
-    c.close()
+    with triton_client(server[1]) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

@@ -112,7 +112,7 @@ def test_broken_model_is_reported_not_ready(models_dir, tmp_path):
                 stub.Predict(pb.PredictRequest(model="broken", tensor=pb.Tensor()), timeout=TIMEOUT)
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         assert health_status(port, "broken") == NOT_SERVING
-        assert health_status(port) == SERVING
+        assert health_status(port) == NOT_SERVING  # strict readiness: not every model is ready
     with pytest.raises(ModelLoadError, match="broken.onnx"):
         create_server(models_dir=tmp_path, port=0, strict=True)
 

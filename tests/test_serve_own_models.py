@@ -21,8 +21,8 @@ from torch import nn
 from tritonclient.utils import InferenceServerException
 
 from serve.gen import predictor_pb2 as pb
-from tests.own_models import export_classifier, linear_classifier, save, two_input_model, user_lenet5
-from tests.serving import TIMEOUT, predictor_stub, running_server
+from tests.own_models import export_classifier, linear_classifier, two_input_model, user_lenet5
+from tests.serving import TIMEOUT, predictor_stub, running_server, triton_client
 
 EXAMPLES = Path(__file__).parent.parent / "serve" / "examples"
 RGB_SHAPE = (3, 32, 32)
@@ -88,9 +88,8 @@ def server(repo):
 
 @pytest.fixture
 def client(server):
-    c = triton.InferenceServerClient(f"127.0.0.1:{server[1]}")
-    yield c
-    c.close()
+    with triton_client(server[1]) as c:
+        yield c
 
 
 def infer_input(name: str, x: np.ndarray, datatype: str = "FP32") -> triton.InferInput:

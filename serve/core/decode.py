@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import invalid, too_large
+from .limits import MIB, DecodeBudget, Limits
 from .registry import ServedModel
 from .signature import DTYPE_OF, DYNAMIC, Classifier, TensorSpec
 
@@ -180,23 +181,48 @@ def normalize_pixels(pixels: np.ndarray, model: ServedModel) -> np.ndarray:
     return (x - mean) / std
 
 
-def decode_image(data: bytes, classifier: Classifier, field: str,
-                 prepare: Callable[[Image.Image], Image.Image] | None = None) -> np.ndarray:
-    """One PNG or JPEG file -> raw uint8 (C, H, W) in the model's channels and size.
-    `prepare` (serve.core.preprocess) may turn the converted image first: invert, frame."""
+# Bytes per pixel Pillow holds for an image of each mode: multi-band modes are stored as
+# 4 bytes a pixel (RGB padded), 16-bit grayscale as 2, 32-bit ones as 4, the rest as 1.
+STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2, "I": 4, "F": 4}
+
+
+def _open(data: bytes, field: str) -> Image.Image:
+    """The image's header only: nothing is decoded yet."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise invalid(f"{field}: image of {image.width}x{image.height} pixels exceeds "
-                              f"{MAX_IMAGE_PIXELS:,} pixels")
-            image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as e:
         raise invalid(f"{field}: cannot decode {len(data)} bytes as an image ({e}); expected a PNG or "
                       "JPEG file") from None
+    if image.width * image.height > MAX_IMAGE_PIXELS:
+        raise invalid(f"{field}: image of {image.width}x{image.height} pixels exceeds "
+                      f"{MAX_IMAGE_PIXELS:,} pixels")
+    return image
+
+
+def decoded_bytes(image: Image.Image, classifier: Classifier) -> int:
+    """What decoding `image` takes at its peak, from its header: the decoded pixels plus
+    their copy converted to the model's channels."""
+    pixels = image.width * image.height
+    return pixels * (STORED_BYTES.get(image.mode, 4) + STORED_BYTES.get(classifier.mode, 4))
+
+
+def decode_image(image: Image.Image, data_size: int, classifier: Classifier, field: str,
+                 prepare: Callable[[Image.Image], Image.Image] | None = None) -> np.ndarray:
+    """One opened PNG or JPEG -> raw uint8 (C, H, W) in the model's channels and size.
+    `prepare` (serve.core.preprocess) may turn the converted image first: invert, frame."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as e:
+        raise invalid(f"{field}: cannot decode {data_size} bytes as an image ({e}); expected a PNG or "
+                      "JPEG file") from None
     converted = image.convert(classifier.mode)
+    image.close()  # its pixels go now, not when the request ends
     if prepare is not None:
         converted = prepare(converted)
     if converted.size != (classifier.width, classifier.height):
@@ -205,10 +231,21 @@ def decode_image(data: bytes, classifier: Classifier, field: str,
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
-def decode_images(files: Sequence[bytes], model: ServedModel, field: str, max_images: int,
+def decode_images(files: Sequence[bytes], model: ServedModel, field: str, limits: Limits, budget: DecodeBudget,
+                  time_left_s: float | None = None,
                   prepare: Callable[[Image.Image], Image.Image] | None = None) -> np.ndarray:
-    """Encoded images -> the classifier's normalized input batch (N, C, H, W)."""
+    """Encoded images -> the classifier's normalized input batch (N, C, H, W). What decoding
+    will take is read from every header first: over the request's limit it is refused,
+    and it waits for room in the server's decoding budget before any pixel is decoded."""
     classifier = model.classifier()
-    check_batch_size(len(files), max_images, field)
-    pixels = np.stack([decode_image(data, classifier, f"{field}[{i}]", prepare) for i, data in enumerate(files)])
+    check_batch_size(len(files), limits.max_request_images, field)
+    images = [_open(data, f"{field}[{i}]") for i, data in enumerate(files)]
+    need = sum(decoded_bytes(image, classifier) for image in images)
+    if need > limits.max_decode_bytes:
+        sizes = ", ".join(f"{im.width}x{im.height} {im.mode}" for im in images[:4]) + (", ..." if len(images) > 4 else "")
+        raise too_large(f"{field}: decoding these images ({sizes}) takes {need / MIB:.1f} MiB, over this server's "
+                        f"limit of {limits.max_decode_bytes / MIB:.0f} MiB per request")
+    with budget.reserve(need, time_left_s, field):
+        pixels = np.stack([decode_image(image, len(data), classifier, f"{field}[{i}]", prepare)
+                           for i, (image, data) in enumerate(zip(images, files))])
     return normalize_pixels(pixels, model)

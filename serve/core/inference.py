@@ -19,19 +19,12 @@ import numpy as np
 
 from .batching import Announcement, Batcher
 from .errors import Code, RequestError, unavailable
+from .limits import DecodeBudget, Limits
 from .metrics import Metrics
 from .readiness import Readiness
 from .registry import ModelRegistry, ServedModel
 
 log = logging.getLogger("serve")
-
-
-@dataclass
-class Limits:
-    max_batch: int = 64  # images per coalesced onnxruntime run; 0 turns dynamic batching off
-    batch_delay_s: float = 0.002  # how long the first request of a batch waits for company
-    max_request_images: int = 1024  # images one request may carry
-    instances: int = 1  # batches of one model run at once (Triton's instance_group count)
 
 
 @dataclass
@@ -51,12 +44,16 @@ class ModelStats:
 
 
 class InferenceCore:
-    def __init__(self, registry: ModelRegistry, limits: Limits, metrics: Metrics) -> None:
+    def __init__(self, registry: ModelRegistry, limits: Limits, metrics: Metrics, *,
+                 strict_readiness: bool = True) -> None:
         self.registry = registry
         self.limits = limits
         self.metrics = metrics
-        self.readiness = Readiness(registry)
-        self.draining = self.readiness.draining  # set once shutdown begins: new requests are refused
+        self.decode_budget = DecodeBudget(limits.decode_budget_bytes)
+        self.readiness = Readiness(registry, strict_readiness)
+        # Set once shutdown begins. Front ends refuse requests that arrive after it (admit());
+        # those already received run to the end.
+        self.draining = self.readiness.draining
         self.stats = {model.key: ModelStats() for model in registry.all_models()}
         # Batching follows the model: only one whose every input and output has a dynamic
         # batch axis goes through a batcher (one input, one output: the batcher's run). A
@@ -124,11 +121,14 @@ class InferenceCore:
             self._on_batch(model.key, images, time.perf_counter() - start)
             return outputs
 
-    @contextlib.contextmanager
-    def _outcome(self, model: ServedModel, images: int):
-        """Refuse while draining; count and time the request; the batcher's outcomes as RequestErrors."""
+    def admit(self) -> None:
+        """For a front end, as a request arrives: refused (UNAVAILABLE) once draining began."""
         if self.draining.is_set():
             raise unavailable("the server is shutting down")
+
+    @contextlib.contextmanager
+    def _outcome(self, model: ServedModel, images: int):
+        """Count and time the request; the batcher's outcomes as RequestErrors."""
         start = time.perf_counter()
         ok = False
         try:

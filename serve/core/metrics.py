@@ -23,6 +23,9 @@ class Metrics:
         self.inference = Histogram(
             "zoo_inference_seconds", "Seconds per onnxruntime run",
             ["model"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.undecodable = Counter(
+            "zoo_undecodable_requests", "Requests whose body did not parse as the method's message",
+            ["api", "method"], registry=self.registry)
         self._http = None
         self._children: dict[tuple, tuple] = {}  # label values -> metric children (labels() is slow)
 
@@ -41,6 +44,9 @@ class Metrics:
         count, latency = self._child(api, method, model, code)
         count.inc()
         latency.observe(seconds)
+
+    def observe_undecodable(self, api: str, method: str) -> None:
+        self.undecodable.labels(api, method).inc()
 
     def observe_batch(self, model: str, images: int, seconds: float) -> None:
         size, duration = self._child("batch", model)

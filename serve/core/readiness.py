@@ -14,7 +14,7 @@ class Readiness:
     registry: ModelRegistry
     # True: ready only when every model it was asked to serve is (Triton's --strict-readiness,
     # its default); False: ready when at least one is. Never ready with none, nor while draining.
-    strict: bool = False
+    strict: bool = True
     draining: threading.Event = field(default_factory=threading.Event)
 
     def server_ready(self) -> bool:

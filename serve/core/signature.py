@@ -102,7 +102,3 @@ def read_signature(session) -> Signature:
     batched = bool(inputs) and all(t.shape[:1] == (DYNAMIC,) for t in inputs + outputs)
     return Signature(inputs, outputs, batched, _classifier(inputs, outputs))
 
-
-def batch_shape(spec: TensorSpec) -> list[int]:
-    """The shape as KServe metadata states it: -1 for every dynamic axis."""
-    return list(spec.shape)

@@ -9,9 +9,12 @@ import time
 
 import grpc
 
-from ..core.errors import Code, RequestError
+from ..core.errors import Code, RequestError, invalid
+from ..core.ratelimit import RateLimitedLog
+from .services import Undecodable
 
 log = logging.getLogger("serve")
+undecodable_log = RateLimitedLog(log)
 
 STATUS = {code: grpc.StatusCode[code.name] for code in Code}
 
@@ -26,6 +29,10 @@ def handler(api: str, method: str, model_field: str | None = None):
             start = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
+                if type(request) is Undecodable:
+                    self.core.metrics.observe_undecodable(api, method)
+                    undecodable_log.warning("%s.%s: %s", api, method, request.describe())
+                    raise invalid(request.describe())
                 return fn(self, request, context)
             except RequestError as e:
                 code = STATUS[e.code]

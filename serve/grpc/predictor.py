@@ -30,13 +30,14 @@ class PredictorServicer(pb_grpc.PredictorServicer):
     def __init__(self, core: InferenceCore) -> None:
         self.core = core
 
-    def _batch(self, request: pb.PredictRequest, model: ServedModel) -> np.ndarray:
+    def _batch(self, request: pb.PredictRequest, model: ServedModel, time_left_s: float | None) -> np.ndarray:
         limit = self.core.limits.max_request_images
         kind = request.WhichOneof("input")
         if kind is None:
             raise invalid("input: neither tensor nor images is set; expected one of them")
         if kind == "images":
-            return decode_images(list(request.images.images), model, "images.images", limit)
+            return decode_images(request.images.images, model, "images.images", self.core.limits,
+                                 self.core.decode_budget, time_left_s)
         tensor = request.tensor
         if tensor.dtype not in TENSOR_DATATYPES:
             name = pb.DType.Name(tensor.dtype) if tensor.dtype in pb.DType.values() else str(tensor.dtype)
@@ -53,7 +54,7 @@ class PredictorServicer(pb_grpc.PredictorServicer):
         if request.top_k < 0:
             raise invalid(f"top_k: {request.top_k} is negative; expected 0 (meaning 1) to {model.num_classes}")
         with self.core.expecting(model) as announcement:
-            x = self._batch(request, model)
+            x = self._batch(request, model, context.time_remaining())
             logits = self.core.infer(model, x, announcement=announcement, **infer_args(context))
         probabilities = softmax(logits)
         k = min(max(request.top_k, 1), model.num_classes)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from concurrent import futures
@@ -19,14 +20,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from tritonclient.grpc import service_pb2 as kpb
-from tritonclient.grpc import service_pb2_grpc as kpb_grpc
 
 from ..core import InferenceCore, Limits
 from ..core.metrics import Metrics
 from ..core.registry import ModelRegistry
-from ..gen import predictor_pb2, predictor_pb2_grpc
+from ..gen import predictor_pb2
 from .kserve import KServeServicer
 from .predictor import PredictorServicer
+from .services import add_service
 
 log = logging.getLogger("serve")
 
@@ -47,6 +48,8 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     strict: bool = False  # refuse to start when any model fails to load
+    # Ready only when every model is (Triton's strict readiness); False: when at least one is.
+    strict_readiness: bool = True
     workers: int = 32  # handler threads: the cap on requests served at once
     ort_threads: int = 0  # onnxruntime intra-op threads per model (0 = its default)
 
@@ -69,12 +72,12 @@ class ZooServer:
 
     def start(self) -> None:
         self.grpc_server.start()
-        self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
         for name, model in self.core.registry.models.items():
-            status = health_pb2.HealthCheckResponse.SERVING if model.ready else health_pb2.HealthCheckResponse.NOT_SERVING
-            self.health.set(name, status)
-        for service in (PREDICTOR, KSERVE):
-            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+            self.health.set(name, serving if self.core.readiness.model_ready(model) else not_serving)
+        ready = serving if self.core.readiness.server_ready() else not_serving  # the one rule, as ServerReady
+        for service in ("", PREDICTOR, KSERVE):
+            self.health.set(service, ready)
         for front_end in self.front_ends.values():
             front_end.start()
 
@@ -113,6 +116,61 @@ def _credentials(cert: Path, key: Path) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials([(Path(key).read_bytes(), Path(cert).read_bytes())])
 
 
+def _refuse(request, context):
+    context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+
+
+class Admission(grpc.ServerInterceptor):
+    """Runs as each request arrives, before it waits for a handler thread: once draining has
+    begun, our APIs' new requests are refused; every request that arrived before runs to
+    the end (within --grace). Health and reflection keep answering."""
+
+    REFUSE = grpc.unary_unary_rpc_method_handler(_refuse)
+
+    def __init__(self, core: InferenceCore, methods: list[str]) -> None:
+        self.core = core
+        self.methods = frozenset(methods)
+
+    def intercept_service(self, continuation, handler_call_details):
+        if self.core.draining.is_set() and handler_call_details.method in self.methods:
+            return self.REFUSE
+        return continuation(handler_call_details)
+
+
+def _check_free(host: str, port: int, address: str) -> None:
+    """OSError naming the address if it is taken: asked of the OS first, since grpc core
+    logs its own multi-line error before grpcio reports the failure."""
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
+                                                              flags=socket.AI_PASSIVE)[0]
+    except OSError:
+        return  # grpc reports an address it cannot resolve itself
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds: TIME_WAIT is no obstacle
+        try:
+            probe.bind(sockaddr)
+        except OSError as e:
+            raise OSError(f"cannot bind {address}: {e.strerror or e}") from None
+
+
+def _bind(server: grpc.Server, address: str, config: ServerConfig) -> int:
+    """The bound port; OSError naming the address when it cannot be bound (grpcio returns 0
+    or, in newer releases, raises RuntimeError)."""
+    _check_free(config.host, config.port, address)
+    try:
+        if config.tls_cert:
+            port = server.add_secure_port(address, _credentials(config.tls_cert, config.tls_key))
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise OSError(f"cannot bind {address}: the port is in use or the address is not available here")
+    return port
+
+
 def create_server(config: ServerConfig | None = None, **overrides) -> tuple[ZooServer, int]:
     """Load the models and build the server (not started); returns it and the bound port.
     Raises FileNotFoundError for an empty models directory, DeviceError when the device
@@ -123,25 +181,22 @@ def create_server(config: ServerConfig | None = None, **overrides) -> tuple[ZooS
     registry = ModelRegistry.load_dir(config.models_dir, config.device, strict=config.strict,
                                       threads=config.ort_threads)
     metrics = Metrics()
-    core = InferenceCore(registry, config.limits, metrics)
+    config.limits.check()
+    core = InferenceCore(registry, config.limits, metrics, strict_readiness=config.strict_readiness)
+    admission = Admission(core, [])
     options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                ("grpc.so_reuseport", 0)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="grpc"),
-                         options=options)
-    predictor_pb2_grpc.add_PredictorServicer_to_server(PredictorServicer(core), server)
-    kpb_grpc.add_GRPCInferenceServiceServicer_to_server(KServeServicer(core), server)
+                         interceptors=[admission], options=options)
+    admission.methods = frozenset(
+        add_service(server, PredictorServicer(core), predictor_pb2.DESCRIPTOR.services_by_name["Predictor"])
+        + add_service(server, KServeServicer(core), kpb.DESCRIPTOR.services_by_name["GRPCInferenceService"]))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)  # until start()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (PREDICTOR, KSERVE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    address = f"{config.host}:{config.port}"
-    if config.tls_cert:
-        port = server.add_secure_port(address, _credentials(config.tls_cert, config.tls_key))
-    else:
-        port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot bind {address}")
+    port = _bind(server, f"{config.host}:{config.port}", config)
     metrics_port = metrics.serve(config.metrics_port, config.host) if config.metrics_port is not None else None
     return ZooServer(server, core, health_servicer, metrics_port), port

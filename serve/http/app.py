@@ -45,6 +45,8 @@ async def edge(request: web.Request, handler) -> web.StreamResponse:
         if request.method == "OPTIONS" and cors and "Access-Control-Request-Method" in request.headers:
             response = _preflight(request, cors)
         else:
+            if request.method == "POST":  # work, not questions: refused (503) once draining began
+                app[CORE].admit()
             response = await handler(request)
     except RequestError as e:
         response = from_request_error(e)

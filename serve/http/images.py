@@ -48,7 +48,7 @@ async def predict(request: web.Request) -> web.Response:
 
     def run():
         with core.expecting(model) as announcement:
-            x = decode_images(files, model, "images", core.limits.max_request_images, prepare)
+            x = decode_images(files, model, "images", core.limits, core.decode_budget, prepare=prepare)
             return core.infer(model, x, is_active=present, announcement=announcement)
 
     logits = await blocking(request, run)

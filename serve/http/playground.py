@@ -31,7 +31,7 @@ async def features(request: web.Request) -> web.Response:
     prepare = preparer(request, model)
 
     def run():
-        x = decode_images([body], model, "images", 1, prepare)
+        x = decode_images([body], model, "images", core.limits, core.decode_budget, prepare=prepare)
         return x, maps.compute(model, x)
 
     x, layers = await blocking(request, run)
