@@ -54,7 +54,8 @@ async def predict(request: web.Request) -> web.Response:
     logits = await blocking(request, run)
     return web.json_response({
         "model": model.name, "version": model.version, "execution_provider": model.provider,
-        "predictions": [{**dataclasses.asdict(r), "inverted": inverted, "framed": framed}
+        "predictions": [{"top_k": [dataclasses.asdict(s) for s in r.top_k], "inverted": inverted, "framed": framed,
+                         "probabilities": r.probabilities, "logits": r.logits}
                         for r, inverted, framed in zip(rank(logits, k, model.labels), prepare.inverted,
                                                        prepare.framed)]})
 
