@@ -19,7 +19,11 @@ from .kserve import model_routes
 async def image_files(request: web.Request) -> list[bytes]:
     """The images of a request: every file of a multipart form, or the raw body as one."""
     if request.content_type.startswith("multipart/"):
-        form = await request.post()  # aiohttp's multipart parser, within the body size limit
+        try:
+            form = await request.post()  # aiohttp's multipart parser, within the body size limit
+        except (ValueError, AssertionError, UnicodeDecodeError) as e:  # aiohttp's refusals of a broken form
+            raise invalid(f"multipart form: cannot parse it ({str(e)[:120] or type(e).__name__}); expected "
+                          "multipart/form-data with a boundary and file fields") from None
         files = [value.file.read() for value in form.values() if isinstance(value, web.FileField)]
         if not files:
             raise invalid("multipart form: no file fields; expected one or more images, e.g. "
