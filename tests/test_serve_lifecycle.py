@@ -75,9 +75,10 @@ def test_drain_finishes_in_flight_requests_and_turns_health_off(models_dir, mnis
     stopper.start()
     time.sleep(0.1)
     statuses.append(server.health._server_status[""])  # noqa: SLF001  (the servicer's own table)
+    statuses.append(server.core.readiness.server_ready())  # what ServerReady answers
     for c in clients + [stopper]:
         c.join(TIMEOUT)
-    assert statuses == [NOT_SERVING]
+    assert statuses == [NOT_SERVING, False]
     assert len(results) == 3 and all(len(r.predictions) == 4 for r in results)
 
 

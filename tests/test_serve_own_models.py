@@ -207,6 +207,14 @@ def test_fixed_batch_1_without_metadata(server, client, repo):
         expected = session(path).run(None, {"x": (image / np.float32(255)).astype(np.float32)[None, None]})[0][0]
         np.testing.assert_allclose(np.array(prediction.logits, np.float32), expected, rtol=0, atol=1e-5)
         assert sorted(s.label for s in prediction.top_k) == ["0", "1", "2", "3"]  # class indices as labels
+    batch = np.stack([image[None] for image in images])  # (3, 1, 8, 8) raw pixels, as one tensor
+    with predictor_stub(server[1]) as stub:
+        response = stub.Predict(pb.PredictRequest(model="fixed1", tensor=pb.Tensor(
+            shape=list(batch.shape), dtype=pb.DTYPE_UINT8, data=batch.tobytes())), timeout=TIMEOUT)
+    expected = np.concatenate([session(path).run(None, {"x": (b / np.float32(255)).astype(np.float32)[None]})[0]
+                               for b in batch])
+    np.testing.assert_allclose(np.array([p.logits for p in response.predictions], np.float32), expected,
+                               rtol=0, atol=1e-5)
     stats = client.get_inference_statistics("fixed1", as_json=True, client_timeout=TIMEOUT)["model_stats"][0]
     assert {b["batch_size"] for b in stats["batch_stats"]} == {"1"}  # one image per run, always
 

@@ -8,6 +8,7 @@ from the client before comparing it with the bytes actually sent.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import warnings
@@ -90,9 +91,11 @@ def _from_values(values: Sequence, dtype: np.dtype, field: str) -> np.ndarray:
     return array
 
 
-def decode_tensor(model: ServedModel, spec: TensorSpec, tensor: InputTensor, max_images: int) -> np.ndarray:
+def decode_tensor(model: ServedModel, spec: TensorSpec, tensor: InputTensor, max_images: int,
+                  any_batch: bool = False) -> np.ndarray:
     """One request tensor as the array for input `spec`. An image classifier's input also
-    takes UINT8 raw pixels, normalized here as an image would be."""
+    takes UINT8 raw pixels, normalized here as an image would be. `any_batch`: a batch of
+    any size even for a model of fixed batch 1 (Predict, which runs such images one by one)."""
     classifier = model.signature.classifier
     image_input = classifier is not None and classifier.input is spec
     allowed = (spec.datatype, "UINT8") if image_input else (spec.datatype,)
@@ -100,7 +103,9 @@ def decode_tensor(model: ServedModel, spec: TensorSpec, tensor: InputTensor, max
         expected = f"{spec.datatype} (normalized) or UINT8 (raw pixels)" if image_input else spec.datatype
         raise invalid(f"{tensor.field}.datatype: {tensor.datatype[:20]!r} is not supported for input "
                       f"{spec.name!r}; expected {expected}")
-    batched = model.signature.batched
+    batched = model.signature.batched or any_batch
+    if any_batch and not model.signature.batched:
+        spec = dataclasses.replace(spec, shape=(DYNAMIC, *spec.shape[1:]))
     shape = check_shape(spec, tensor.shape, f"{tensor.field}.shape", max_images, batched,
                         squeezable=image_input and classifier.channels == 1)
     count = math.prod(shape)

@@ -50,7 +50,8 @@ class PredictorServicer(pb_grpc.PredictorServicer):
                           "or DTYPE_UINT8 (raw pixels)")
         spec = model.classifier().input
         return decode_tensor(model, spec, InputTensor(spec.name, TENSOR_DATATYPES[tensor.dtype], tensor.shape,
-                                                      "tensor", data=tensor.data, data_field="tensor.data"), limit)
+                                                      "tensor", data=tensor.data, data_field="tensor.data"), limit,
+                             any_batch=True)
 
     @handler("predictor", "Predict", "model")
     def Predict(self, request: pb.PredictRequest, context) -> pb.PredictResponse:

@@ -122,8 +122,9 @@ def _refuse(request, context):
 
 class Admission(grpc.ServerInterceptor):
     """Runs as each request arrives, before it waits for a handler thread: once draining has
-    begun, our APIs' new requests are refused; every request that arrived before runs to
-    the end (within --grace). Health and reflection keep answering."""
+    begun, new inference requests are refused; every one that arrived before runs to the
+    end (within --grace). Health, readiness (now false), metadata and reflection keep
+    answering while the listener is open."""
 
     REFUSE = grpc.unary_unary_rpc_method_handler(_refuse)
 
@@ -183,15 +184,14 @@ def create_server(config: ServerConfig | None = None, **overrides) -> tuple[ZooS
     metrics = Metrics()
     config.limits.check()
     core = InferenceCore(registry, config.limits, metrics, strict_readiness=config.strict_readiness)
-    admission = Admission(core, [])
+    admission = Admission(core, [f"/{PREDICTOR}/Predict", f"/{KSERVE}/ModelInfer"])
     options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                ("grpc.so_reuseport", 0)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="grpc"),
                          interceptors=[admission], options=options)
-    admission.methods = frozenset(
-        add_service(server, PredictorServicer(core), predictor_pb2.DESCRIPTOR.services_by_name["Predictor"])
-        + add_service(server, KServeServicer(core), kpb.DESCRIPTOR.services_by_name["GRPCInferenceService"]))
+    add_service(server, PredictorServicer(core), predictor_pb2.DESCRIPTOR.services_by_name["Predictor"])
+    add_service(server, KServeServicer(core), kpb.DESCRIPTOR.services_by_name["GRPCInferenceService"])
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)  # until start()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

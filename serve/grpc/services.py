@@ -37,9 +37,8 @@ def _safe_parser(message_class):
     return deserialize
 
 
-def add_service(server: grpc.Server, servicer, service) -> list[str]:
-    """Register `servicer`'s own unary methods of `service` (a ServiceDescriptor); returns
-    their full method paths (/package.Service/Method)."""
+def add_service(server: grpc.Server, servicer, service) -> None:
+    """Register `servicer`'s own unary methods of `service` (a ServiceDescriptor)."""
     handlers = {}
     for method in service.methods:
         if method.client_streaming or method.server_streaming or method.name not in vars(type(servicer)):
@@ -50,4 +49,3 @@ def add_service(server: grpc.Server, servicer, service) -> list[str]:
             response_serializer=message_factory.GetMessageClass(method.output_type).SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     server.add_registered_method_handlers(service.full_name, handlers)
-    return [f"/{service.full_name}/{name}" for name in handlers]
