@@ -376,6 +376,7 @@ def test_health_follows_grpc_and_drain_refuses_new_requests_finishes_old(repo):
             assert status == 503 and json.loads(answer) == {"ready": False}
             status, _, answer = call(port, "POST", INFER, body, headers)
             assert status == 503 and json.loads(answer)["error"] == "the server is shutting down"
+            assert call(port, "GET", "/v2/models/lenet5-mnist")[0] == 200  # questions still answered
             status, _, answer = in_flight.result(timeout=TIMEOUT)
             assert status == 200, answer
             stopping.result(timeout=TIMEOUT)

@@ -19,6 +19,9 @@ from .playground import STATIC
 
 log = logging.getLogger("serve")
 
+INFERENCE_ROUTES = frozenset(f"{name}{suffix}" for name in ("infer", "predict", "features")
+                             for suffix in ("", "_version"))
+
 
 
 def _cors_headers(request: web.Request, origins: tuple[str, ...]) -> dict[str, str]:
@@ -45,8 +48,8 @@ async def edge(request: web.Request, handler) -> web.StreamResponse:
         if request.method == "OPTIONS" and cors and "Access-Control-Request-Method" in request.headers:
             response = _preflight(request, cors)
         else:
-            if request.method == "POST":  # work, not questions: refused (503) once draining began
-                app[CORE].admit()
+            if request.match_info.route.name in INFERENCE_ROUTES:  # refused (503) once draining began;
+                app[CORE].admit()  # readiness and metadata keep answering, as over gRPC
             response = await handler(request)
     except RequestError as e:
         response = from_request_error(e)
