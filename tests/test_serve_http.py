@@ -382,3 +382,22 @@ def test_health_follows_grpc_and_drain_refuses_new_requests_finishes_old(repo):
             stopping.result(timeout=TIMEOUT)
         with pytest.raises(OSError):  # both front ends closed
             urllib.request.urlopen(f"http://127.0.0.1:{port}/v2", timeout=2)
+
+
+def test_sigterm_drains_both_front_ends_and_exits_0(models_dir):
+    import signal
+
+    from bench.server_process import start_server
+
+    process = start_server(models_dir, "--http-port", "0")
+    try:
+        port = process.http_address().rsplit(":", 1)[1]
+        status, _, answer = call(int(port), "GET", "/v2/health/ready")
+        assert status == 200 and json.loads(answer) == {"ready": True}
+        assert process.stop(signal.SIGTERM, timeout=30) == 0
+        assert "stopped" in process.output and "Traceback" not in process.output
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2", timeout=2)
+    finally:
+        if process.proc.poll() is None:
+            process.proc.kill()
