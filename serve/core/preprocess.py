@@ -1,9 +1,10 @@
 """Making a photo or a drawing look like the images a model learned from, before it is
 resized to the model's input (issue 14, item 12):
 
-- polarity: MNIST and Fashion-MNIST are light on a dark background. A grayscale image whose
-  border is mostly light (a digit drawn on paper, in a drawing app) is inverted, and the
-  answer says so. `auto_invert=False` turns this off.
+- polarity: MNIST and Fashion-MNIST are light on a dark background. For a model trained on
+  either (its metadata's dataset), a grayscale image whose border is mostly light (a digit
+  drawn on paper, in a drawing app) is inverted, and the answer says so. `auto_invert=False`
+  turns this off. Other models' images are left as they are: their data's polarity is unknown.
 - framing, for digit models (dataset mnist): MNIST's digits were scaled to fit a 20 x 20 box,
   keeping their aspect ratio, and placed in the 28 x 28 field with their centre of mass at
   its centre. An image of another size (a canvas, a photo) is framed the same way: cropped
@@ -23,6 +24,8 @@ from .registry import ServedModel
 LIGHT = 128  # a pixel at least this bright is light
 BOX_FRACTION = 20 / 28  # MNIST's 20 x 20 box in the 28 x 28 field
 INK = 0.1  # a pixel brighter than this fraction of the brightest is stroke, for the crop
+LIGHT_ON_DARK = ("mnist", "fashion-mnist")  # datasets whose images are light on a dark background
+DIGITS = ("mnist",)  # datasets of digits framed in a 20 x 20 box by mass
 
 
 @dataclass(frozen=True)
@@ -78,12 +81,12 @@ class Preparer:
             self.framed.append(False)
             return image
         pixels = np.asarray(image, dtype=np.uint8)
-        invert = self.options.auto_invert and border_is_light(pixels)
+        dataset = self.model.metadata.get("dataset", "")
+        invert = self.options.auto_invert and dataset in LIGHT_ON_DARK and border_is_light(pixels)
         if invert:
             pixels = 255 - pixels
         size = (classifier.height, classifier.width)
-        frame = (self.options.frame and self.model.metadata.get("dataset") == "mnist"
-                 and pixels.shape != size)
+        frame = self.options.frame and dataset in DIGITS and pixels.shape != size
         if frame:
             pixels = frame_digit(pixels, size)
         self.inverted.append(invert)
