@@ -23,7 +23,7 @@ from .core.limits import MIB
 from .core.device import DEVICES, DeviceError
 from .core.registry import ModelLoadError
 from .grpc.server import ServerConfig
-from .http.server import HttpConfig
+from .http.config import HttpConfig
 from .server import create_server
 
 log = logging.getLogger("serve")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .grpc.server import ServerConfig, ZooServer
 from .grpc.server import create_server as create_grpc_server
-from .http.server import HttpConfig, HttpFrontEnd
+from .http.config import HttpConfig
 
 
 def create_server(config: ServerConfig | None = None, http: HttpConfig | None = None,
@@ -19,6 +19,8 @@ def create_server(config: ServerConfig | None = None, http: HttpConfig | None = 
     returns the server and its gRPC port."""
     server, port = create_grpc_server(config, **overrides)
     if http is not None:
+        from .http.server import HttpFrontEnd  # aiohttp loads only for a server that serves HTTP
+
         try:
             server.attach("http", HttpFrontEnd(server.core, http))
         except OSError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 from serve.core import Limits
-from serve.http.server import HttpConfig
+from serve.http.config import HttpConfig
 from serve.server import create_server
 
 

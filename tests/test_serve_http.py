@@ -309,7 +309,7 @@ def test_same_message_as_grpc(server):
 
 
 def test_body_over_the_limit_is_413(repo):
-    from serve.http.server import HttpConfig
+    from serve.http.config import HttpConfig
     from serve.server import create_server
 
     server, _ = create_server(models_dir=repo, host="127.0.0.1", port=0, http=HttpConfig(port=0, max_body=10_000))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from serve.core import Limits
-from serve.http.server import HttpConfig
+from serve.http.config import HttpConfig
 from serve.server import create_server
 from tests.serving import TIMEOUT
 
