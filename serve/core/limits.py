@@ -28,10 +28,9 @@ class Limits:
 
     def check(self) -> None:
         """ValueError naming the setting that makes no sense."""
-        if self.max_batch < 0 or self.batch_delay_s < 0:
-            raise ValueError("--max-batch and --batch-delay-ms must be >= 0")
-        if self.max_request_images < 1 or self.instances < 1:
-            raise ValueError("--max-request-images and --instances must be >= 1")
+        if self.max_batch < 0 or self.batch_delay_s < 0 or self.max_request_images < 1 or self.instances < 1:
+            raise ValueError("--max-batch and --batch-delay-ms must be >= 0, --max-request-images and "
+                             "--instances >= 1")
         if not 0 < self.max_decode_bytes <= self.decode_budget_bytes:
             raise ValueError("--max-decode-mib must be > 0 and at most --decode-budget-mib")
 
