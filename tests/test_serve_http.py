@@ -401,3 +401,33 @@ def test_sigterm_drains_both_front_ends_and_exits_0(models_dir):
     finally:
         if process.proc.poll() is None:
             process.proc.kill()
+
+
+def test_image_bomb_is_413_with_grpcs_message(models_dir):
+    from bench.decode_memory import zero_png
+    from serve.core.limits import MIB
+
+    bomb = zero_png(4096, 4096, 16)  # 128 MiB of RGBA 16-bit pixels in a small file
+    with running_both(models_dir, limits=Limits(max_decode_bytes=64 * MIB)) as (server, _, port):
+        status, _, answer = call(port, "POST", "/v2/models/lenet5-mnist/predict", bomb, {"Content-Type": "image/png"})
+        assert status == 413
+        assert "(4096x4096 RGBA) takes 80.0 MiB, over this server's limit of 64 MiB per request" in \
+            json.loads(answer)["error"]
+        assert server.core.decode_budget.used == 0
+
+
+@pytest.mark.parametrize("strict_readiness", [True, False])
+def test_http_readiness_is_grpc_health(models_dir, tmp_path, strict_readiness):
+    shutil.copy(models_dir / "lenet5-mnist.onnx", tmp_path)
+    (tmp_path / "broken.onnx").write_bytes(b"not a model")
+    with running_both(tmp_path, strict_readiness=strict_readiness) as (_, grpc_port, port):
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT)
+        serving = health.status == health_pb2.HealthCheckResponse.SERVING
+        assert serving is not strict_readiness  # strict: not every model is ready
+        status, _, answer = call(port, "GET", "/v2/health/ready")
+        assert (status == 200) is serving and json.loads(answer) == {"ready": serving}
+        assert call(port, "GET", "/v2/health/live")[0] == 200
+        assert call(port, "GET", "/v2/models/lenet5-mnist/ready")[0] == 200
+        status, _, answer = call(port, "GET", "/v2/models/broken/ready")
+        assert status == 503 and json.loads(answer) == {"name": "broken", "ready": False}
