@@ -18,6 +18,7 @@ from aiohttp import web
 
 from ..core import InferenceCore
 from .app import build_app
+from . import parser_log
 from .config import HttpConfig
 
 log = logging.getLogger("serve")
@@ -43,6 +44,7 @@ class HttpFrontEnd:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        parser_log.install()
         app = build_app(self.core, self._executor, self.config.max_body, self.config.cors_origins)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         started = threading.Event()
