@@ -1,7 +1,11 @@
-"""python -m export <model> [--dataset D] [--opset N] [--out DIR] | --all
+"""python -m export <model> [--dataset D] [--weights FILE --name NAME] [--opset N] [--out DIR] | --all
+python -m export custom PKG.MODULE:CLASS --weights FILE --input-shape C,H,W [...]
+python -m export verify MODEL.onnx [--strict] [--json FILE]
 
-Export shipped zoo models to ONNX, check each node against the NumPy reference and the
-whole test set against PyTorch, and write the files only when everything agrees.
+Export the zoo's models (shipped weights, or weights you trained with python -m zoo train)
+or a CNN you wrote to ONNX, check each node against the NumPy reference and the test set
+(or your samples) against PyTorch, and write the files only when everything agrees; or
+verify any ONNX file you have.
 """
 
 from __future__ import annotations
@@ -10,101 +14,200 @@ import argparse
 import sys
 from pathlib import Path
 
-from zoo import list_models
+# Only light imports up here: a typo must be refused before torch and onnx are loaded.
+from zoo.cli import CliError, run_command
 from zoo.datasets import list_datasets
-from zoo.cli import run_command
 from zoo.weights import shipped
 
-from .exporter import DEFAULT_OPSET, supported_opsets
-from .pipeline import ExportResult, export_and_check, worst_node
+from .options import (DEFAULT_OPSET, DEFAULT_TRITON_REPO, MAX_OPSET, MIN_OPSET, MissingExtra, check_opset,
+                      check_output_folder, require)
+
+def shipped_models() -> list[str]:
+    return sorted({model for model, _ in shipped()})
 
 
-def format_result(result: ExportResult) -> str:
-    r = result.report
-    lines = [f"{result.name}  (opset {r['opset']})"]
-    if "structure" in r:
-        s = r["structure"]
-        lines.append(f"  structure   onnx.checker full_check and strict shape inference pass; "
-                     f"{s['nodes']} nodes; output {s['inferred_output_shape']}")
-    if "batch_axis" in r:
-        b = r["batch_axis"]
-        errs = " / ".join(f"{v:.1e}" for v in b["max_abs_vs_torch"].values())
-        sizes = " / ".join(map(str, b["max_abs_vs_torch"]))
-        lines.append(f"  batch axis  symbolic '{b['dim_param']}'; batch {sizes} vs PyTorch max |diff| {errs}")
-    if "nodes" in r:
-        w = worst_node(r)
-        lines.append(f"  nodes       {len(r['nodes'])}/{len(r['nodes'])} node outputs match the NumPy "
-                     f"reference; worst: {w['op_type']} in {w['module']} max |diff| {w['max_abs']:.1e} "
-                     f"(rel {w['max_rel']:.1e})")
-    if "test_set" in r:
-        t = r["test_set"]
-        diffs = ", ".join(f"{k} {v:.1e}" for k, v in t["max_abs_logit_diff"].items())
-        lines.append(f"  test set    {t['images']:,} images: top-1 agreement 100% for all pairs; "
-                     f"max |logit diff| {diffs}")
-        lines.append(f"              accuracy {100 * t['accuracy']['onnxruntime']:.2f}% "
-                     f"(model card: {100 * r['card_accuracy']:.2f}%)")
-    if result.passed:
-        lines.append(f"  size        {r['onnx_bytes'] / 1024:,.1f} KiB")
-    else:
-        lines.append(f"  FAILED      {result.failure}")
-    lines.append("  wrote       " + ", ".join(str(p) for p in result.written))
-    return "\n".join(lines)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", nargs="?", help=f"one of: {', '.join(list_models())}")
-    parser.add_argument("--all", action="store_true", help="every shipped model and dataset (default: off)")
-    parser.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (default: mnist)")
+def add_output_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
-                        help=f"ONNX opset, {supported_opsets()[0]} to {supported_opsets()[-1]} "
-                             f"(default: {DEFAULT_OPSET})")
+                        help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default: {DEFAULT_OPSET})")
     parser.add_argument("--out", default="models", help="output directory (default: models)")
-    parser.add_argument("--data-dir", help="dataset directory (default: $ZOO_DATA_DIR, else the cache)")
-    parser.add_argument("--triton-repo", help="also write a Triton/KServe model repository here (default: none)")
+    parser.add_argument("--triton-repo", nargs="?", const=DEFAULT_TRITON_REPO,
+                        help="also write a Triton/KServe model repository here (default: none; "
+                             f"the flag alone: {DEFAULT_TRITON_REPO})")
     parser.add_argument("--triton-device", choices=["cpu", "gpu"], default="cpu",
                         help="instance group kind in config.pbtxt (default: cpu)")
+
+
+def zoo_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", nargs="?", help=f"one of: {', '.join(shipped_models())}")
+    parser.add_argument("--all", action="store_true", help="every shipped model and dataset (default: off)")
+    parser.add_argument("--dataset", help="mnist or fashion-mnist (default: mnist; with --weights, the card's)")
+    parser.add_argument("--weights", help="a .safetensors written by python -m zoo train, its model card "
+                                          "beside it (default: the shipped weights)")
+    parser.add_argument("--name", help="output name, with --weights (default: the weights file's name, "
+                                       "unless that is a shipped model's)")
+    parser.add_argument("--data-dir", help="dataset directory (default: $ZOO_DATA_DIR, else the cache)")
+    add_output_args(parser)
     return parser
 
 
-def pairs_from_args(args: argparse.Namespace) -> list[tuple[str, str]]:
+def custom_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m export custom",
+                                     description="Export a CNN you wrote: any (N, C, H, W) -> (N, classes) "
+                                                 "nn.Module, with its safetensors weights.")
+    parser.add_argument("module", help="import path and class (or function) that builds it, e.g. "
+                                       "mypkg.models:MyNet (the current directory is importable)")
+    parser.add_argument("--weights", help="a .safetensors state dict for it (default: none, the module's "
+                                          "own initial weights)")
+    parser.add_argument("--input-shape", required=True, help="C,H,W of one input, e.g. 3,32,32")
+    parser.add_argument("--labels", help="class names, comma-separated (default: 0, 1, ...)")
+    parser.add_argument("--mean", default="0", help="per-channel mean after pixel scaling, comma-separated "
+                                                    "(default: 0)")
+    parser.add_argument("--std", default="1", help="per-channel std, comma-separated (default: 1)")
+    parser.add_argument("--pixel-scale", type=float, default=1 / 255,
+                        help="raw pixels are multiplied by this first (default: 1/255)")
+    parser.add_argument("--samples", help="a folder of images (in class-named subfolders for an accuracy) or "
+                                          "an .npy array to run the checks on (default: seeded random inputs)")
+    parser.add_argument("--name", help="output name (default: the class name, lower case)")
+    add_output_args(parser)
+    return parser
+
+
+def verify_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m export verify",
+                                     description="Check any ONNX file: structure, every node against the "
+                                                 "NumPy reference, every test_data_set_* beside it.")
+    parser.add_argument("files", nargs="+", help="ONNX files")
+    parser.add_argument("--strict", action="store_true",
+                        help="an operator the reference lacks is a failure (default: reported as unchecked)")
+    parser.add_argument("--json", help="also write the full report as JSON to this file (default: none)")
+    return parser
+
+
+def parse_list(text: str, kind: str, convert=str) -> list:
+    try:
+        values = [convert(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CliError(f"{kind} {text!r} is not a comma-separated list of numbers") from None
+    if not values:
+        raise CliError(f"{kind} is empty")
+    return values
+
+
+def validate_zoo(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(model, dataset) pairs to export from shipped weights, or [] for --weights."""
+    check_opset(args.opset)
+    if args.weights:
+        if args.all:
+            raise CliError("give --weights or --all, not both")
+        if not args.weights.endswith(".safetensors"):
+            raise CliError(f"--weights {args.weights}: expected a .safetensors file written by python -m zoo train")
+    elif args.name:
+        raise CliError("--name goes with --weights (shipped models keep their names)")
     if args.all:
         if args.model:
-            raise ValueError("give a model name or --all, not both")
+            raise CliError("give a model name or --all, not both")
         return shipped()
+    if args.model and args.model not in shipped_models():
+        raise CliError(f"unknown model {args.model!r}; valid models: {', '.join(shipped_models())}")
+    if args.dataset and args.dataset not in list_datasets():
+        raise CliError(f"unknown dataset {args.dataset!r}; valid datasets: {', '.join(list_datasets())}")
+    if args.weights:
+        return []
     if not args.model:
-        raise ValueError(f"name a model ({', '.join(list_models())}) or use --all")
-    if args.model not in list_models():
-        raise ValueError(f"unknown model {args.model!r}; valid models: {', '.join(list_models())}")
-    if args.dataset not in list_datasets():
-        raise ValueError(f"unknown dataset {args.dataset!r}; valid datasets: {', '.join(list_datasets())}")
-    if args.opset not in supported_opsets():
-        raise ValueError(f"opset {args.opset} is not supported; use {supported_opsets()[0]} to "
-                         f"{supported_opsets()[-1]}")
-    return [(args.model, args.dataset)]
+        raise CliError(f"name a model ({', '.join(shipped_models())}) or use --all")
+    return [(args.model, args.dataset or "mnist")]
 
 
-def export_all(args: argparse.Namespace) -> int:
-    pairs = pairs_from_args(args)
+def run_zoo(args: argparse.Namespace) -> int:
+    pairs = validate_zoo(args)
+    check_output_folder(args.out, "--out")
+    check_output_folder(args.triton_repo, "--triton-repo")
+    require("export")
+    from .pipeline import export_and_check, export_trained
+    from .report import format_result
+
+    common = dict(opset=args.opset, data_dir=args.data_dir, triton_device=args.triton_device,
+                  triton_repo=Path(args.triton_repo) if args.triton_repo else None)
+    if args.weights:
+        jobs = [lambda: export_trained(Path(args.weights), Path(args.out), name=args.name, model=args.model,
+                                       dataset=args.dataset, **common)]
+    else:
+        jobs = [lambda m=m, d=d: export_and_check(m, d, Path(args.out), **common) for m, d in pairs]
+    return report_exports(jobs, format_result)
+
+
+def report_exports(jobs, format_result) -> int:
     failures = 0
-    for model, dataset in pairs:
-        result = export_and_check(
-            model, dataset, Path(args.out), opset=args.opset, data_dir=args.data_dir,
-            triton_repo=Path(args.triton_repo) if args.triton_repo else None,
-            triton_device=args.triton_device)
+    for job in jobs:
+        result = job()
         print(format_result(result), flush=True)
         failures += not result.passed
     if failures:
-        print(f"{failures} of {len(pairs)} exports FAILED their checks", file=sys.stderr)
+        print(f"{failures} of {len(jobs)} exports FAILED their checks", file=sys.stderr)
         return 1
-    print(f"all {len(pairs)} exports passed every check")
+    print(f"all {len(jobs)} exports passed every check")
+    return 0
+
+
+def run_custom(args: argparse.Namespace) -> int:
+    check_opset(args.opset)
+    shape = tuple(parse_list(args.input_shape, "--input-shape", int))
+    if len(shape) != 3 or min(shape) < 1:
+        raise CliError(f"--input-shape {args.input_shape}: expected C,H,W, three positive integers")
+    mean, std = parse_list(args.mean, "--mean", float), parse_list(args.std, "--std", float)
+    labels = parse_list(args.labels, "--labels") if args.labels else None
+    if ":" not in args.module:
+        raise CliError(f"{args.module!r}: expected PKG.MODULE:CLASS, for example mypkg.models:MyNet")
+    check_output_folder(args.out, "--out")
+    check_output_folder(args.triton_repo, "--triton-repo")
+    require("export")
+    from .custom import export_checked, load_module
+    from .report import format_result
+
+    module, name = load_module(args.module, args.weights)
+    out = Path(args.out) / f"{args.name or name}.onnx"
+    return report_exports([lambda: export_checked(
+        module, out, input_shape=shape, labels=labels, mean=mean, std=std, pixel_scale=args.pixel_scale,
+        samples=args.samples, opset=args.opset, weights=args.weights,
+        triton_repo=Path(args.triton_repo) if args.triton_repo else None, triton_device=args.triton_device)],
+        format_result)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    require("verify")
+    import json
+
+    from zoo.atomic import atomic_write_text
+
+    from .verify import format_verify, verify
+
+    results = [verify(path, strict=args.strict) for path in args.files]
+    for result in results:
+        print(format_verify(result), flush=True)
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps([r.to_json() for r in results], indent=2) + "\n")
+    failed = [r.path for r in results if not r.passed]
+    if failed:
+        print(f"{len(failed)} of {len(results)} files FAILED verification: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_command(lambda: export_all(args))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = {"verify": (verify_parser, run_verify), "custom": (custom_parser, run_custom)}
+    if argv and argv[0] in commands:
+        parser, run = commands[argv.pop(0)]
+    else:
+        parser, run = zoo_parser, run_zoo
+    args = parser().parse_args(argv)
+    try:
+        return run_command(lambda: run(args))
+    except MissingExtra as e:  # not a mistake in the arguments: exit 1, as python -m zoo does
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

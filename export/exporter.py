@@ -1,4 +1,5 @@
-"""PyTorch -> ONNX: the zoo's shipped models, with a dynamic batch axis and metadata."""
+"""PyTorch -> ONNX: any (N, C, H, W) -> (N, classes) nn.Module, with a dynamic batch axis;
+the zoo's shipped models and weights trained by `python -m zoo train` with their metadata."""
 
 from __future__ import annotations
 
@@ -20,13 +21,9 @@ from zoo.atomic import atomic_write_bytes
 from zoo.weights import load_pretrained, split_stem
 
 from .metadata import INPUT_NAME, OUTPUT_NAME, build_metadata, set_metadata
+from .options import DEFAULT_OPSET, check_opset
 
-DEFAULT_OPSET = 18
-MIN_OPSET = 17  # older opsets go through a converter we do not test
-
-
-def supported_opsets() -> range:
-    return range(MIN_OPSET, onnx.defs.onnx_opset_version() + 1)
+ZOO_INPUT_SHAPE = (1, 28, 28)  # (C, H, W) of every zoo model
 
 
 def export_versions() -> dict[str, str]:
@@ -51,11 +48,12 @@ def _quiet_exporter():
             lg.setLevel(level)
 
 
-def to_onnx(net: nn.Module, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """Export `net` (eval mode) with a symbolic batch axis named 'batch'."""
-    if opset not in supported_opsets():
-        raise ValueError(f"opset {opset} is not supported; use {MIN_OPSET} to {supported_opsets()[-1]}")
-    example = torch.zeros(2, 1, 28, 28)  # batch 2: a batch of 1 invites specialization
+def to_onnx(net: nn.Module, opset: int = DEFAULT_OPSET,
+            input_shape: tuple[int, ...] = ZOO_INPUT_SHAPE) -> onnx.ModelProto:
+    """Export `net` (eval mode) for inputs (N, *input_shape) with a symbolic batch axis
+    named 'batch'."""
+    check_opset(opset)
+    example = torch.zeros(2, *input_shape)  # batch 2: a batch of 1 invites specialization
     with _quiet_exporter():
         program = torch.onnx.export(
             net.eval(), (example,), dynamo=True, verbose=False, opset_version=opset,
@@ -80,12 +78,19 @@ def export_model(model: str, dataset: str, opset: int = DEFAULT_OPSET) -> tuple[
     """The shipped (model, dataset) as an ONNX model with metadata, plus the torch module
     and model card it came from."""
     net, card = load_pretrained(model, dataset)
+    return export_with_card(net, card, opset, source="shipped"), net, card
+
+
+def export_with_card(net: nn.Module, card: dict, opset: int, source: str) -> onnx.ModelProto:
+    """`net` as ONNX with the metadata of its zoo model card (shipped, or written by
+    `python -m zoo train`: `source` says which)."""
     proto = to_onnx(net, opset)
     proto.model_version = 1
-    proto.doc_string = (f"{model} trained on {dataset} by cnn-zoo; input {INPUT_NAME} "
-                        f"(N, 1, 28, 28) float32 normalized, output {OUTPUT_NAME} (N, 10)")
-    set_metadata(proto, build_metadata(card, export_versions()))
-    return proto, net, card
+    who = "cnn-zoo" if source == "shipped" else "the user with python -m zoo train"
+    proto.doc_string = (f"{card['model']} trained on {card['dataset']} by {who}; input {INPUT_NAME} "
+                        f"(N, 1, 28, 28) float32 normalized, output {OUTPUT_NAME} (N, {len(card['classes'])})")
+    set_metadata(proto, build_metadata(card, export_versions(), source))
+    return proto
 
 
 def write_unchecked(name: str, directory: Path) -> Path:

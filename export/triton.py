@@ -21,8 +21,10 @@ PREFERRED_BATCH_SIZES = (16, 64)
 MAX_QUEUE_DELAY_US = 2000
 
 
-def config_pbtxt(name: str, num_classes: int, kind: str = "KIND_CPU", count: int = 1) -> str:
+def config_pbtxt(name: str, num_classes: int, kind: str = "KIND_CPU", count: int = 1,
+                 input_dims: tuple[int, ...] = (1, 28, 28)) -> str:
     """Text-format ModelConfig: variable batch (max_batch_size > 0 means dims exclude it)."""
+    dims = ", ".join(map(str, input_dims))
     preferred = ", ".join(map(str, PREFERRED_BATCH_SIZES))
     return f"""name: "{name}"
 platform: "onnxruntime_onnx"
@@ -32,7 +34,7 @@ input [
     name: "{INPUT_NAME}"
     data_type: TYPE_FP32
     format: FORMAT_NCHW
-    dims: [ 1, 28, 28 ]
+    dims: [ {dims} ]
   }}
 ]
 output [
@@ -58,10 +60,12 @@ version_policy: {{ latest: {{ num_versions: 1 }} }}
 
 
 def write_model_repository(repo: Path, name: str, proto: onnx.ModelProto, device: str = "cpu") -> Path:
-    labels = json.loads(read_metadata(proto)["labels"])
+    meta = read_metadata(proto)
+    labels = json.loads(meta["labels"])
+    input_dims = tuple(json.loads(meta["input_shape"])[1:])  # without the batch axis
     kind = "KIND_GPU" if device == "gpu" else "KIND_CPU"
     model_dir = repo / name
     atomic_write_bytes(model_dir / "1" / "model.onnx", proto.SerializeToString())
     atomic_write_text(model_dir / "labels.txt", "\n".join(labels) + "\n")
-    atomic_write_text(model_dir / "config.pbtxt", config_pbtxt(name, len(labels), kind))
+    atomic_write_text(model_dir / "config.pbtxt", config_pbtxt(name, len(labels), kind, input_dims=input_dims))
     return model_dir

@@ -1,5 +1,6 @@
-"""python -m serve.client predict MODEL IMAGE [IMAGE ...] [--server HOST:PORT] [--top-k 3] [--keep-polarity]
-python -m serve.client list [--server HOST:PORT]
+"""python -m serve.client predict MODEL IMAGE [IMAGE ...] [--server HOST:PORT] [--wait S] [--top-k 3]
+                               [--keep-polarity] [--keep-framing]
+python -m serve.client list [--server HOST:PORT] [--wait S]
 
 MODEL is a served model name (lenet5-mnist) or a zoo model name, completed with
 --dataset (lenet5 -> lenet5-mnist).
@@ -54,6 +55,13 @@ def cmd_list(stub: pb_grpc.PredictorStub, args: argparse.Namespace) -> None:
         print(f"{m.name:<28} v{m.version}  {state}  {accuracy}".rstrip())
 
 
+def add_connection_options(p: argparse.ArgumentParser) -> None:
+    """--server and --wait also after the subcommand (SUPPRESS: a value given before it stays)."""
+    p.add_argument("--server", default=argparse.SUPPRESS, help=f"server address (default: {DEFAULT_SERVER})")
+    p.add_argument("--wait", type=float, default=argparse.SUPPRESS,
+                   help="seconds to wait for the server to come up (default: 0, no waiting)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serve.client", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-framing", action="store_true",
                    help="never crop and centre a digit by mass (default: the server frames images not yet "
                         "at the model's size)")
-    p.add_argument("--server", default=argparse.SUPPRESS, help=f"server address (default: {DEFAULT_SERVER})")
+    add_connection_options(p)
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser("list", help="list the served models")
-    p.add_argument("--server", default=argparse.SUPPRESS, help=f"server address (default: {DEFAULT_SERVER})")
+    add_connection_options(p)
     p.set_defaults(func=cmd_list)
     args = parser.parse_args(argv)
     try:

@@ -1,14 +1,12 @@
-"""Models a user brings, as real files: a CNN written in a test and exported with torch
-(tests may use torch; serve may not), and graphs built with onnx.helper alone.
-
-`export_classifier` stands in for export.export_checked (the "Your own model, part 1"
-API) until that lands: the call sites pass the same arguments, so switching is a one-line
-change in this file."""
+"""Models a user brings, as real files: a CNN written in a test and exported with
+export.export_checked (tests may use torch; serve may not), the zoo's lenet5 from a user's
+weights file, and graphs built with onnx.helper alone."""
 
 from __future__ import annotations
 
-import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,21 +16,15 @@ from onnx import TensorProto, helper, numpy_helper
 
 def export_classifier(module, out_path: Path, *, input_shape: tuple[int, int, int], labels: list[str],
                       mean, std, external_data: bool = False) -> Path:
-    """`module` ((N, C, H, W) -> (N, classes)) as an ONNX file with a dynamic batch axis and
-    the metadata export writes (labels, per-channel mean/std as JSON lists)."""
-    import torch
+    """`module` ((N, C, H, W) -> (N, classes)) through export.export_checked (the "Your own
+    model, part 1" API: its checks, and labels and per-channel mean/std in the metadata);
+    `external_data` then saves it again as model.onnx + model.onnx.data."""
+    from export import export_checked
 
-    with torch.inference_mode():
-        program = torch.onnx.export(
-            module.eval(), (torch.zeros(2, *input_shape),), dynamo=True, verbose=False,
-            input_names=["input"], output_names=["logits"],
-            dynamic_shapes=({0: torch.export.Dim("batch")},))
-    proto = program.model_proto
-    helper.set_model_props(proto, {
-        "labels": json.dumps(labels), "mean": json.dumps(list(mean)), "std": json.dumps(list(std)),
-        "pixel_scale": repr(1 / 255), "input_name": "input", "output_name": "logits",
-        "input_shape": json.dumps([-1, *input_shape])})
-    save(proto, out_path, external_data)
+    result = export_checked(module, out_path, input_shape=input_shape, labels=labels, mean=mean, std=std)
+    assert result.passed, result.failure
+    if external_data:
+        save(onnx.load(str(out_path)), out_path, external_data=True)
     return out_path
 
 
@@ -48,20 +40,17 @@ def save(proto: onnx.ModelProto, out_path: Path, external_data: bool = False) ->
 
 def user_lenet5(out_dir: Path, name: str) -> Path:
     """lenet5 from a user's weights file (python -m zoo train's .safetensors + card, here a
-    copy of the shipped ones under the user's name), exported under that name."""
-    from export.exporter import export_versions, to_onnx
-    from export.metadata import build_metadata, set_metadata
-    from zoo.weights import load_weights_file, weights_dir
+    copy of the shipped ones), exported under the user's name by `python -m export lenet5
+    --weights ... --name ...`, which also writes <name>/test_data_set_0/ beside the file."""
+    from zoo.weights import weights_dir
 
     runs = out_dir / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     for suffix in (".safetensors", ".json"):
         shutil.copy(weights_dir() / f"lenet5-mnist{suffix}", runs / f"{name}{suffix}")
-    net, card = load_weights_file(runs / f"{name}.safetensors")
-    proto = to_onnx(net)
-    proto.model_version = 1
-    set_metadata(proto, build_metadata(card, export_versions()))
-    return save(proto, out_dir / f"{name}.onnx")
+    subprocess.run([sys.executable, "-m", "export", "lenet5", "--weights", str(runs / f"{name}.safetensors"),
+                    "--name", name, "--out", str(out_dir)], check=True, capture_output=True, timeout=600)
+    return out_dir / f"{name}.onnx"
 
 
 def linear_classifier(out_path: Path, *, batch: int | str, channels: int = 1, size: int = 8, classes: int = 4,

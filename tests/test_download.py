@@ -24,16 +24,20 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture
 def mirror(tmp_path, data_dir):
-    """An http.server on 127.0.0.1 (port 0) with MNIST's test files, plus a corrupted copy
-    of the training labels (same name, one byte flipped)."""
+    """An http.server on 127.0.0.1 (port 0) laid out as a ZOO_DATA_MIRRORS root: mnist/ with
+    MNIST's test files and a corrupted copy of the training labels (same name, one byte
+    flipped), fashion-mnist/ with Fashion-MNIST's test files (the same file names)."""
     root = tmp_path / "mirror"
-    root.mkdir()
+    mnist, fashion = root / "mnist", root / "fashion-mnist"
+    mnist.mkdir(parents=True)
+    fashion.mkdir()
     for name in TEST_FILES:
-        shutil.copy(data_dir / "mnist" / name, root / name)
-    shutil.copy(data_dir / "mnist" / "train-images-idx3-ubyte.gz", root)
+        shutil.copy(data_dir / "mnist" / name, mnist / name)
+        shutil.copy(data_dir / "fashion-mnist" / name, fashion / name)
+    shutil.copy(data_dir / "mnist" / "train-images-idx3-ubyte.gz", mnist)
     corrupt = bytearray((data_dir / "mnist" / "train-labels-idx1-ubyte.gz").read_bytes())
     corrupt[100] ^= 0xFF
-    (root / "train-labels-idx1-ubyte.gz").write_bytes(bytes(corrupt))
+    (mnist / "train-labels-idx1-ubyte.gz").write_bytes(bytes(corrupt))
     handler = functools.partial(QuietHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -47,7 +51,7 @@ def test_download_verifies_md5_and_writes_the_file(mirror, tmp_path):
     info = get_dataset_info("mnist")
     name = "t10k-labels-idx1-ubyte.gz"
     dest = tmp_path / "out"
-    path = download_file(name, info.files[name], dest, (mirror,), progress=False)
+    path = download_file(name, info.files[name], dest, (mirror + "mnist/",), progress=False)
     assert path == dest / name
     assert md5sum(path) == info.files[name]
     assert sorted(p.name for p in dest.iterdir()) == [name]
@@ -58,7 +62,7 @@ def test_checksum_mismatch_keeps_nothing(mirror, tmp_path):
     name = "train-labels-idx1-ubyte.gz"
     dest = tmp_path / "out"
     with pytest.raises(DownloadError, match=f"{name}: MD5 [0-9a-f]{{32}} does not match the expected {info.files[name]}"):
-        download_file(name, info.files[name], dest, (mirror,), progress=False)
+        download_file(name, info.files[name], dest, (mirror + "mnist/",), progress=False)
     assert list(dest.iterdir()) == []  # no partial or temp file left behind
 
 
@@ -66,7 +70,7 @@ def test_falls_back_to_the_next_mirror(mirror, tmp_path):
     info = get_dataset_info("mnist")
     name = "t10k-labels-idx1-ubyte.gz"
     broken = mirror + "missing/"  # answers 404
-    path = download_file(name, info.files[name], tmp_path, (broken, mirror), progress=False)
+    path = download_file(name, info.files[name], tmp_path, (broken, mirror + "mnist/"), progress=False)
     assert md5sum(path) == info.files[name]
 
 
@@ -91,3 +95,29 @@ def test_load_with_corrupt_download_fails_cleanly(mirror, tmp_path, monkeypatch)
         load("mnist", "train", data_dir=tmp_path, progress=False)
     # The intact images were kept; of the corrupt labels nothing, not even a temp file.
     assert [p.name for p in (tmp_path / "mnist").iterdir()] == ["train-images-idx3-ubyte.gz"]
+
+
+@pytest.mark.parametrize("form", ["root", "template"])
+def test_one_mirror_serves_both_datasets(mirror, tmp_path, monkeypatch, data_dir, form):
+    monkeypatch.setenv(MIRRORS_ENV, mirror if form == "root" else mirror + "{dataset}/")
+    for dataset in ("mnist", "fashion-mnist"):
+        split = load(dataset, "test", data_dir=tmp_path, progress=False)
+        reference = load(dataset, "test", data_dir=data_dir, progress=False)
+        np.testing.assert_array_equal(split.images, reference.images)
+        assert sorted(p.name for p in (tmp_path / dataset).iterdir()) == sorted(TEST_FILES)
+
+
+def test_failed_download_says_what_to_do(tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: as offline as a test can be
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/"
+    monkeypatch.setenv(MIRRORS_ENV, dead)
+    with pytest.raises(DownloadError) as caught:
+        load("fashion-mnist", "test", data_dir=tmp_path, progress=False)
+    message = str(caught.value)
+    assert message.startswith(f"could not download t10k-images-idx3-ubyte.gz: {dead}fashion-mnist/t10k-images")
+    for hint in (f"put the official .gz files in {tmp_path / 'fashion-mnist'}/", "--data-dir", "ZOO_DATA_DIR",
+                 "ZOO_DATA_MIRRORS (a URL with fashion-mnist/ below it)"):
+        assert hint in message

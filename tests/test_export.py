@@ -48,12 +48,23 @@ def test_report_records_every_check(exported, model, dataset):
 
 
 @pytest.mark.parametrize("model,dataset", PAIRS)
+def test_every_exported_file_passes_verify(exported, model, dataset):
+    from export.verify import verify
+
+    out, _ = exported
+    result = verify(out / f"{model}-{dataset}.onnx", strict=True)
+    assert result.passed, result.failures
+    assert result.nodes and all(n.status == "ok" for n in result.nodes)
+    assert [(g.runtime, g.ok) for g in result.goldens] == [("onnxruntime", True), ("reference", True)]
+
+
+@pytest.mark.parametrize("model,dataset", PAIRS)
 def test_metadata_travels_inside_the_file(exported, model, dataset):
     proto, _ = load_pair(exported, model, dataset)
     meta = read_metadata(proto)
     assert set(meta) == set(KEYS)
     info, card = get_dataset_info(dataset), read_card(model, dataset)
-    assert (meta["model"], meta["dataset"]) == (model, dataset)
+    assert (meta["model"], meta["dataset"], meta["source"]) == (model, dataset, "shipped")
     assert json.loads(meta["labels"]) == list(info.classes)
     assert json.loads(meta["input_shape"]) == [-1, 1, 28, 28]
     assert float(meta["mean"]) == info.mean and float(meta["std"]) == info.std

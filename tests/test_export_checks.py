@@ -70,7 +70,7 @@ def test_unsupported_operator_is_named():
 
 def test_unsupported_attribute_is_named():
     node = helper.make_node("MaxPool", ["x"], ["y"], name="p", kernel_shape=[2, 2], storage_order=1)
-    with pytest.raises(ValueError, match="storage_order=1"):
+    with pytest.raises(UnsupportedError, match="storage_order=1"):
         run_node(node, [np.zeros((1, 1, 4, 4), np.float32)])
     node = helper.make_node("Relu", ["x"], ["y"], name="r", alpha=0.1)
     with pytest.raises(UnsupportedError, match="Relu attribute\\(s\\) alpha not supported"):

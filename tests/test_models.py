@@ -101,3 +101,10 @@ def test_resnet_mini_uses_modern_parts():
     kinds = {type(m) for m in net.modules()}
     assert {nn.BatchNorm2d, nn.AdaptiveAvgPool2d} <= kinds
     assert any(isinstance(m, nn.Conv2d) and m.stride == (2, 2) for m in net.modules())
+
+
+def test_builtin_names_known_without_torch_are_the_registered_ones():
+    from zoo.registry import BUILTIN_MODELS
+
+    registered_here = {name for name, builder in _MODELS.items() if builder.__module__ == "zoo.models"}
+    assert registered_here == set(BUILTIN_MODELS)

@@ -85,8 +85,8 @@ def test_broken_model_card(weights_copy, data_dir, tmp_path):
     (weights_copy / "lenet5-mnist.json").write_text('{"model": "lenet5"')
     result = run_cli("zoo", "evaluate", "lenet5", "--weights", str(weights_copy), "--data-dir", str(data_dir))
     assert_one_line_error(result, "lenet5-mnist.json: model card is not valid JSON")
-    result = run_cli("export", "lenet5", "--out", str(tmp_path / "out"), "--data-dir", str(data_dir),
-                     env_extra={"ZOO_WEIGHTS_DIR": str(weights_copy)})
+    result = run_cli("export", "lenet5", "--weights", str(weights_copy / "lenet5-mnist.safetensors"),
+                     "--name", "mine", "--out", str(tmp_path / "out"), "--data-dir", str(data_dir))
     assert_one_line_error(result, "lenet5-mnist.json: model card is not valid JSON")
 
 
@@ -179,3 +179,49 @@ def test_interrupted_export_leaves_only_whole_files(tmp_path, data_dir):
     for model in out.glob("*.onnx"):
         onnx.checker.check_model(onnx.load(model))  # whatever was written is whole
         assert model.with_suffix(".report.json").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["summary", "lenett"], "error: unknown model 'lenett'; valid models: lenet5, lenet5-classic"),
+    (["train", "lenet5", "--dataset", "kmnist"], "error: unknown dataset 'kmnist'; valid datasets: fashion-mnist, mnist"),
+    (["evaluate", "resnet"], "error: unknown model 'resnet'"),
+    (["viz", "lenet5", "--index", "1", "--dataset", "emnist"], "error: unknown dataset 'emnist'"),
+])
+def test_zoo_refuses_a_typo_before_importing_torch(argv, message):
+    from tests.blocked_imports import run_module
+
+    # torch cannot be imported here: the refusal must come from the arguments alone.
+    result = run_module("zoo", argv, blocked=("torch",))
+    assert_one_line_error(result, message)
+
+
+def test_zoo_without_torch_names_the_extra_to_install():
+    from tests.blocked_imports import run_module
+
+    result = run_module("zoo", ["summary", "lenet5"], blocked=("torch",))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: python -m zoo needs torch, which this environment lacks; install the zoo extra: "
+        "pip install -c constraints.txt \".[zoo]\""]
+
+
+def test_zoo_help_lists_every_command_without_torch():
+    from tests.blocked_imports import run_module
+
+    result = run_module("zoo", ["--help"], blocked=("torch",))
+    assert result.returncode == 0, result.stderr
+    usage = result.stdout.splitlines()[0]
+    assert usage == "usage: python -m zoo [-h] {list,summary,train,evaluate,viz} ..."
+    assert result.stdout.split("\n\n")[1].startswith("python -m zoo {list,summary,train,evaluate,viz}")
+
+
+def test_evaluate_without_data_or_network_says_what_to_do(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/"
+    result = run_cli("zoo", "evaluate", "lenet5", "--data-dir", str(tmp_path / "none"),
+                     env_extra={"ZOO_DATA_MIRRORS": dead})
+    assert_one_line_error(result, "could not download t10k-images-idx3-ubyte.gz", "--data-dir", "ZOO_DATA_DIR",
+                          "ZOO_DATA_MIRRORS")

@@ -69,3 +69,46 @@ def test_readme_commands_print_what_the_readme_says(tmp_path):
         lines = actual.rstrip("\n").splitlines() if actual.strip() else []
         assert matches(expected, lines), f"$ {command}\nexpected:\n" + "\n".join(expected) + \
             "\nactual:\n" + "\n".join(lines)
+
+
+def quickstart_commands(text: str) -> list[str]:
+    section = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    return [line for block in re.findall(r"```\n(.*?)```", section, re.S) for line in block.splitlines()
+            for line in [c.strip() for c in line.split("&&")]]
+
+
+def test_quickstart_typed_as_written_uses_the_venv():
+    """Every `python` the Quickstart runs is the venv's: named by path, or after activating
+    it (the walk-through's bare `python` then means the same)."""
+    activated = False
+    commands = quickstart_commands(README.read_text())
+    assert commands
+    for command in commands:
+        activated = activated or command == "source .venv/bin/activate"
+        if command.startswith(("python ", "pip ", "pytest")):
+            assert activated, f"{command!r} runs before the venv is activated"
+    assert activated, "the Quickstart never activates the venv, yet the walk-through runs `python`"
+
+
+def test_data_note_comes_before_the_quickstart_commands():
+    section = README.read_text().split("## Quickstart", 1)[1]
+    first_command = section.index("```")
+    for word in ("ZOO_DATA_DIR", "--data-dir", "ZOO_DATA_MIRRORS"):
+        assert 0 <= section.index(word) < first_command, word
+
+
+def test_using_a_model_without_this_package(models_dir, tmp_path):
+    """The README's snippet, as written, in a directory holding what the walk-through made
+    (models/lenet5-mnist.onnx) and the example digit, with onnx, torch and our packages
+    unimportable: onnxruntime, NumPy and Pillow alone."""
+    import shutil
+
+    from tests.blocked_imports import run_python
+
+    snippet = re.search(r"<!-- without-this-package -->\n```python\n(.*?)```", README.read_text(), re.S).group(1)
+    (tmp_path / "models").mkdir()
+    shutil.copy(models_dir / "lenet5-mnist.onnx", tmp_path / "models")
+    shutil.copy(README.parent / "serve" / "examples" / "digit-7-0.png", tmp_path)
+    result = run_python(snippet, ("onnx", "torch", "zoo", "export", "serve"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "7\n"

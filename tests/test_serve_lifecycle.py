@@ -208,3 +208,19 @@ def test_client_cli_prints_labels_and_scores(models_dir, capsys):
         block = out.split(str(path))[1].splitlines()
         assert block[1].split()[:2] == [digit, digit]  # best class first: index, label
     assert "not served" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_client_wait_before_or_after_the_subcommand(where):
+    import socket
+    from pathlib import Path
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    image = str(Path(__file__).parent.parent / "serve" / "examples" / "digit-7-0.png")
+    options = ["--wait", "0.3", "--server", address]
+    argv = options + ["predict", "lenet5", image] if where == "before" else ["predict", "lenet5", image] + options
+    result = subprocess.run([sys.executable, "-m", "serve.client", *argv], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: no server answered at {address} within 0.3 s"

@@ -121,3 +121,32 @@ def test_atomic_open_leaves_nothing_on_failure(tmp_path):
             raise KeyboardInterrupt
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["w.bin"]
+
+
+def test_progress_bar_shows_images_per_second_once(data_dir, capsys):
+    cfg = TrainConfig(epochs=1, batch_size=64, train_limit=256)
+    train("lenet5", "mnist", cfg, data_dir=data_dir, progress=True)
+    err = capsys.readouterr().err
+    epoch_bars = [seg for seg in err.replace("\n", "\r").split("\r") if "epoch 1/1" in seg and "img" in seg]
+    assert epoch_bars, err
+    final = epoch_bars[-1]
+    assert final.count("img/s") == 1 and "test_acc=" in final, final
+
+
+def test_one_epoch_curve_is_readable(tiny_run):
+    from zoo.training import curves_figure
+    from zoo.viz import pyplot
+
+    result, _, _ = tiny_run
+    fig = curves_figure(result.history[:1], "one epoch")
+    ax_loss, ax_acc = fig.axes
+    for ax in (ax_loss, ax_acc):
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks == [1.0]  # whole epochs only, not 0.96 ... 1.04
+        assert all(line.get_marker() == "o" for line in ax.lines)
+        assert len(ax.texts) == 2  # each point labelled with its value
+    low, high = ax_acc.get_ylim()
+    accuracy = 100 * result.history[0].test_accuracy
+    assert 0 <= low <= accuracy - 1 and accuracy + 1 <= high <= 100 or high == 100
+    assert ax_loss.get_ylim()[0] == 0
+    pyplot().close(fig)

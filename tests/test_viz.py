@@ -32,30 +32,37 @@ def test_model_pictures(model, dataset, tmp_path, data_dir, capsys):
     assert capsys.readouterr().out.count("wrote ") == len(names)
 
 
-def test_feature_maps_match_pytorch_and_the_layer_table():
-    from export.exporter import to_onnx
+def test_feature_maps_are_the_layers_outputs_and_match_the_layer_table():
+    import torch
+
     from zoo import get_model
     from zoo.summary import summarize
     from zoo.viz import feature_maps
 
     net = get_model("lenet5").eval()
     x = np.random.default_rng(0).standard_normal((1, 1, 28, 28), dtype=np.float32)
-    maps = feature_maps(net, to_onnx(net), x)
-    assert [(m.module, m.tensor.shape) for m in maps] == [
-        ("conv1", (6, 28, 28)), ("pool1", (6, 14, 14)), ("conv2", (16, 10, 10)), ("pool2", (16, 5, 5))]
+    maps = feature_maps(net, x)
+    assert [(m.module, m.kind, m.activation, m.tensor.shape) for m in maps] == [
+        ("conv1", "Conv2d", "ReLU", (6, 28, 28)), ("pool1", "MaxPool2d", None, (6, 14, 14)),
+        ("conv2", "Conv2d", "ReLU", (16, 10, 10)), ("pool2", "MaxPool2d", None, (16, 5, 5))]
     table = {r.name: r.output_shape for r in summarize(net, (1, 28, 28)).rows}
     assert all(table[m.module] == m.tensor.shape for m in maps)
-    assert all(m.max_abs_vs_torch < 1e-4 for m in maps)
+    with torch.no_grad():
+        conv1 = net.conv1(torch.from_numpy(x))[0].numpy()
+    assert maps[0].tensor.dtype == np.float32
+    np.testing.assert_allclose(maps[0].tensor, conv1, rtol=0, atol=0)  # before the ReLU: negatives kept
+    assert maps[0].tensor.min() < 0
 
 
-def test_resnet_feature_maps_carry_the_folded_batch_norm():
-    from export.exporter import to_onnx
+def test_resnet_feature_maps_show_the_batch_norm_after_its_convolution():
     from zoo import get_model
     from zoo.viz import feature_maps
 
     net = get_model("resnet-mini").eval()
-    maps = feature_maps(net, to_onnx(net), np.zeros((1, 1, 28, 28), np.float32))
-    assert maps[0].module == "stem.1" and maps[0].fused_bn
+    maps = feature_maps(net, np.zeros((1, 1, 28, 28), np.float32))
+    assert (maps[0].module, maps[0].kind, maps[0].batch_norm, maps[0].activation) == ("stem.1", "Conv2d", True, "ReLU")
+    second_of_block = next(m for m in maps if m.module == "block1.bn2")
+    assert second_of_block.activation is None  # the residual add comes between it and its ReLU
 
 
 def test_edges_picture(tmp_path, data_dir, capsys):
@@ -72,16 +79,44 @@ def test_edges_from_an_image_file(tmp_path):
     assert_picture(tmp_path / "edges-square" / "edges.png", (1000, 800))
 
 
-def test_edge_filter_sizes_follow_the_formula():
-    from export.reference import conv
-    from zoo.summary import conv_output_size
-    from zoo.viz import EDGE_FILTERS
+@pytest.mark.parametrize("padding,stride", [("valid", 1), ("same", 1), ("valid", 2), ("same", 2)])
+def test_edge_filters_match_torch_conv2d_and_the_size_formula(padding, stride):
+    import torch
+    import torch.nn.functional as F
 
-    x = np.zeros((1, 1, 28, 28), np.float32)
-    k = EDGE_FILTERS["Sobel x"][None, None]
-    assert conv(x, k, auto_pad="VALID").shape[-1] == conv_output_size(28, 3) == 26
-    assert conv(x, k, auto_pad="SAME_UPPER").shape[-1] == conv_output_size(28, 3, p=1) == 28
-    assert conv(x, k, auto_pad="VALID", strides=(2, 2)).shape[-1] == conv_output_size(28, 3, s=2) == 13
+    from zoo.summary import conv_output_size
+    from zoo.viz import EDGE_FILTERS, correlate2d
+
+    image = np.random.default_rng(1).random((28, 28), dtype=np.float32)
+    for kernel in EDGE_FILTERS.values():
+        ours = correlate2d(image, kernel, padding=padding, stride=stride)
+        theirs = F.conv2d(torch.from_numpy(image)[None, None], torch.from_numpy(kernel)[None, None],
+                          stride=stride, padding=1 if padding == "same" else 0)[0, 0].numpy()
+        assert ours.shape == theirs.shape == (conv_output_size(28, 3, p=int(padding == "same"), s=stride),) * 2
+        assert ours.dtype == np.float32
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_viz_with_weights_trained_by_the_user(tmp_path, data_dir, capsys):
+    from dataclasses import replace
+
+    from zoo.recipes import TrainConfig
+    from zoo.training import train, write_outputs
+
+    cfg = replace(TrainConfig(), epochs=1, train_limit=64, batch_size=32)
+    write_outputs(train("lenet5", "fashion-mnist", cfg, data_dir=data_dir, progress=False),
+                  "lenet5", "fashion-mnist", cfg, tmp_path / "runs")
+    weights = str(tmp_path / "runs" / "lenet5-fashion-mnist.safetensors")
+    assert main(["viz", "lenet5", "--weights", weights, "--index", "0", "--out", str(tmp_path / "viz"),
+                 "--data-dir", str(data_dir)]) == 0
+    folder = tmp_path / "viz" / "lenet5-fashion-mnist-test0"
+    assert "wrote " + str(folder / "probabilities.png") in capsys.readouterr().out
+    with Image.open(folder / "input.png"):
+        pass
+    assert main(["viz", "resnet-mini", "--weights", weights, "--index", "0", "--data-dir", str(data_dir)]) == 2
+    assert "its model card says lenet5, not resnet-mini" in capsys.readouterr().err
+    assert main(["viz", "lenet5", "--weights", weights, "--dataset", "mnist", "--index", "0"]) == 2
+    assert "trained on fashion-mnist (its model card says), not mnist" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -89,7 +124,85 @@ def test_edge_filter_sizes_follow_the_formula():
     (["viz", "lenet5", "--index", "10000"], "--index 10000 is out of range 0..9999"),
     (["viz", "lenet6", "--index", "1"], "unknown model 'lenet6'"),
     (["viz", "edges", "--image", "/nonexistent.png"], "/nonexistent.png: cannot read as an image"),
+    (["viz", "lenet5", "--index", "0", "--weights", "/nonexistent.safetensors"],
+     "/nonexistent.safetensors: weights file is missing"),
 ])
 def test_viz_errors(argv, message, capsys, data_dir):
     assert main(argv + ["--data-dir", str(data_dir)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_zoo_imports_nothing_from_export():
+    """Every zoo module imported in a fresh interpreter: nothing of export, serve or onnx
+    comes with them (zoo is the lower layer; `pip install ".[zoo]"` has no onnx)."""
+    import subprocess
+    import sys
+
+    code = ("import pkgutil, importlib, sys, zoo; "
+            "[importlib.import_module(f'zoo.{m.name}') for m in pkgutil.iter_modules(zoo.__path__)]; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('export', 'serve', 'onnx', 'onnxruntime')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_zoo_extra_alone_runs_summary_and_the_pictures(tmp_path, data_dir):
+    """`pip install ".[zoo]"` has no onnx, onnxruntime, export or serve: with all of those
+    unimportable, the commands the README shows for zoo still work."""
+    from tests.blocked_imports import NOT_IN_ZOO_EXTRA, run_python
+
+    code = ("import sys\nfrom zoo.__main__ import main\n"
+            f"for argv in (['summary', 'lenet5'], ['viz', 'edges', '--index', '0', '--data-dir', {str(data_dir)!r}],\n"
+            f"             ['viz', 'lenet5', '--index', '0', '--data-dir', {str(data_dir)!r}]):\n"
+            "    assert main(argv) == 0, argv\n")
+    result = run_python(code, NOT_IN_ZOO_EXTRA, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "total params: 61,706" in result.stdout
+    assert (tmp_path / "viz" / "edges-test0" / "edges.png").exists()
+    assert (tmp_path / "viz" / "lenet5-mnist-test0" / "features-01-conv1.png").exists()
+
+
+def test_edges_figure_teaches_what_it_shows():
+    """The input once; per filter row a colour bar; outputs drawn pixel for pixel at one
+    scale (valid 26 and stride-2 13 visibly smaller than same 28); every kernel weight
+    written in the colour that stands out on its cell."""
+    from matplotlib.colors import to_rgb
+
+    from zoo.viz import EDGE_FILTERS, edges_figure, pyplot
+
+    pixels = np.zeros((28, 28), np.uint8)
+    pixels[6:22, 12:16] = 255
+    fig = edges_figure(pixels)
+    fig.canvas.draw()
+    images = [(ax, ax.images[0]) for ax in fig.axes if ax.images]
+    assert sum(im.get_cmap().name == "gray" for _, im in images) == 1  # the input, once
+    colorbars = [ax for ax in fig.axes if not ax.images and ax.collections]
+    assert len(colorbars) == len(EDGE_FILTERS)
+    scale = {}  # drawn width in figure pixels per image pixel, by output size
+    for ax, im in images:
+        width = im.get_array().shape[1]
+        scale.setdefault(width, []).append(im.get_window_extent().width / width)
+    assert {26, 28, 13} <= set(scale)
+    per_pixel = [s for w in (26, 28, 13) for s in scale[w]]
+    assert max(per_pixel) / min(per_pixel) < 1.05
+    for ax, im in images:
+        if im.get_array().shape == (3, 3):  # a kernel: text readable on every cell
+            for text in ax.texts:
+                col, row = (round(v) for v in text.get_position())
+                cell = np.array(im.to_rgba(im.get_array()[row, col])[:3])
+                luminance = cell @ [0.299, 0.587, 0.114]
+                assert abs(luminance - np.array(to_rgb(text.get_color())) @ [0.299, 0.587, 0.114]) > 0.4
+    pyplot().close(fig)
+
+
+def test_feature_map_figure_has_one_scale_and_a_colour_bar():
+    from zoo.viz import SIGN_LEGEND, pyplot, tiles_figure
+
+    tiles = np.stack([np.full((5, 5), v, np.float32) for v in (-2.0, 0.5, 1.0)])
+    fig = tiles_figure(tiles, "t", "activation")
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == 3
+    assert {im.get_clim() for im in images} == {(-2.0, 2.0)}  # one scale, zero in the middle
+    assert {im.get_cmap().name for im in images} == {"RdBu_r"}  # red positive, blue negative
+    bars = [ax for ax in fig.axes if not ax.images]
+    assert len(bars) == 1 and SIGN_LEGEND in bars[0].get_ylabel()
+    pyplot().close(fig)

@@ -1,4 +1,8 @@
-"""Command line: python -m zoo {list,summary,train,evaluate} ..."""
+"""python -m zoo {list,summary,train,evaluate,viz} ...
+
+Models, training, evaluation and pictures. Arguments are checked before PyTorch is imported,
+so a mistyped name is refused at once.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from . import list_models
 from .cli import CliError, run_command
 from .datasets import list_datasets
 from .recipes import TrainConfig
+from .registry import list_models
+
+# What the zoo extra installs (pip install ".[zoo]"), by import name; a lean serve install
+# has none of them.
+ZOO_EXTRA_MODULES = ("torch", "safetensors", "tqdm", "matplotlib", "platformdirs", "PIL")
 
 
 def _check_choice(kind: str, value: str, valid: list[str]) -> str:
@@ -31,22 +38,25 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
-    from . import get_model
+    _check_choice("model", args.model, list_models())
+    from .registry import get_model
     from .summary import format_summary, summarize
 
-    _check_choice("model", args.model, list_models())
     print(format_summary(summarize(get_model(args.model), (1, 28, 28)), title=args.model))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    _check_choice("model", args.model, list_models())
+    _check_choice("dataset", args.dataset, list_datasets())
     from .recipes import recipe_for
     from .training import train, write_outputs
 
-    _check_choice("model", args.model, list_models())
-    _check_choice("dataset", args.dataset, list_datasets())
     cfg = recipe_for(args.model, args.dataset, epochs=args.epochs, batch_size=args.batch_size,
                      lr=args.lr, seed=args.seed, train_limit=args.train_limit)
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     print(f"training {args.model} on {args.dataset} with {cfg}", flush=True)
     result = train(args.model, args.dataset, cfg, data_dir=args.data_dir,
                    progress=not args.no_progress)
@@ -57,18 +67,18 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    _check_choice("model", args.model, list_models())
+    _check_choice("dataset", args.dataset, list_datasets())
     from .data import load
     from .evaluation import evaluate, format_report
     from .weights import load_pretrained
 
-    _check_choice("model", args.model, list_models())
-    _check_choice("dataset", args.dataset, list_datasets())
     net, card = load_pretrained(args.model, args.dataset, directory=args.weights)
     report = evaluate(net, load(args.dataset, "test", data_dir=args.data_dir))
     print(format_report(report, f"{args.model} on {args.dataset}"))
 
 
-def load_image(args: argparse.Namespace) -> tuple[np.ndarray, str | None]:
+def load_image(args: argparse.Namespace, dataset: str) -> tuple[np.ndarray, str | None]:
     """(28, 28) uint8 pixels from --image PATH or test-set --index I, and the true label."""
     if args.image:
         from PIL import Image, UnidentifiedImageError
@@ -81,35 +91,57 @@ def load_image(args: argparse.Namespace) -> tuple[np.ndarray, str | None]:
         return np.asarray(gray, dtype=np.uint8), None
     from .data import load
 
-    split = load(args.dataset, "test", data_dir=args.data_dir)
+    split = load(dataset, "test", data_dir=args.data_dir)
     if not 0 <= args.index < len(split.images):
         raise CliError(f"--index {args.index} is out of range 0..{len(split.images) - 1}")
     return split.images[args.index], split.info.classes[split.labels[args.index]]
 
 
 def cmd_viz(args: argparse.Namespace) -> None:
-    from . import viz
-
     _check_choice("model", args.model, list_models() + ["edges"])
-    _check_choice("dataset", args.dataset, list_datasets())
+    if args.dataset is not None:
+        _check_choice("dataset", args.dataset, list_datasets())
     if (args.image is None) == (args.index is None):
         raise CliError("give exactly one of --image PATH or --index I")
-    pixels, label = load_image(args)
-    source = Path(args.image).stem if args.image else f"test{args.index}"
+    if args.weights and args.model == "edges":
+        raise CliError("--weights is for a model; the edge filters are hand-made")
+    from . import viz
+
     if args.model == "edges":
-        out = Path(args.out) / f"edges-{source}"
+        pixels, label = load_image(args, args.dataset or "mnist")
+        out = Path(args.out) / f"edges-{image_source(args)}"
         written = [viz.render_edges(pixels, out)]
     else:
         from .data import normalize
         from .datasets import get_dataset_info
-        from .weights import load_pretrained
 
-        net, card = load_pretrained(args.model, args.dataset)
-        x = normalize(pixels[None], get_dataset_info(args.dataset))
-        out = Path(args.out) / f"{args.model}-{args.dataset}-{source}"
-        written = viz.render_model(net, card, pixels, x, out, label)
+        net, card, name = viz_model(args)
+        pixels, label = load_image(args, card["dataset"])
+        x = normalize(pixels[None], get_dataset_info(card["dataset"]))
+        written = viz.render_model(net, card, pixels, x, Path(args.out) / f"{name}-{image_source(args)}", label)
     for path in written:
         print(f"wrote {path}")
+
+
+def image_source(args: argparse.Namespace) -> str:
+    return Path(args.image).stem if args.image else f"test{args.index}"
+
+
+def viz_model(args: argparse.Namespace):
+    """(net, card, name for the output folder): the shipped weights for --dataset, or the
+    --weights file that `python -m zoo train` wrote (its card names model and dataset)."""
+    from .weights import load_pretrained, load_weights_file
+
+    if not args.weights:
+        dataset = args.dataset or "mnist"
+        net, card = load_pretrained(args.model, dataset)
+        return net, card, f"{args.model}-{dataset}"
+    net, card = load_weights_file(args.weights)
+    if card["model"] != args.model:
+        raise CliError(f"{args.weights}: its model card says {card['model']}, not {args.model}")
+    if args.dataset not in (None, card["dataset"]):
+        raise CliError(f"{args.weights}: trained on {card['dataset']} (its model card says), not {args.dataset}")
+    return net, card, Path(args.weights).stem
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,8 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help=f"random seed (default: {defaults.seed})")
     p.add_argument("--train-limit", type=int, help="use only the first N training images "
                    "(default: all 60,000)")
-    p.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                   help=f"CPU threads (default: {torch.get_num_threads()})")
+    p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's, one per core)")
     p.add_argument("--out", default="runs", help="output directory (default: runs)")
     p.add_argument("--data-dir", help=data_help)
     p.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
@@ -152,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("viz", help="pictures: feature maps, filters, probabilities; or 'edges'")
     p.add_argument("model", help=f"one of: {', '.join(list_models())}; or edges, for the hand-made filters")
-    p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (default: mnist)")
+    p.add_argument("--dataset", help="mnist or fashion-mnist (default: mnist, or the --weights card's)")
+    p.add_argument("--weights", help="a .safetensors file written by `python -m zoo train`, its model "
+                   "card beside it (default: the shipped weights)")
     p.add_argument("--image", help="an image file (PNG or JPEG), made grayscale 28x28 (default: none)")
     p.add_argument("--index", type=int, help="a test-set image by index (default: none)")
     p.add_argument("--out", default="viz", help="output directory (default: viz)")
@@ -161,9 +194,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def missing_extra(e: ModuleNotFoundError) -> str | None:
+    """One line naming the extra to install, when `e` is a package of the zoo extra."""
+    if (e.name or "").split(".")[0] not in ZOO_EXTRA_MODULES:
+        return None
+    return (f"error: python -m zoo needs {e.name}, which this environment lacks; install the "
+            f"zoo extra: pip install -c constraints.txt \".[zoo]\"")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_command(lambda: args.func(args))
+    try:
+        return run_command(lambda: args.func(args))
+    except ModuleNotFoundError as e:
+        line = missing_extra(e)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -16,12 +16,15 @@ class CliError(Exception):
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that describe bad input and name what was wrong (never a bug of ours)."""
-    from .download import DownloadError
-    from .idx import IdxFormatError
-    from .weights import WeightsError
-
-    return CliError, ValueError, IdxFormatError, DownloadError, WeightsError, FileNotFoundError
+    """Exceptions that describe bad input and name what was wrong (never a bug of ours).
+    Only modules already imported are asked for theirs: an error class of a module never
+    imported cannot have been raised, and asking must not import torch."""
+    errors: list[type[BaseException]] = [CliError, ValueError, FileNotFoundError]
+    for module, name in (("zoo.download", "DownloadError"), ("zoo.idx", "IdxFormatError"),
+                         ("zoo.weights", "WeightsError")):
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
+    return tuple(errors)
 
 
 def run_command(command: Callable[[], int | None]) -> int:

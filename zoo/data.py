@@ -10,11 +10,14 @@ import numpy as np
 import platformdirs
 
 from .datasets import FILES, DatasetInfo, get_dataset_info
-from .download import download_file
+from .download import DownloadError, download_file
 from .idx import IdxFormatError, read_idx
 
 DATA_DIR_ENV = "ZOO_DATA_DIR"
-MIRRORS_ENV = "ZOO_DATA_MIRRORS"  # space-separated base URLs that replace the official ones
+# Space-separated mirrors that replace the official ones. Each is a root holding one folder
+# per dataset (https://host/data/ serves https://host/data/fashion-mnist/t10k-...gz), or a
+# template in which {dataset} stands for the dataset's name (https://host/{dataset}-gz/).
+MIRRORS_ENV = "ZOO_DATA_MIRRORS"
 
 
 @dataclass(frozen=True)
@@ -33,9 +36,16 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("cnn-zoo")) / "data"
 
 
+def mirror_base(mirror: str, dataset: str) -> str:
+    """The base URL of `dataset`'s files on a ZOO_DATA_MIRRORS entry (a root, or a template)."""
+    if "{dataset}" in mirror:
+        return mirror.replace("{dataset}", dataset)
+    return f"{mirror.rstrip('/')}/{dataset}/"
+
+
 def _mirrors(info: DatasetInfo) -> tuple[str, ...]:
     override = os.environ.get(MIRRORS_ENV, "").split()
-    return tuple(override) or info.mirrors
+    return tuple(mirror_base(m, info.name) for m in override) or info.mirrors
 
 
 def ensure_file(
@@ -47,7 +57,13 @@ def ensure_file(
         return path
     if not download:
         raise FileNotFoundError(f"{path} is missing (and downloading is off)")
-    download_file(name, info.files[name], path.parent, _mirrors(info), progress=progress)
+    try:
+        download_file(name, info.files[name], path.parent, _mirrors(info), progress=progress)
+    except DownloadError as e:
+        raise DownloadError(
+            f"{e}. Without network, put the official .gz files in {path.parent}/, or point "
+            f"--data-dir or {DATA_DIR_ENV} at a directory holding {info.name}/; or name a mirror in "
+            f"{MIRRORS_ENV} (a URL with {info.name}/ below it)") from None
     return path
 
 

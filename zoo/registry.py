@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
-Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
+Builder = TypeVar("Builder", bound=Callable[..., "nn.Module"])
+
+# The names zoo/models.py registers, known here without importing torch, so a command line
+# refuses a mistyped name at once (tests/test_models.py keeps the two equal).
+BUILTIN_MODELS = ("lenet5", "lenet5-classic", "resnet-mini", "twoblock-cnn")
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -15,6 +20,8 @@ def register_model(name: str) -> Callable[[Builder], Builder]:
     """Register a keyword-only builder under `name`; a second use of a name is an error."""
 
     def wrapper(builder: Builder) -> Builder:
+        from . import models  # noqa: F401  (the built-in names first, so a clash is caught)
+
         if name in _MODELS:
             raise ValueError(f"a model named {name!r} is already registered")
         _MODELS[name] = builder
@@ -24,17 +31,21 @@ def register_model(name: str) -> Callable[[Builder], Builder]:
 
 
 def list_models() -> list[str]:
-    """The registered model names, sorted."""
-    return sorted(_MODELS)
+    """The registered model names, sorted (the built-in ones without importing torch)."""
+    return sorted(set(BUILTIN_MODELS) | set(_MODELS))
+
+
+def check_model_name(name: str) -> str:
+    """`name` if it is registered, else a ValueError listing the valid names."""
+    if name not in list_models():
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
+    return name
 
 
 def get_model_builder(name: str) -> Callable[..., nn.Module]:
-    try:
-        return _MODELS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown model {name!r}; valid names: {', '.join(list_models())}"
-        ) from None
+    from . import models  # noqa: F401  (registers the built-in models; imports torch)
+
+    return _MODELS[check_model_name(name)]
 
 
 def get_model(name: str, **kwargs) -> nn.Module:

@@ -23,6 +23,11 @@ from .registry import get_model
 from .weights import library_versions, save_weights, stem, write_card
 
 
+# tqdm's bar without its own rate: the postfix has images/s of training alone (tqdm's
+# rate would count the evaluation after each epoch too, and show a second figure).
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+
+
 @dataclass
 class EpochMetrics:
     epoch: int
@@ -89,8 +94,8 @@ def train_epoch(
         seen += len(idx)
         elapsed = time.perf_counter() - start
         bar.update(len(idx))
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}",
-                        img_s=f"{seen / elapsed:.0f}", refresh=False)
+        bar.set_postfix({"loss": f"{total_loss / seen:.4f}", "acc": f"{correct / seen:.4f}",
+                         "img/s": f"{seen / elapsed:.0f}"}, refresh=False)
     return total_loss / seen, correct / seen, time.perf_counter() - start
 
 
@@ -128,11 +133,11 @@ def train(
     history: list[EpochMetrics] = []
     for epoch in range(1, cfg.epochs + 1):
         with tqdm(total=len(x), desc=f"{model_name} {dataset} epoch {epoch}/{cfg.epochs}",
-                  unit="img", disable=not progress, leave=True) as bar:
+                  unit="img", disable=not progress, leave=True, bar_format=BAR_FORMAT) as bar:
             loss, acc, seconds = train_epoch(net, x, y, cfg, optimizer, scheduler, background, g, bar)
             report = evaluate(net, test_split)
-            bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.4f}", test_acc=f"{report.accuracy:.4f}",
-                            img_s=f"{len(x) / seconds:.0f}")
+            bar.set_postfix({"loss": f"{loss:.4f}", "acc": f"{acc:.4f}", "test_acc": f"{report.accuracy:.4f}",
+                             "img/s": f"{len(x) / seconds:.0f}"})
         history.append(EpochMetrics(epoch, loss, acc, report.loss, report.accuracy, seconds,
                                     len(x) / seconds))
         if not progress:
@@ -155,23 +160,52 @@ def metrics_csv(history: list[EpochMetrics]) -> str:
 
 
 def plot_curves(history: list[EpochMetrics], title: str, path: Path) -> None:
-    from .viz import pyplot, save_figure
+    from .viz import save_figure
+
+    save_figure(curves_figure(history, title), path, dpi=80)
+
+
+def curves_figure(history: list[EpochMetrics], title: str):
+    """Loss and accuracy per epoch, train and test. Every point is marked and labelled with
+    its value when there are few, the epoch axis has whole epochs only, and the accuracy
+    axis reaches at least one point beyond the values (within 0-100 %), so a one-epoch run is two labelled points, not dots on
+    an axis from 0.96 to 1.04."""
+    from matplotlib.ticker import MaxNLocator
+
+    from .viz import pyplot
 
     plt = pyplot()
     epochs = [m.epoch for m in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [m.train_loss for m in history], "o-", label="train")
-    ax_loss.plot(epochs, [m.test_loss for m in history], "o-", label="test")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    ax_acc.plot(epochs, [100 * m.train_accuracy for m in history], "o-", label="train")
-    ax_acc.plot(epochs, [100 * m.test_accuracy for m in history], "o-", label="test")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for ax in (ax_loss, ax_acc):
+    series = {
+        ax_loss: [("train", [m.train_loss for m in history]), ("test", [m.test_loss for m in history])],
+        ax_acc: [("train", [100 * m.train_accuracy for m in history]),
+                 ("test", [100 * m.test_accuracy for m in history])],
+    }
+    for ax, lines in series.items():
+        for (label, values), dy in zip(lines, (4, -12)):  # train's labels above, test's below
+            ax.plot(epochs, values, "o-", label=label)
+            if len(epochs) <= 3:
+                for e, v in zip(epochs, values):
+                    ax.annotate(f"{v:.2f}" if ax is ax_acc else f"{v:.3f}", (e, v), textcoords="offset points",
+                                xytext=(6, dy), fontsize=8)
+        ax.set_xlim(0.5, len(epochs) + 0.5)
+        if len(epochs) <= 15:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    ax_loss.set_ylim(0, 1.15 * max(v for _, values in series[ax_loss] for v in values))  # room for labels
+    accuracies = [v for _, values in series[ax_acc] for v in values]
+    low, high = min(accuracies), max(accuracies)
+    pad = max(1.0, (high - low) * 0.1)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    ax_acc.set_ylim(max(0.0, low - pad), min(100.0, high + pad))
     fig.suptitle(title)
     fig.tight_layout()
-    save_figure(fig, path, dpi=80)
+    return fig
 
 
 def write_outputs(result: TrainResult, model_name: str, dataset: str, cfg: TrainConfig,

@@ -1,9 +1,11 @@
 """Pictures of what a network does: feature maps, first-layer filters, class probabilities,
 and the classic hand-made edge filters.
 
-The feature maps are the exported ONNX graph's own intermediate tensors, computed by the
-NumPy reference (export.reference) and cross-checked against PyTorch's forward hooks, so
-what you see is what the deployed graph computes.
+The feature maps are PyTorch's own outputs of every convolution and pooling layer, taken
+with forward hooks during one forward pass; a convolution's map is shown before its
+activation (and after a batch norm applied directly to it). Every map of a figure shares
+one colour scale, drawn as a colour bar: red is positive, blue negative, white zero. Only
+NumPy, PyTorch and matplotlib are used (what `pip install ".[zoo]"` installs).
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import numpy as np
 
 from .atomic import atomic_open
 
-SPATIAL_OPS = ("Conv", "MaxPool", "AveragePool")
-FEATURE_ATOL = 1e-4
+SIGNED_CMAP = "RdBu_r"  # red positive, white zero, blue negative
+SIGN_LEGEND = "red > 0, blue < 0, white 0"
 
 # The classic hand-made 3x3 filters (rows top to bottom). Positive responses mark edges of
-# one polarity (dark to bright), negative ones the other.
+# one polarity (bright to dark across the filter), negative ones the other.
 EDGE_FILTERS: dict[str, np.ndarray] = {
     "vertical edge": np.array([[1, 0, -1], [1, 0, -1], [1, 0, -1]], np.float32),
     "horizontal edge": np.array([[1, 1, 1], [0, 0, 0], [-1, -1, -1]], np.float32),
@@ -31,13 +33,13 @@ EDGE_FILTERS: dict[str, np.ndarray] = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class FeatureMap:
-    module: str  # the PyTorch module whose output this is
-    op_type: str  # the ONNX operator that computed it
-    fused_bn: bool  # a batch norm the exporter folded into this convolution
+    module: str  # the module whose output this is
+    kind: str  # the layer that made it: Conv2d, MaxPool2d or AvgPool2d
+    batch_norm: bool  # a batch norm applied directly to this convolution (its output is shown)
+    activation: str | None  # the activation applied next (the map is shown before it), if any
     tensor: np.ndarray  # (C, H, W) for one image
-    max_abs_vs_torch: float
 
 
 def pyplot():
@@ -58,22 +60,21 @@ def save_figure(fig, path: Path, dpi: int = 100) -> Path:
     return path
 
 
-def feature_maps(net, proto, x: np.ndarray) -> list[FeatureMap]:
-    """Outputs of every convolution and pooling node of the exported graph `proto` for one
-    image x (1, 1, 28, 28), by the NumPy reference, each checked against PyTorch's `net`."""
+MAP_LAYERS = ("Conv2d", "MaxPool2d", "AvgPool2d")
+ACTIVATIONS = ("ReLU", "Tanh", "ReLU6", "LeakyReLU", "Sigmoid", "SiLU", "GELU")
+FOLLOWERS = ("BatchNorm2d",) + ACTIVATIONS
+
+
+def feature_maps(net, x: np.ndarray) -> list[FeatureMap]:
+    """Outputs of every convolution and pooling layer of `net` for one image x (1, 1, H, W),
+    in the order they run. A batch norm or activation that takes a map as its input (the
+    very tensor, not a copy) is recognized as applied directly to that layer."""
     import torch
 
-    from export import reference
-    from export.exporter import source_module as module_of
-    from export.metadata import INPUT_NAME
-
-    values = reference.run(proto, {INPUT_NAME: x}, intermediates=True)
-    nodes = [n for n in proto.graph.node if n.op_type in SPATIAL_OPS]
-    modules = dict(net.named_modules())
-    captured: dict[str, np.ndarray] = {}
-    hooks = [modules[name].register_forward_hook(
-        lambda mod, inp, out, name=name: captured.__setitem__(name, out.detach().numpy()))
-        for name in {module_of(n) for n in nodes} if name in modules]
+    calls: list[tuple[str, str, torch.Tensor, torch.Tensor]] = []  # (name, kind, input, output)
+    hooks = [module.register_forward_hook(
+        lambda mod, inp, out, name=name: calls.append((name, type(mod).__name__, inp[0], out)))
+        for name, module in net.named_modules() if type(module).__name__ in MAP_LAYERS + FOLLOWERS]
     try:
         with torch.no_grad():
             net.eval()(torch.from_numpy(x))
@@ -81,27 +82,38 @@ def feature_maps(net, proto, x: np.ndarray) -> list[FeatureMap]:
         for h in hooks:
             h.remove()
     maps = []
-    for node in nodes:
-        name = module_of(node)
-        ours = values[node.output[0]]
-        theirs = captured.get(name)
-        if theirs is None or theirs.shape != ours.shape:
-            raise AssertionError(f"{node.name} ({node.op_type}): no PyTorch output of the same shape from {name!r}")
-        diff = float(np.abs(ours - theirs).max())
-        if diff > FEATURE_ATOL * max(1.0, float(np.abs(theirs).max())):
-            raise AssertionError(f"{node.name} ({node.op_type}) differs from PyTorch's {name} by {diff:.3g}")
-        maps.append(FeatureMap(name, node.op_type, type(modules[name]).__name__.startswith("BatchNorm"),
-                               ours[0], diff))
+    for i, (name, kind, _, out) in enumerate(calls):
+        if kind not in MAP_LAYERS:
+            continue
+        batch_norm = False
+        follower = next(((n, k, o) for n, k, inp, o in calls[i + 1:] if inp is out), None)
+        if follower and follower[1] == "BatchNorm2d":
+            name, _, out = follower
+            batch_norm = True
+            follower = next(((n, k, o) for n, k, inp, o in calls[i + 1:] if inp is out), None)
+        activation = follower[1] if follower and follower[1] in ACTIVATIONS else None
+        maps.append(FeatureMap(name, kind, batch_norm, activation, out[0].numpy().copy()))
     return maps
 
 
-def first_layer_filters(proto) -> np.ndarray:
-    """(M, C, kH, kW) weights of the graph's first convolution (batch norm folded in)."""
-    from onnx import numpy_helper
+def first_layer_filters(net) -> np.ndarray:
+    """(M, C, kH, kW) weights of the network's first convolution."""
+    from torch import nn
 
-    weights = {init.name: init for init in proto.graph.initializer}
-    first = next(n for n in proto.graph.node if n.op_type == "Conv")
-    return numpy_helper.to_array(weights[first.input[1]])
+    first = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+    return first.weight.detach().numpy().copy()
+
+
+def correlate2d(image: np.ndarray, kernel: np.ndarray, *, padding: str = "valid", stride: int = 1) -> np.ndarray:
+    """A convolution layer's operation (cross-correlation, as in every CNN library) of a 2-D
+    image with a 2-D kernel; `padding` "same" pads (f - 1) / 2 zeros on each side."""
+    if padding not in ("valid", "same"):
+        raise ValueError(f"padding {padding!r}: expected 'valid' or 'same'")
+    kh, kw = kernel.shape
+    if padding == "same":
+        image = np.pad(image, ((kh // 2, (kh - 1) // 2), (kw // 2, (kw - 1) // 2)))
+    windows = np.lib.stride_tricks.sliding_window_view(image, (kh, kw))[::stride, ::stride]
+    return np.einsum("ijkl,kl->ij", windows, kernel)
 
 
 def grid_shape(n: int) -> tuple[int, int]:
@@ -109,20 +121,28 @@ def grid_shape(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-def plot_tiles(tiles: np.ndarray, title: str, path: Path, cmap: str = "viridis", symmetric: bool = False) -> Path:
+def plot_tiles(tiles: np.ndarray, title: str, path: Path, colorbar_label: str) -> Path:
+    return save_figure(tiles_figure(tiles, title, colorbar_label), path)
+
+
+def tiles_figure(tiles: np.ndarray, title: str, colorbar_label: str):
+    """Tiles (N, H, W) on one symmetric colour scale (red positive, blue negative), with a
+    colour bar, so magnitudes can be compared across tiles."""
     plt = pyplot()
     rows, cols = grid_shape(len(tiles))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols + 0.4, 1.3 * rows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols + 1.4, 1.3 * rows + 0.9), squeeze=False)
     limit = float(np.abs(tiles).max()) or 1.0
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(tiles):
-            kw = {"vmin": -limit, "vmax": limit} if symmetric else {}
-            ax.imshow(tiles[i], cmap=cmap, interpolation="nearest", **kw)
+            image = ax.imshow(tiles[i], cmap=SIGNED_CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
             ax.set_title(str(i), fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 0.88, 1))
+    bar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.04, pad=0.03)
+    bar.set_label(f"{colorbar_label} ({SIGN_LEGEND})", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
+    return fig
 
 
 def plot_input(pixels: np.ndarray, title: str, path: Path) -> Path:
@@ -149,28 +169,30 @@ def plot_probabilities(probabilities: np.ndarray, labels: list[str], title: str,
     return save_figure(fig, path)
 
 
+def map_title(name: str, fmap: FeatureMap) -> str:
+    c, h, w = fmap.tensor.shape
+    what = f"{fmap.module} ({fmap.kind}{' + batch norm' if fmap.batch_norm else ''})"
+    when = f", before its {fmap.activation}" if fmap.activation else ""
+    return f"{name}: {what}{when}\n{c} maps of {h}x{w}, tensor (N, {c}, {h}, {w})"
+
+
 def render_model(net, card: dict, pixels: np.ndarray, x: np.ndarray, out_dir: Path, label: str | None) -> list[Path]:
     """Every picture for one image: input, feature maps, filters, probabilities."""
-    from export.exporter import to_onnx
+    import torch
 
-    proto = to_onnx(net)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"{card['model']} ({card['dataset']})"
     written = [plot_input(pixels, "input 28x28" + (f", true class: {label}" if label else ""),
                           out_dir / "input.png")]
-    for i, fmap in enumerate(feature_maps(net, proto, x), start=1):
-        c, h, w = fmap.tensor.shape
-        what = f"{fmap.op_type}{' (batch norm folded in)' if fmap.fused_bn else ''}"
-        title = f"{name}: {fmap.module}, {what}: {c} maps of {h}x{w}  (N, {c}, {h}, {w})"
-        written.append(plot_tiles(fmap.tensor, title, out_dir / f"features-{i:02d}-{fmap.module}.png"))
-    filters = first_layer_filters(proto)
+    for i, fmap in enumerate(feature_maps(net, x), start=1):
+        written.append(plot_tiles(fmap.tensor, map_title(name, fmap),
+                                  out_dir / f"features-{i:02d}-{fmap.module}.png", "activation"))
+    filters = first_layer_filters(net)
     m, cin, kh, kw = filters.shape
     written.append(plot_tiles(filters[:, 0], f"{name}: first-layer filters, {m} of {kh}x{kw}x{cin}",
-                              out_dir / "filters.png", cmap="RdBu_r", symmetric=True))
-    import torch
-
+                              out_dir / "filters.png", "weight"))
     with torch.no_grad():
-        probabilities = torch.softmax(net(torch.from_numpy(x)), dim=1).numpy()[0]
+        probabilities = torch.softmax(net.eval()(torch.from_numpy(x)), dim=1).numpy()[0]
     best = int(np.argmax(probabilities))
     written.append(plot_probabilities(probabilities, card["classes"],
                                       f"{name}: predicted {card['classes'][best]} ({probabilities[best]:.1%})",
@@ -178,38 +200,82 @@ def render_model(net, card: dict, pixels: np.ndarray, x: np.ndarray, out_dir: Pa
     return written
 
 
-def render_edges(pixels: np.ndarray, out_dir: Path) -> Path:
-    """The hand-made filters through the reference convolution: valid vs same padding and
-    stride 1 vs 2, then the positive and negative edges, output sizes in the titles."""
-    from export.reference import conv
+EDGE_VARIANTS = (("valid, stride 1", "valid", 1), ("same, stride 1", "same", 1), ("valid, stride 2", "valid", 2))
 
-    plt = pyplot()
-    x = (pixels.astype(np.float32) / 255.0)[None, None]
-    variants = [("valid, stride 1", "VALID", 1), ("same, stride 1", "SAME_UPPER", 1), ("valid, stride 2", "VALID", 2)]
-    fig, axes = plt.subplots(len(EDGE_FILTERS), 2 + len(variants) + 2, figsize=(15, 2.2 * len(EDGE_FILTERS)))
-    for row, (name, kernel) in zip(axes, EDGE_FILTERS.items()):
-        row[0].imshow(pixels, cmap="gray", interpolation="nearest")
-        row[0].set_title(f"input {pixels.shape[0]}x{pixels.shape[1]}", fontsize=8)
-        row[1].imshow(kernel, cmap="RdBu_r", vmin=-np.abs(kernel).max(), vmax=np.abs(kernel).max())
-        row[1].set_title(f"{name} 3x3", fontsize=8)
-        for i, kv in enumerate(kernel.ravel()):
-            row[1].text(i % 3, i // 3, f"{kv:g}", ha="center", va="center", fontsize=7)
-        outputs = {}
-        for ax, (label, auto_pad, stride) in zip(row[2:], variants):
-            y = conv(x, kernel[None, None], auto_pad=auto_pad, strides=(stride, stride))[0, 0]
-            outputs[label] = y
-            limit = float(np.abs(y).max()) or 1.0
-            ax.imshow(y, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-            ax.set_title(f"{label}: {y.shape[0]}x{y.shape[1]}", fontsize=8)
-        same = outputs["same, stride 1"]
-        row[-2].imshow(np.maximum(same, 0), cmap="Reds", interpolation="nearest")
-        row[-2].set_title("positive edges", fontsize=8)
-        row[-1].imshow(np.maximum(-same, 0), cmap="Blues", interpolation="nearest")
-        row[-1].set_title("negative edges", fontsize=8)
-        for ax in row:
-            ax.axis("off")
-    fig.suptitle("hand-made filters: out = floor((n + 2p - f) / s) + 1 -> valid 26, same 28, stride 2: 13",
-                 fontsize=11)
-    fig.tight_layout()
+
+def draw_kernel(ax, kernel: np.ndarray, title: str) -> None:
+    """The kernel's cells in the signed colours, each with its weight written in black or
+    white, whichever stands out on that cell."""
+    limit = float(np.abs(kernel).max()) or 1.0
+    ax.imshow(kernel, cmap=SIGNED_CMAP, vmin=-limit, vmax=limit)
+    for (r, c), value in np.ndenumerate(kernel):
+        dark = abs(value) > 0.55 * limit  # the colour map's ends are dark red and dark blue
+        ax.text(c, r, f"{value:g}", ha="center", va="center", fontsize=10, fontweight="bold",
+                color="white" if dark else "black")
+    ax.set_title(title, fontsize=8)
+
+
+def framed(fig, spec):
+    """An axes for an image: no ticks, but its frame."""
+    ax = fig.add_subplot(spec)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+def at_true_size(fig, spec, values: np.ndarray, field: int, **imshow_args):
+    """`values` drawn centred in a field x field pixel canvas, framed, so that every image
+    drawn this way has the same size per pixel whatever its own size."""
+    ax = fig.add_subplot(spec)
+    h, w = values.shape
+    top, left = (field - h) / 2, (field - w) / 2
+    image = ax.imshow(values, extent=(left, left + w, top + h, top), interpolation="nearest", **imshow_args)
+    ax.add_patch(pyplot().Rectangle((left, top), w, h, fill=False, linewidth=0.8, edgecolor="black", clip_on=False))
+    ax.set_xlim(0, field)
+    ax.set_ylim(field, 0)
+    ax.axis("off")
+    return ax, image
+
+
+def render_edges(pixels: np.ndarray, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    return save_figure(fig, out_dir / "edges.png")
+    return save_figure(edges_figure(pixels), out_dir / "edges.png")
+
+
+def edges_figure(pixels: np.ndarray):
+    """The hand-made filters, each at valid and same padding and stride 1 and 2, every output
+    drawn at the same scale per pixel (so the shrinking shows), then its positive and
+    negative edges. The input is drawn once, on top."""
+    plt = pyplot()
+    image = pixels.astype(np.float32) / 255.0
+    n = image.shape[1]
+    outputs = {name: [correlate2d(image, k, padding=p, stride=s) for _, p, s in EDGE_VARIANTS]
+               for name, k in EDGE_FILTERS.items()}
+    # Column widths in input pixels: the kernel gets room for its numbers, every output its width.
+    widths = [n * 0.5] + [n] * (len(EDGE_VARIANTS) + 2) + [1.2]
+    height = 1.9 * (len(EDGE_FILTERS) + 1) + 0.7
+    fig = plt.figure(figsize=(12, height))
+    grid = fig.add_gridspec(len(EDGE_FILTERS) + 1, len(widths), width_ratios=widths, wspace=0.2, hspace=0.4,
+                            left=0.02, right=0.96, bottom=0.01, top=1 - 0.75 / height)
+    top, _ = at_true_size(fig, grid[0, 2], pixels, n, cmap="gray", vmin=0, vmax=255)
+    top.set_title(f"input {pixels.shape[0]}x{pixels.shape[1]} (every row filters this image)", fontsize=8)
+    fig.text(0.5, 1 - 0.5 / height,
+             f"outputs: {SIGN_LEGEND}; one colour scale per row (colour bar at the right); "
+             "drawn at their true sizes: valid 26, same 28, stride 2: 13", ha="center", fontsize=9)
+    for row, (name, kernel) in enumerate(EDGE_FILTERS.items(), start=1):
+        draw_kernel(framed(fig, grid[row, 0]), kernel, f"{name} 3x3")
+        ys = outputs[name]
+        limit = float(max(np.abs(y).max() for y in ys)) or 1.0
+        for col, ((label, _, _), y) in enumerate(zip(EDGE_VARIANTS, ys), start=1):
+            ax, shown = at_true_size(fig, grid[row, col], y, n, cmap=SIGNED_CMAP, vmin=-limit, vmax=limit)
+            ax.set_title(f"{label}: {y.shape[0]}x{y.shape[1]}", fontsize=8)
+        same = ys[1]
+        for col, (values, cmap, what) in enumerate(((np.maximum(same, 0), "Reds", "positive edges (red)"),
+                                                   (np.maximum(-same, 0), "Blues", "negative edges (blue)")),
+                                                  start=len(EDGE_VARIANTS) + 1):
+            ax, _ = at_true_size(fig, grid[row, col], values, n, cmap=cmap, vmin=0, vmax=limit)
+            ax.set_title(what, fontsize=8)
+        bar = fig.colorbar(shown, cax=fig.add_subplot(grid[row, -1]))
+        bar.ax.tick_params(labelsize=7)
+    fig.suptitle("hand-made filters: out = floor((n + 2p - f) / s) + 1", fontsize=11, y=1 - 0.12 / height)
+    return fig

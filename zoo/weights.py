@@ -1,4 +1,8 @@
-"""Shipped weights: safetensors files with a JSON model card that pins their SHA-256."""
+"""Shipped weights: safetensors files with a JSON model card that pins their SHA-256.
+
+The cards are read without torch (the command lines list and check names before they pay
+for importing it); loading or saving weights imports torch and safetensors.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,16 @@ import os
 import platform
 from pathlib import Path
 
-import numpy as np
-import safetensors
-import safetensors.torch
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .atomic import atomic_open, atomic_write_text
 from .registry import get_model
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-WEIGHTS_DIR_ENV = "ZOO_WEIGHTS_DIR"
 
 
 class WeightsError(ValueError):
@@ -26,7 +29,7 @@ class WeightsError(ValueError):
 
 
 def weights_dir(directory: str | os.PathLike | None = None) -> Path:
-    return Path(directory or os.environ.get(WEIGHTS_DIR_ENV) or WEIGHTS_DIR)
+    return Path(directory or WEIGHTS_DIR)
 
 
 def stem(model: str, dataset: str) -> str:
@@ -52,6 +55,10 @@ def sha256sum(path: str | os.PathLike) -> str:
 
 
 def library_versions() -> dict[str, str]:
+    import numpy as np
+    import safetensors
+    import torch
+
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -62,6 +69,8 @@ def library_versions() -> dict[str, str]:
 
 def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str]) -> str:
     """Write the state dict atomically as safetensors; returns the file's SHA-256."""
+    import safetensors.torch
+
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     data = safetensors.torch.save(tensors, metadata=metadata)
     with atomic_open(path) as f:
@@ -89,6 +98,8 @@ def read_card(model: str, dataset: str, directory: str | os.PathLike | None = No
 
 def load_state_dict(path: str | os.PathLike, expected_sha256: str) -> dict[str, torch.Tensor]:
     """Read a safetensors file after checking its SHA-256 (never unpickles anything)."""
+    import safetensors.torch
+
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"{path}: weights file is missing")

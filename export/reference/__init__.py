@@ -1,16 +1,25 @@
-"""An independent NumPy implementation of the ONNX operators our models use.
+"""An independent NumPy implementation of the ONNX operators that small CNNs exported
+by torch.onnx use (opset 17 and later): Conv (grouped and depthwise too), the pools,
+BatchNormalization, Gemm/MatMul, broadcasting Add/Sub/Mul/Div, Concat, the activations
+(Relu, Clip for ReLU6, LeakyRelu, Sigmoid, HardSigmoid, HardSwish, Tanh), Softmax and
+LogSoftmax, and the shape plumbing around them. `OPS` lists them all.
 
 One function per operator, named and parameterised after the ONNX specification, and
-`run(model, feeds)` to evaluate a whole graph. It shares no code with PyTorch or
-onnxruntime, which is what makes it a check on both.
+`run(model, feeds)` to evaluate a whole graph. An operator, attribute, input or output it
+does not implement raises UnsupportedError; nothing is approximated. It shares no code
+with PyTorch or onnxruntime, which is what makes it a check on both.
 """
 
-from .tensor_ops import batch_normalization, gemm, softmax
+from .activations import clip, hard_sigmoid, hard_swish, leaky_relu, relu, sigmoid, tanh
 from .convolution import conv
-from .graph import OPS, UnsupportedError, run, run_node
+from .errors import UnsupportedError
+from .graph import OPS, run, run_node
 from .pooling import average_pool, global_average_pool, global_max_pool, max_pool
+from .tensor_ops import add, batch_normalization, concat, div, gemm, log_softmax, mul, softmax, sub
 
 __all__ = [
-    "OPS", "UnsupportedError", "average_pool", "batch_normalization", "conv", "gemm",
-    "global_average_pool", "global_max_pool", "max_pool", "run", "run_node", "softmax",
+    "OPS", "UnsupportedError", "add", "average_pool", "batch_normalization", "clip", "concat",
+    "conv", "div", "gemm", "global_average_pool", "global_max_pool", "hard_sigmoid",
+    "hard_swish", "leaky_relu", "log_softmax", "max_pool", "mul", "relu", "run", "run_node",
+    "sigmoid", "softmax", "sub", "tanh",
 ]

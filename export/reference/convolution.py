@@ -2,8 +2,10 @@
 
 A cache-sized chunk of images at a time is padded and turned into a column matrix, then
 multiplied by the filters. With one input channel (a first layer) the columns are gathered
-tap by tap straight into NCHW order; otherwise the chunk is laid out channels-last, so each
-im2col row is gathered from contiguous runs.
+tap by tap straight into NCHW order; a depthwise convolution (one input channel per group)
+needs no columns at all, only a multiply-add per kernel tap; otherwise the chunk is laid
+out channels-last, so each im2col row is gathered from contiguous runs, and each group
+multiplies its own slice of the channels.
 """
 
 from __future__ import annotations
@@ -56,10 +58,13 @@ def conv(
     per_image = oh * ow * (kh * kw * c + 2 * m) + c * (h + sum(begins)) * (w + sum(ends))
     chunk = max(1, _CHUNK_FLOATS // max(1, per_image))
     one_channel = c == 1 and group == 1
+    depthwise = c_per_group == 1 and group > 1
     for start in range(0, n, chunk):
         part = pad_spatial(X[start : start + chunk], begins, ends, 0.0)
         if one_channel:
             y = _conv_taps(part, W, (oh, ow), strides, dilations)
+        elif depthwise:
+            y = _conv_depthwise(part, W, (oh, ow), strides, dilations)
         else:
             y = _conv_nhwc(part, W, (oh, ow), strides, dilations, group)
         if B is not None:
@@ -81,18 +86,33 @@ def _conv_taps(part: np.ndarray, W: np.ndarray, out_hw, strides, dilations) -> n
     return y.reshape(b, m, oh, ow)
 
 
+def _conv_depthwise(part: np.ndarray, W: np.ndarray, out_hw, strides, dilations) -> np.ndarray:
+    """One input channel per group (depthwise, with M / C filters per channel): a
+    multiply-add per kernel tap over the whole chunk, as im2col would only copy each pixel
+    kH * kW times to multiply it by one number."""
+    b, c = part.shape[:2]
+    (m, _, kh, kw), (oh, ow) = W.shape, out_hw
+    taps = W.reshape(c, m // c, kh, kw)  # filter f reads channel f // (M / C)
+    y = np.zeros((b, c, m // c, oh, ow), dtype=np.result_type(part, W))
+    rows = list(window_offsets(oh, kh, strides[0], dilations[0]))
+    columns = list(window_offsets(ow, kw, strides[1], dilations[1]))
+    for ky, r in enumerate(rows):
+        for kx, q in enumerate(columns):
+            y += part[:, :, None, slice(*r), slice(*q)] * taps[None, :, :, ky, kx, None, None]
+    return y.reshape(b, m, oh, ow)
+
+
 def _conv_nhwc(part: np.ndarray, W: np.ndarray, out_hw, strides, dilations, group: int) -> np.ndarray:
-    """im2col over a channels-last copy of the chunk, one matmul per group."""
+    """im2col over a channels-last copy of the chunk, then one matmul per group, each
+    group reading its own slice of the channels."""
     b, (m, c_per_group, kh, kw), (oh, ow) = len(part), W.shape, out_hw
     mg, kernel_len = m // group, kh * kw * c_per_group
     # (G, kH * kW * C/G, M/G): the filters in the same (ky, kx, c) order as a column row.
     w_mat = W.reshape(group, mg, c_per_group, kh, kw).transpose(0, 3, 4, 2, 1).reshape(group, kernel_len, mg)
     nhwc = np.ascontiguousarray(part.transpose(0, 2, 3, 1))
-    view = windows_nhwc(nhwc, (oh, ow), (kh, kw), strides, dilations)
-    if group == 1:
-        y = view.reshape(b * oh * ow, kernel_len) @ w_mat[0]  # (b * OH * OW, M)
-    else:
-        cols = view.reshape(b, oh, ow, kh, kw, group, c_per_group)
-        cols = cols.transpose(5, 0, 1, 2, 3, 4, 6).reshape(group, b * oh * ow, kernel_len)
-        y = np.matmul(cols, w_mat).transpose(1, 0, 2)  # (b * OH * OW, G, M/G)
+    y = np.empty((b * oh * ow, m), dtype=np.result_type(part, W))
+    for g in range(group):
+        channels = nhwc[..., g * c_per_group : (g + 1) * c_per_group]
+        view = windows_nhwc(channels, (oh, ow), (kh, kw), strides, dilations)
+        y[:, g * mg : (g + 1) * mg] = view.reshape(b * oh * ow, kernel_len) @ w_mat[g]
     return y.reshape(b, oh * ow, m).transpose(0, 2, 1).reshape(b, m, oh, ow)

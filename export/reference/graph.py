@@ -9,11 +9,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import convolution, pooling, tensor_ops
-
-
-class UnsupportedError(NotImplementedError):
-    """An operator or attribute the reference does not implement: never approximated."""
+from . import activations, convolution, pooling, tensor_ops
+from .errors import UnsupportedError
 
 
 OPS: dict[str, Callable] = {
@@ -22,9 +19,13 @@ OPS: dict[str, Callable] = {
     "AveragePool": pooling.average_pool,
     "GlobalAveragePool": pooling.global_average_pool,
     "GlobalMaxPool": pooling.global_max_pool,
-    "Relu": tensor_ops.relu,
-    "Tanh": tensor_ops.tanh,
-    "Sigmoid": tensor_ops.sigmoid,
+    "Relu": activations.relu,
+    "Tanh": activations.tanh,
+    "Sigmoid": activations.sigmoid,
+    "Clip": activations.clip,
+    "LeakyRelu": activations.leaky_relu,
+    "HardSigmoid": activations.hard_sigmoid,
+    "HardSwish": activations.hard_swish,
     "Identity": tensor_ops.identity,
     "Add": tensor_ops.add,
     "Sub": tensor_ops.sub,
@@ -35,6 +36,7 @@ OPS: dict[str, Callable] = {
     "Flatten": tensor_ops.flatten,
     "Reshape": tensor_ops.reshape,
     "Softmax": tensor_ops.softmax,
+    "LogSoftmax": tensor_ops.log_softmax,
     "BatchNormalization": tensor_ops.batch_normalization,
     "Dropout": tensor_ops.dropout,
     "Constant": tensor_ops.constant,
@@ -45,6 +47,8 @@ OPS: dict[str, Callable] = {
     "Squeeze": tensor_ops.squeeze,
     "Concat": tensor_ops.concat,
     "Cast": tensor_ops.cast,
+    "CastLike": tensor_ops.cast_like,
+    "Expand": tensor_ops.expand,
     "Transpose": tensor_ops.transpose,
     "ReduceMean": tensor_ops.reduce_mean,
 }
@@ -56,6 +60,14 @@ def _keyword_names(fn: Callable) -> set[str] | None:
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return None
     return {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+
+
+def _max_inputs(fn: Callable) -> int | None:
+    """How many inputs `fn` accepts, or None when any number (*inputs)."""
+    params = inspect.signature(fn).parameters.values()
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return None
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
 
 
 def run_node(node: onnx.NodeProto, inputs: list[np.ndarray | None]) -> list[np.ndarray]:
@@ -80,11 +92,24 @@ def run_node(node: onnx.NodeProto, inputs: list[np.ndarray | None]) -> list[np.n
         )
     while inputs and inputs[-1] is None:  # trailing optional inputs that were left out
         inputs = inputs[:-1]
+    most = _max_inputs(fn)
+    if most is not None and len(inputs) > most:
+        raise UnsupportedError(
+            f"node {node.name!r}: {node.op_type} input(s) {', '.join(node.input[most:len(inputs)])} "
+            f"not supported (only the first {most})"
+        )
     try:
         result = fn(*inputs, **attrs)
     except ValueError as e:
         raise ValueError(f"node {node.name!r} ({node.op_type}): {e}") from None
+    except UnsupportedError as e:
+        raise UnsupportedError(f"node {node.name!r} ({node.op_type}): {e}") from None
     outputs = list(result) if isinstance(result, tuple) else [result]
+    if len(node.output) > len(outputs) and any(node.output[len(outputs):]):
+        raise UnsupportedError(
+            f"node {node.name!r}: {node.op_type} output(s) {', '.join(node.output[len(outputs):])} "
+            f"not supported (only the first {len(outputs)})"
+        )
     return outputs[: len(node.output)]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import UnsupportedError
 from .windows import output_size, pad_spatial, resolve_pads, spatial_attrs, window_offsets
 
 
@@ -51,7 +52,7 @@ def max_pool(
 ) -> np.ndarray:
     """Y = MaxPool(X): padding never wins the max (it is -inf)."""
     if storage_order != 0:
-        raise ValueError("MaxPool: storage_order=1 (column-major Indices) is not supported")
+        raise UnsupportedError("MaxPool: storage_order=1 (column-major Indices) is not supported")
     kernel_shape, strides, dilations, begins, ends, out_hw, overhang = _geometry(
         X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode, "MaxPool")
     padded = pad_spatial(X, begins, [e + o for e, o in zip(ends, overhang)], -np.inf)
