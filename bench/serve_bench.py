@@ -8,12 +8,16 @@ processes:
   3. our server (python -m serve, its own process): sequential p50/p99 latency at batch 1
      (that paired measurement, and with tritonclient),
      and requests/s and images/s at batch 1 and 64 with 1, 4 and 16 concurrent clients,
-     with dynamic batching on, and batch 1 at 16 clients with it off.
+     with dynamic batching on, and batch 1 at 16 clients with it off;
+  4. HTTP against gRPC on that server, tritonclient.http in binary (its default) and JSON
+     modes against tritonclient.grpc: batch-1 p50 with one client alternating the three,
+     and batch-64 images/s with 4 clients in alternating rounds (`--only http`: just this).
 
-    python bench/serve_bench.py [--models DIR] [--device cpu|cuda] [--seconds 3] [--json out.json]
+    python bench/serve_bench.py [--models DIR] [--device cpu|cuda] [--seconds 3] [--json out.json] [--only http]
 
 Targets: p50 at batch 1 within 1.3x of (echo p50 + in-process p50); batch 64 with 4 clients
-at least 50 % of in-process images/s; batching raises batch-1 throughput at 16 clients.
+at least 50 % of in-process images/s; batching raises batch-1 throughput at 16 clients;
+HTTP binary p50 within 1.5x of gRPC's, and its batch-64 images/s at least 70 % of gRPC's.
 """
 
 from __future__ import annotations
@@ -107,18 +111,32 @@ def batch1_request_bytes() -> bytes:
     return request.SerializeToString()
 
 
-def client_process(address: str, batch: int, seconds: float, count: int, barrier, out_queue) -> None:
-    """One tritonclient client: `count` requests (sequential) or as many as fit in `seconds`."""
-    import tritonclient.grpc as triton
+def tritonclient_call(protocol: str, address: str, batch: int):
+    """A function sending one batch of random images with tritonclient: over gRPC, or over
+    HTTP with binary tensors (`http`, tritonclient.http's default) or JSON (`http-json`)."""
+    x = np.random.default_rng().standard_normal((batch, 1, 28, 28), dtype=np.float32)
+    if protocol == "grpc":
+        import tritonclient.grpc as triton
 
-    rng = np.random.default_rng()
-    client = triton.InferenceServerClient(address)
+        client = triton.InferenceServerClient(address)
+        tensor = triton.InferInput("input", [batch, 1, 28, 28], "FP32")
+        tensor.set_data_from_numpy(x)
+        outputs = [triton.InferRequestedOutput("logits")]
+        return lambda: client.infer(MODEL, [tensor], outputs=outputs, client_timeout=10).as_numpy("logits")
+    import tritonclient.http as triton
+
+    binary = protocol == "http"
+    client = triton.InferenceServerClient(address, network_timeout=10)
     tensor = triton.InferInput("input", [batch, 1, 28, 28], "FP32")
-    tensor.set_data_from_numpy(rng.standard_normal((batch, 1, 28, 28), dtype=np.float32))
-    outputs = [triton.InferRequestedOutput("logits")]
+    tensor.set_data_from_numpy(x, binary_data=binary)
+    outputs = [triton.InferRequestedOutput("logits", binary_data=binary)]
+    return lambda: client.infer(MODEL, [tensor], outputs=outputs).as_numpy("logits")
 
-    def once():
-        client.infer(MODEL, [tensor], outputs=outputs, client_timeout=10).as_numpy("logits")
+
+def client_process(address: str, batch: int, seconds: float, count: int, barrier, out_queue,
+                   protocol: str = "grpc") -> None:
+    """One tritonclient client: `count` requests (sequential) or as many as fit in `seconds`."""
+    once = tritonclient_call(protocol, address, batch)
 
     for _ in range(10):
         once()  # warm up the channel
@@ -165,12 +183,12 @@ def run_paired(echo_address: str, server_address: str, count: int) -> dict:
 
 
 def run_clients(address: str, clients: int, batch: int, seconds: float, count: int = 0,
-                server_pid: int | None = None) -> dict:
+                server_pid: int | None = None, protocol: str = "grpc") -> dict:
     """`clients` tritonclient processes at once; with `server_pid`, also the server's CPU
     time per request (Linux), which the machine's noise disturbs far less than requests/s."""
     ctx = mp.get_context("spawn")
     barrier, out_queue = ctx.Barrier(clients + 1), ctx.Queue()
-    procs = [ctx.Process(target=client_process, args=(address, batch, seconds, count, barrier, out_queue))
+    procs = [ctx.Process(target=client_process, args=(address, batch, seconds, count, barrier, out_queue, protocol))
              for _ in range(clients)]
     for p in procs:
         p.start()
@@ -194,6 +212,58 @@ def run_clients(address: str, clients: int, batch: int, seconds: float, count: i
     return row
 
 
+PROTOCOLS = ("grpc", "http", "http-json")
+
+
+def alternating_latency(addresses: dict[str, str], count: int, out_queue) -> None:
+    """One client process sending batch-1 requests with tritonclient, one protocol after the
+    other in turn, so all three see the same machine noise."""
+    calls = {protocol: tritonclient_call(protocol, addresses[protocol], 1) for protocol in PROTOCOLS}
+    latencies: dict[str, list[float]] = {protocol: [] for protocol in calls}
+    for i in range(count + 50):
+        for protocol, once in calls.items():
+            start = time.perf_counter()
+            once()
+            if i >= 50:  # the first 50 warm the connections up
+                latencies[protocol].append(time.perf_counter() - start)
+    out_queue.put(latencies)
+
+
+def http_against_grpc(server, seconds: float) -> dict:
+    """HTTP (tritonclient.http, binary and JSON) against gRPC on the same server: batch-1 p50
+    alternately, and batch-64 images/s with 4 clients in alternating rounds."""
+    addresses = {"grpc": server.address, "http": server.http_address(), "http-json": server.http_address()}
+    ctx = mp.get_context("spawn")
+    out_queue = ctx.Queue()
+    proc = ctx.Process(target=alternating_latency, args=(addresses, SEQUENTIAL_REQUESTS, out_queue))
+    proc.start()
+    latencies = out_queue.get(timeout=600)
+    proc.join(30)
+    p50 = {protocol: percentile_ms(v, 50) for protocol, v in latencies.items()}
+    p99 = {protocol: percentile_ms(v, 99) for protocol, v in latencies.items()}
+    print("batch 1, sequential, tritonclient alternating: p50 " + ", ".join(
+        f"{protocol} {p50[protocol]:.3f} ms (p99 {p99[protocol]:.3f})" for protocol in PROTOCOLS), flush=True)
+    rounds: dict[str, list[float]] = {protocol: [] for protocol in PROTOCOLS}
+    for i in range(ROUNDS):
+        order = PROTOCOLS if i % 2 == 0 else PROTOCOLS[::-1]
+        for protocol in order:
+            rounds[protocol].append(run_clients(addresses[protocol], 4, 64, seconds, protocol=protocol)["images_per_s"])
+    print("batch 64, 4 clients, img/s per round: " + "; ".join(
+        f"{protocol} " + ", ".join(f"{x:,.0f}" for x in rounds[protocol]) for protocol in PROTOCOLS), flush=True)
+    share = {protocol: float(np.median([h / g for h, g in zip(rounds[protocol], rounds["grpc"])]))
+             for protocol in ("http", "http-json")}
+    ratios = {"p50_http_binary_over_grpc": p50["http"] / p50["grpc"],
+              "p50_http_json_over_grpc": p50["http-json"] / p50["grpc"],
+              "batch64_http_binary_share_of_grpc": share["http"],
+              "batch64_http_json_share_of_grpc": share["http-json"]}
+    ratios["p50_target_met"] = ratios["p50_http_binary_over_grpc"] <= 1.5
+    ratios["batch64_target_met"] = ratios["batch64_http_binary_share_of_grpc"] >= 0.7
+    print(f"targets: HTTP binary p50 / gRPC p50 = {ratios['p50_http_binary_over_grpc']:.2f} (<= 1.5; JSON "
+          f"{ratios['p50_http_json_over_grpc']:.2f}); batch 64 HTTP binary = "
+          f"{100 * share['http']:.0f}% of gRPC img/s (>= 70%; JSON {100 * share['http-json']:.0f}%)", flush=True)
+    return {"p50_ms": p50, "p99_ms": p99, "batch64_4clients_images_per_s_rounds": rounds, "targets": ratios}
+
+
 def main() -> int:
     global MODEL
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -203,12 +273,21 @@ def main() -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="execution provider, in process and in the servers (default: cpu)")
     parser.add_argument("--json", help="also write the figures to this file (default: stdout only)")
+    parser.add_argument("--only", choices=("http",),
+                        help="run only this part: http = HTTP against gRPC on one server (default: everything)")
     parser.add_argument("--server-args", nargs=argparse.REMAINDER, default=[],
                         help="extra python -m serve flags, last on the line (default: none)")
     args = parser.parse_args()
     MODEL = os.environ["ZOO_BENCH_MODEL"] = args.model  # inherited by the spawned clients
     models = models_dir_with((MODEL,), args.models)
     figures: dict = {"model": MODEL, "device": args.device, "seconds_per_run": args.seconds}
+    if args.only == "http":
+        server = start_server(models, "--device", args.device, "--http-port", "0", *args.server_args)
+        try:
+            figures["http_against_grpc"] = http_against_grpc(server, args.seconds)
+        finally:
+            server.stop()
+        return report(figures, args.json)
 
     sess = in_process_session(models, args.device)
     figures["in_process"] = limit = in_process(sess, args.seconds)
@@ -223,7 +302,7 @@ def main() -> int:
     echo.start()
     echo_address = f"127.0.0.1:{port_queue.get(timeout=60)}"
     server_args = ["--device", args.device, *args.server_args]
-    server = start_server(models, *server_args)
+    server = start_server(models, *server_args, "--http-port", "0")
     unbatched = start_server(models, *server_args, "--max-batch", "0")
     try:
         paired = run_paired(echo_address, server.address, SEQUENTIAL_REQUESTS)
@@ -248,6 +327,7 @@ def main() -> int:
                 print(f"{batch:>6}{clients:>8}{row['requests_per_s']:>10,.0f}{row['images_per_s']:>11,.0f}"
                       f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['server_cpu_ms_per_request']:>19.3f}"
                       f"{row['client_cpu_ms_per_request']:>19.3f}", flush=True)
+        figures["http_against_grpc"] = http_against_grpc(server, args.seconds)
         # Batch 64, 4 clients, against in-process onnxruntime measured just before and after.
         shares, bounds = [], []
         for _ in range(ROUNDS):
@@ -298,9 +378,13 @@ def main() -> int:
     print(f"context: p50 / (echo + in-process after 0.5 ms idle) = {paced_ratio:.2f}")
     print(f"targets: p50 / (echo + in-process) = {latency_ratio:.2f} (<= 1.3); batch 64 x 4 clients = "
           f"{100 * throughput_share:.0f}% of in-process (>= 50%); batching gain {batching_gain:.2f}x (> 1)")
+    return report(figures, args.json)
+
+
+def report(figures: dict, json_path: str | None) -> int:
     print(json.dumps(figures))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+    if json_path:
+        Path(json_path).write_text(json.dumps(figures, indent=2))
     return 0
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ADDRESS = re.compile(r"serving \d+ models on grpcs?://([\d.]+:\d+)")
+HTTP_ADDRESS = re.compile(r"HTTP on http://(\S+:\d+)")
 
 
 @dataclass
@@ -31,6 +32,17 @@ class ServerProcess:
     @property
     def output(self) -> str:
         return "".join(self.lines)
+
+    def http_address(self, timeout: float = 10) -> str:
+        """host:port of its HTTP front end (started with --http-port), from its log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                match = HTTP_ADDRESS.search(line)
+                if match:
+                    return match.group(1)
+            time.sleep(0.05)
+        raise RuntimeError("the server logged no HTTP address:\n" + self.output)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
         """Signal the server, wait for it to exit, and return its exit code."""

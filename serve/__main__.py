@@ -22,7 +22,9 @@ from .core import Limits
 from .core.limits import MIB
 from .core.device import DEVICES, DeviceError
 from .core.registry import ModelLoadError
-from .grpc.server import ServerConfig, create_server
+from .grpc.server import ServerConfig
+from .http.config import HttpConfig
+from .server import create_server
 
 log = logging.getLogger("serve")
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
@@ -48,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
                         f"Triton's instance_group count (default: {limits.instances})")
     p.add_argument("--max-request-images", type=int, default=limits.max_request_images,
                    help=f"images one request may carry (default: {limits.max_request_images})")
+    p.add_argument("--http-port", type=int,
+                   help="also serve HTTP on this port, on the same --host: KServe v2 REST, images at "
+                        "/v2/models/MODEL/predict, the playground at / (0: any free port; default: off)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let pages from this origin (e.g. http://localhost:3000, or *) call the HTTP API; "
+                        "repeatable (default: none, CORS off)")
     p.add_argument("--max-decode-mib", type=float, default=limits.max_decode_bytes / MIB,
                    help="MiB one request's images may take decoded, read from their headers before decoding "
                         "(width x height x bytes per pixel, plus the converted copy); more is RESOURCE_EXHAUSTED "
@@ -100,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         tls_key=args.tls_key and Path(args.tls_key), strict=args.strict,
         strict_readiness=args.strict_readiness == "true", workers=args.workers, ort_threads=args.ort_threads)
     try:
-        server, port = create_server(config)
+        http = HttpConfig(port=args.http_port, host=args.host, cors_origins=tuple(args.cors_origin),
+                          workers=args.workers) if args.http_port is not None else None
+        server, port = create_server(config, http)
     except (FileNotFoundError, NotADirectoryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -128,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
              args.host, port, f", metrics on :{server.metrics_port}/metrics" if server.metrics_port else "",
              f"up to {args.max_batch} images / {args.batch_delay_ms:g} ms" if args.max_batch else "off",
              len(models) - ready)
+    if "http" in server.front_ends:
+        log.info("HTTP on http://%s:%d (KServe v2 REST under /v2, playground at /)", args.host,
+                 server.front_ends["http"].port)
     stop.wait()
     log.info("draining: refusing new requests, giving those received %.1f s to finish", args.grace)
     server.stop(args.grace)

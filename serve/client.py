@@ -1,4 +1,5 @@
 """python -m serve.client predict MODEL IMAGE [IMAGE ...] [--server HOST:PORT] [--wait S] [--top-k 3]
+                               [--keep-polarity] [--keep-framing]
 python -m serve.client list [--server HOST:PORT] [--wait S]
 
 MODEL is a served model name (lenet5-mnist) or a zoo model name, completed with
@@ -33,10 +34,16 @@ def cmd_predict(stub: pb_grpc.PredictorStub, args: argparse.Namespace) -> None:
     model = resolve_model(stub, args.model, args.dataset)
     images = [Path(p).read_bytes() for p in args.images]
     response = stub.Predict(pb.PredictRequest(model=model, images=pb.EncodedImages(images=images),
-                                              top_k=args.top_k), timeout=TIMEOUT_S)
+                                              top_k=args.top_k, keep_polarity=args.keep_polarity,
+                                              keep_framing=args.keep_framing), timeout=TIMEOUT_S)
     print(f"{response.model} v{response.version} on {response.execution_provider}")
     for path, prediction in zip(args.images, response.predictions):
         print(path)
+        done = [text for flag, text in ((prediction.inverted, "inverted: its background is light, MNIST's is dark"),
+                                        (prediction.framed, "cropped and centred by mass in 20 x 20, as MNIST"))
+                if flag]
+        if done:
+            print(f"  ({'; '.join(done)})")
         for score in prediction.top_k:
             print(f"  {score.index}  {score.label:<12} {score.probability:8.4f}")
 
@@ -67,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--dataset", default="mnist", help="dataset completing a zoo model name (default: mnist)")
     p.add_argument("--top-k", type=int, default=3, help="classes to show per image (default: 3)")
+    p.add_argument("--keep-polarity", action="store_true",
+                   help="never invert an image on a light background (default: the server inverts it, and says so)")
+    p.add_argument("--keep-framing", action="store_true",
+                   help="never crop and centre a digit by mass (default: the server frames images not yet "
+                        "at the model's size)")
     add_connection_options(p)
     p.set_defaults(func=cmd_predict)
     p = sub.add_parser("list", help="list the served models")

@@ -7,7 +7,8 @@ from serve import codegen
 
 def test_generated_stubs_are_current(tmp_path):
     fresh = codegen.generate(tmp_path)
-    assert {p.name for p in fresh} == {"predictor_pb2.py", "predictor_pb2.pyi", "predictor_pb2_grpc.py"}
+    assert {p.name for p in fresh} == {f"{proto}_pb2{suffix}" for proto in ("predictor", "onnx_subset")
+                                       for suffix in (".py", ".pyi", "_grpc.py")}
     for path in fresh:
         committed = codegen.GEN / path.name
         assert committed.read_text() == path.read_text(), (

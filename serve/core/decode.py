@@ -13,7 +13,7 @@ import io
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -214,8 +214,10 @@ def decoded_bytes(image: Image.Image, classifier: Classifier) -> int:
     return pixels * (STORED_BYTES.get(image.mode, 4) + STORED_BYTES.get(classifier.mode, 4))
 
 
-def decode_image(image: Image.Image, data_size: int, classifier: Classifier, field: str) -> np.ndarray:
-    """One opened PNG or JPEG -> raw uint8 (C, H, W) in the model's channels and size."""
+def decode_image(image: Image.Image, data_size: int, classifier: Classifier, field: str,
+                 prepare: Callable[[Image.Image], Image.Image] | None = None) -> np.ndarray:
+    """One opened PNG or JPEG -> raw uint8 (C, H, W) in the model's channels and size.
+    `prepare` (serve.core.preprocess) may turn the converted image first: invert, frame."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -226,6 +228,8 @@ def decode_image(image: Image.Image, data_size: int, classifier: Classifier, fie
                       "JPEG file") from None
     converted = image.convert(classifier.mode)
     image.close()  # its pixels go now, not when the request ends
+    if prepare is not None:
+        converted = prepare(converted)
     if converted.size != (classifier.width, classifier.height):
         converted = converted.resize((classifier.width, classifier.height), Image.Resampling.BILINEAR)
     pixels = np.asarray(converted, dtype=np.uint8)
@@ -233,7 +237,8 @@ def decode_image(image: Image.Image, data_size: int, classifier: Classifier, fie
 
 
 def decode_images(files: Sequence[bytes], model: ServedModel, field: str, limits: Limits, budget: DecodeBudget,
-                  time_left_s: float | None = None) -> np.ndarray:
+                  time_left_s: float | None = None,
+                  prepare: Callable[[Image.Image], Image.Image] | None = None) -> np.ndarray:
     """Encoded images -> the classifier's normalized input batch (N, C, H, W). What decoding
     will take is read from every header first: over the request's limit it is refused,
     and it waits for room in the server's decoding budget before any pixel is decoded."""
@@ -246,6 +251,6 @@ def decode_images(files: Sequence[bytes], model: ServedModel, field: str, limits
         raise too_large(f"{field}: decoding these images ({sizes}) takes {need / MIB:.1f} MiB, over this server's "
                         f"limit of {limits.max_decode_bytes / MIB:.0f} MiB per request")
     with budget.reserve(need, time_left_s, field):
-        pixels = np.stack([decode_image(image, len(data), classifier, f"{field}[{i}]")
+        pixels = np.stack([decode_image(image, len(data), classifier, f"{field}[{i}]", prepare)
                            for i, (image, data) in enumerate(zip(images, files))])
     return normalize_pixels(pixels, model)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19serve/gen/predictor.proto\x12\x06zoo.v1\"C\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\x1c\n\x05\x64type\x18\x02 \x01(\x0e\x32\r.zoo.v1.DType\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x1f\n\rEncodedImages\x12\x0e\n\x06images\x18\x01 \x03(\x0c\"\x93\x01\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12 \n\x06tensor\x18\x03 \x01(\x0b\x32\x0e.zoo.v1.TensorH\x00\x12\'\n\x06images\x18\x04 \x01(\x0b\x32\x15.zoo.v1.EncodedImagesH\x00\x12\r\n\x05top_k\x18\x05 \x01(\x05\x42\x07\n\x05input\"N\n\nClassScore\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\x12\r\n\x05logit\x18\x04 \x01(\x02\"V\n\nPrediction\x12\x0e\n\x06logits\x18\x01 \x03(\x02\x12\x15\n\rprobabilities\x18\x02 \x03(\x02\x12!\n\x05top_k\x18\x03 \x03(\x0b\x32\x12.zoo.v1.ClassScore\"v\n\x0fPredictResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x03 \x01(\t\x12\'\n\x0bpredictions\x18\x04 \x03(\x0b\x32\x12.zoo.v1.Prediction\"\x13\n\x11ListModelsRequest\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.zoo.v1.ModelInfo\"1\n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xb0\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x05 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x06 \x01(\t\x12\x0e\n\x06labels\x18\x07 \x03(\t\x12\x13\n\x0binput_shape\x18\x08 \x03(\x03\x12\x0c\n\x04mean\x18\t \x01(\x02\x12\x0b\n\x03std\x18\n \x01(\x02\x12\x15\n\rtest_accuracy\x18\x0b \x01(\x02\x12\x31\n\x08metadata\x18\x0c \x03(\x0b\x32\x1f.zoo.v1.ModelInfo.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*B\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x02\x32\xc4\x01\n\tPredictor\x12:\n\x07Predict\x12\x16.zoo.v1.PredictRequest\x1a\x17.zoo.v1.PredictResponse\x12\x43\n\nListModels\x12\x19.zoo.v1.ListModelsRequest\x1a\x1a.zoo.v1.ListModelsResponse\x12\x36\n\x08GetModel\x12\x17.zoo.v1.GetModelRequest\x1a\x11.zoo.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19serve/gen/predictor.proto\x12\x06zoo.v1\"C\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12\x1c\n\x05\x64type\x18\x02 \x01(\x0e\x32\r.zoo.v1.DType\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x1f\n\rEncodedImages\x12\x0e\n\x06images\x18\x01 \x03(\x0c\"\xc0\x01\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12 \n\x06tensor\x18\x03 \x01(\x0b\x32\x0e.zoo.v1.TensorH\x00\x12\'\n\x06images\x18\x04 \x01(\x0b\x32\x15.zoo.v1.EncodedImagesH\x00\x12\r\n\x05top_k\x18\x05 \x01(\x05\x12\x15\n\rkeep_polarity\x18\x06 \x01(\x08\x12\x14\n\x0ckeep_framing\x18\x07 \x01(\x08\x42\x07\n\x05input\"N\n\nClassScore\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\x12\r\n\x05logit\x18\x04 \x01(\x02\"x\n\nPrediction\x12\x0e\n\x06logits\x18\x01 \x03(\x02\x12\x15\n\rprobabilities\x18\x02 \x03(\x02\x12!\n\x05top_k\x18\x03 \x03(\x0b\x32\x12.zoo.v1.ClassScore\x12\x10\n\x08inverted\x18\x04 \x01(\x08\x12\x0e\n\x06\x66ramed\x18\x05 \x01(\x08\"v\n\x0fPredictResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x03 \x01(\t\x12\'\n\x0bpredictions\x18\x04 \x03(\x0b\x32\x12.zoo.v1.Prediction\"\x13\n\x11ListModelsRequest\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.zoo.v1.ModelInfo\"1\n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xb0\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x05 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x06 \x01(\t\x12\x0e\n\x06labels\x18\x07 \x03(\t\x12\x13\n\x0binput_shape\x18\x08 \x03(\x03\x12\x0c\n\x04mean\x18\t \x01(\x02\x12\x0b\n\x03std\x18\n \x01(\x02\x12\x15\n\rtest_accuracy\x18\x0b \x01(\x02\x12\x31\n\x08metadata\x18\x0c \x03(\x0b\x32\x1f.zoo.v1.ModelInfo.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*B\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x02\x32\xc4\x01\n\tPredictor\x12:\n\x07Predict\x12\x16.zoo.v1.PredictRequest\x1a\x17.zoo.v1.PredictResponse\x12\x43\n\nListModels\x12\x19.zoo.v1.ListModelsRequest\x1a\x1a.zoo.v1.ListModelsResponse\x12\x36\n\x08GetModel\x12\x17.zoo.v1.GetModelRequest\x1a\x11.zoo.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,30 +33,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODELINFO_METADATAENTRY']._loaded_options = None
   _globals['_MODELINFO_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_DTYPE']._serialized_start=1013
-  _globals['_DTYPE']._serialized_end=1079
+  _globals['_DTYPE']._serialized_start=1092
+  _globals['_DTYPE']._serialized_end=1158
   _globals['_TENSOR']._serialized_start=37
   _globals['_TENSOR']._serialized_end=104
   _globals['_ENCODEDIMAGES']._serialized_start=106
   _globals['_ENCODEDIMAGES']._serialized_end=137
   _globals['_PREDICTREQUEST']._serialized_start=140
-  _globals['_PREDICTREQUEST']._serialized_end=287
-  _globals['_CLASSSCORE']._serialized_start=289
-  _globals['_CLASSSCORE']._serialized_end=367
-  _globals['_PREDICTION']._serialized_start=369
-  _globals['_PREDICTION']._serialized_end=455
-  _globals['_PREDICTRESPONSE']._serialized_start=457
-  _globals['_PREDICTRESPONSE']._serialized_end=575
-  _globals['_LISTMODELSREQUEST']._serialized_start=577
-  _globals['_LISTMODELSREQUEST']._serialized_end=596
-  _globals['_LISTMODELSRESPONSE']._serialized_start=598
-  _globals['_LISTMODELSRESPONSE']._serialized_end=653
-  _globals['_GETMODELREQUEST']._serialized_start=655
-  _globals['_GETMODELREQUEST']._serialized_end=704
-  _globals['_MODELINFO']._serialized_start=707
-  _globals['_MODELINFO']._serialized_end=1011
-  _globals['_MODELINFO_METADATAENTRY']._serialized_start=964
-  _globals['_MODELINFO_METADATAENTRY']._serialized_end=1011
-  _globals['_PREDICTOR']._serialized_start=1082
-  _globals['_PREDICTOR']._serialized_end=1278
+  _globals['_PREDICTREQUEST']._serialized_end=332
+  _globals['_CLASSSCORE']._serialized_start=334
+  _globals['_CLASSSCORE']._serialized_end=412
+  _globals['_PREDICTION']._serialized_start=414
+  _globals['_PREDICTION']._serialized_end=534
+  _globals['_PREDICTRESPONSE']._serialized_start=536
+  _globals['_PREDICTRESPONSE']._serialized_end=654
+  _globals['_LISTMODELSREQUEST']._serialized_start=656
+  _globals['_LISTMODELSREQUEST']._serialized_end=675
+  _globals['_LISTMODELSRESPONSE']._serialized_start=677
+  _globals['_LISTMODELSRESPONSE']._serialized_end=732
+  _globals['_GETMODELREQUEST']._serialized_start=734
+  _globals['_GETMODELREQUEST']._serialized_end=783
+  _globals['_MODELINFO']._serialized_start=786
+  _globals['_MODELINFO']._serialized_end=1090
+  _globals['_MODELINFO_METADATAENTRY']._serialized_start=1043
+  _globals['_MODELINFO_METADATAENTRY']._serialized_end=1090
+  _globals['_PREDICTOR']._serialized_start=1161
+  _globals['_PREDICTOR']._serialized_end=1357
 # @@protoc_insertion_point(module_scope)

@@ -33,18 +33,22 @@ class EncodedImages(_message.Message):
     def __init__(self, images: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("model", "version", "tensor", "images", "top_k")
+    __slots__ = ("model", "version", "tensor", "images", "top_k", "keep_polarity", "keep_framing")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TENSOR_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    KEEP_POLARITY_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FRAMING_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     tensor: Tensor
     images: EncodedImages
     top_k: int
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., images: _Optional[_Union[EncodedImages, _Mapping]] = ..., top_k: _Optional[int] = ...) -> None: ...
+    keep_polarity: bool
+    keep_framing: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., images: _Optional[_Union[EncodedImages, _Mapping]] = ..., top_k: _Optional[int] = ..., keep_polarity: _Optional[bool] = ..., keep_framing: _Optional[bool] = ...) -> None: ...
 
 class ClassScore(_message.Message):
     __slots__ = ("index", "label", "probability", "logit")
@@ -59,14 +63,18 @@ class ClassScore(_message.Message):
     def __init__(self, index: _Optional[int] = ..., label: _Optional[str] = ..., probability: _Optional[float] = ..., logit: _Optional[float] = ...) -> None: ...
 
 class Prediction(_message.Message):
-    __slots__ = ("logits", "probabilities", "top_k")
+    __slots__ = ("logits", "probabilities", "top_k", "inverted", "framed")
     LOGITS_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    INVERTED_FIELD_NUMBER: _ClassVar[int]
+    FRAMED_FIELD_NUMBER: _ClassVar[int]
     logits: _containers.RepeatedScalarFieldContainer[float]
     probabilities: _containers.RepeatedScalarFieldContainer[float]
     top_k: _containers.RepeatedCompositeFieldContainer[ClassScore]
-    def __init__(self, logits: _Optional[_Iterable[float]] = ..., probabilities: _Optional[_Iterable[float]] = ..., top_k: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ...) -> None: ...
+    inverted: bool
+    framed: bool
+    def __init__(self, logits: _Optional[_Iterable[float]] = ..., probabilities: _Optional[_Iterable[float]] = ..., top_k: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ..., inverted: _Optional[bool] = ..., framed: _Optional[bool] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("model", "version", "execution_provider", "predictions")

@@ -3,25 +3,19 @@ so tritonclient.grpc (and any other KServe client) works unchanged."""
 
 from __future__ import annotations
 
-import json
-import struct
 
 import numpy as np
-from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.grpc import service_pb2 as kpb
 from tritonclient.grpc import service_pb2_grpc as kpb_grpc
 
 from .. import __version__
 from ..core import InferenceCore
 from ..core.decode import InputTensor, decode_inputs, resolve_outputs
-from ..core.device import CUDA
 from ..core.errors import invalid
-from ..core.registry import ServedModel
-from ..core.signature import TensorSpec
+from ..core.kserve import (EXTENSIONS, SERVER_NAME, classification_bytes, model_config, model_statistics,
+                           statistics_models)
 from .handler import handler, infer_args
 
-SERVER_NAME = "cnn-zoo"
-EXTENSIONS = ["classification", "model_configuration", "statistics"]
 # The typed contents field that carries each datatype (FP16 travels only as raw bytes).
 CONTENTS = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT8": "int_contents", "INT16": "int_contents",
             "INT32": "int_contents", "INT64": "int64_contents", "UINT8": "uint_contents",
@@ -71,68 +65,12 @@ class KServeServicer(kpb_grpc.GRPCInferenceServiceServicer):
     @handler("kserve", "ModelConfig", "name")
     def ModelConfig(self, request, context):
         model = self.core.registry.get(request.name, request.version)
-        return kpb.ModelConfigResponse(config=self._config(model))
-
-    def _config(self, model: ServedModel) -> mc.ModelConfig:
-        """Triton's view of the model: with a dynamic batch axis, max_batch_size > 0 and dims
-        without it; without one, max_batch_size 0 and the full shapes."""
-        limits, signature = self.core.limits, model.signature
-        batched = signature.batched
-        classifier = signature.classifier
-
-        def dims(spec: TensorSpec) -> list[int]:
-            return list(spec.shape[1:] if batched else spec.shape)
-
-        config = mc.ModelConfig(
-            name=model.name, platform="onnxruntime_onnx", backend="onnxruntime",
-            max_batch_size=limits.max_request_images if batched else 0,
-            input=[mc.ModelInput(name=t.name, data_type=mc.DataType.Value(f"TYPE_{t.datatype}"), dims=dims(t),
-                                 format=mc.ModelInput.FORMAT_NCHW if classifier and classifier.input is t
-                                 else mc.ModelInput.FORMAT_NONE)
-                   for t in signature.inputs],
-            output=[mc.ModelOutput(name=t.name, data_type=mc.DataType.Value(f"TYPE_{t.datatype}"), dims=dims(t))
-                    for t in signature.outputs],
-            instance_group=[mc.ModelInstanceGroup(
-                kind=mc.ModelInstanceGroup.KIND_GPU if model.provider == CUDA else mc.ModelInstanceGroup.KIND_CPU,
-                count=1)],
-        )
-        if model.key in self.core.batchers:
-            config.dynamic_batching.max_queue_delay_microseconds = int(limits.batch_delay_s * 1e6)
-            config.dynamic_batching.preferred_batch_size.append(limits.max_batch)
-        config.parameters["execution_provider"].string_value = model.provider
-        for key in ("dataset", "test_accuracy"):
-            config.parameters[key].string_value = model.metadata.get(key, "")
-        if model.labels:
-            norm = model.normalization
-            for key, value in (("labels", model.labels), ("mean", norm.mean), ("std", norm.std)):
-                config.parameters[key].string_value = json.dumps(list(value))
-        return config
+        return kpb.ModelConfigResponse(config=model_config(self.core, model))
 
     @handler("kserve", "ModelStatistics", "name")
     def ModelStatistics(self, request, context):
-        registry = self.core.registry
-        if request.name and request.version:
-            models = [registry.lookup(request.name, request.version)]
-        elif request.name:
-            models = [m for m in registry.all_models() if m.name == registry.lookup(request.name).name]
-        else:
-            models = registry.all_models()
-        return kpb.ModelStatisticsResponse(model_stats=[self._stats(m) for m in models])
-
-    def _stats(self, model: ServedModel) -> kpb.ModelStatistics:
-        s, name = self.core.stats[model.key], model.name
-        with s.lock:
-            duration = kpb.StatisticDuration
-            return kpb.ModelStatistics(
-                name=name, version=model.version, last_inference=s.last_inference_ms,
-                inference_count=s.inference_count, execution_count=s.execution_count,
-                inference_stats=kpb.InferStatistics(
-                    success=duration(count=s.success_count, ns=s.success_ns),
-                    fail=duration(count=s.fail_count, ns=s.fail_ns),
-                    compute_infer=duration(count=s.execution_count, ns=s.compute_ns)),
-                batch_stats=[kpb.InferBatchStatistics(batch_size=size, compute_infer=duration(count=c, ns=ns))
-                             for size, (c, ns) in sorted(s.batches.items())],
-            )
+        models = statistics_models(self.core.registry, request.name, request.version)
+        return kpb.ModelStatisticsResponse(model_stats=[model_statistics(self.core, m) for m in models])
 
     @handler("kserve", "RepositoryIndex")
     def RepositoryIndex(self, request, context):
@@ -191,16 +129,3 @@ class KServeServicer(kpb_grpc.GRPCInferenceServiceServicer):
                 tensor.shape.extend(array.shape)
                 response.raw_output_contents.append(np.ascontiguousarray(array, spec.dtype).tobytes())
         return response
-
-
-def classification_bytes(logits: np.ndarray, k: int, labels: list[str] | None) -> bytes:
-    """Triton's classification extension: per image, the top k as 'value:index:label', as
-    BYTES elements (each a 4-byte little-endian length, then the bytes)."""
-    order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-    chunks = []
-    for row, top in zip(logits, order):
-        for i in top:
-            text = (f"{row[i]:f}:{i}:{labels[i]}" if labels else f"{row[i]:f}:{i}").encode()
-            chunks.append(struct.pack("<I", len(text)) + text)
-    return b"".join(chunks)
-

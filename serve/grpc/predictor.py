@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from ..core import InferenceCore, softmax
+from ..core import InferenceCore
 from ..core.decode import InputTensor, decode_images, decode_tensor
 from ..core.errors import invalid
+from ..core.preprocess import Preparer, Preprocessing
+from ..core.ranking import check_top_k, rank
 from ..core.registry import ServedModel
 from ..gen import predictor_pb2 as pb
 from ..gen import predictor_pb2_grpc as pb_grpc
@@ -30,14 +34,15 @@ class PredictorServicer(pb_grpc.PredictorServicer):
     def __init__(self, core: InferenceCore) -> None:
         self.core = core
 
-    def _batch(self, request: pb.PredictRequest, model: ServedModel, time_left_s: float | None) -> np.ndarray:
+    def _batch(self, request: pb.PredictRequest, model: ServedModel, time_left_s: float | None,
+               prepare: Preparer) -> np.ndarray:
         limit = self.core.limits.max_request_images
         kind = request.WhichOneof("input")
         if kind is None:
             raise invalid("input: neither tensor nor images is set; expected one of them")
         if kind == "images":
             return decode_images(request.images.images, model, "images.images", self.core.limits,
-                                 self.core.decode_budget, time_left_s)
+                                 self.core.decode_budget, time_left_s, prepare)
         tensor = request.tensor
         if tensor.dtype not in TENSOR_DATATYPES:
             name = pb.DType.Name(tensor.dtype) if tensor.dtype in pb.DType.values() else str(tensor.dtype)
@@ -52,20 +57,16 @@ class PredictorServicer(pb_grpc.PredictorServicer):
     def Predict(self, request: pb.PredictRequest, context) -> pb.PredictResponse:
         model = self.core.registry.get(request.model, request.version)
         model.classifier()  # FAILED_PRECONDITION for any other model, before decoding anything
-        if request.top_k < 0:
-            raise invalid(f"top_k: {request.top_k} is negative; expected 0 (meaning 1) to {model.num_classes}")
+        k = check_top_k(request.top_k, model)
+        prepare = Preparer(model, Preprocessing(auto_invert=not request.keep_polarity,
+                                                frame=not request.keep_framing))
         with self.core.expecting(model) as announcement:
-            x = self._batch(request, model, context.time_remaining())
+            x = self._batch(request, model, context.time_remaining(), prepare)
             logits = self.core.infer(model, x, announcement=announcement, **infer_args(context))
-        probabilities = softmax(logits)
-        k = min(max(request.top_k, 1), model.num_classes)
-        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-        predictions = []
-        for row_logits, row_probs, top in zip(logits, probabilities, order):
-            scores = [pb.ClassScore(index=int(i), label=model.labels[i], probability=float(row_probs[i]),
-                                    logit=float(row_logits[i])) for i in top]
-            predictions.append(pb.Prediction(logits=row_logits.tolist(), probabilities=row_probs.tolist(),
-                                             top_k=scores))
+        done = list(zip(prepare.inverted, prepare.framed)) or [(False, False)] * len(logits)  # a tensor: as sent
+        predictions = [pb.Prediction(logits=r.logits, probabilities=r.probabilities, inverted=inverted, framed=framed,
+                                     top_k=[pb.ClassScore(**dataclasses.asdict(s)) for s in r.top_k])
+                       for r, (inverted, framed) in zip(rank(logits, k, model.labels), done)]
         return pb.PredictResponse(model=model.name, version=model.version,
                                   execution_provider=model.provider, predictions=predictions)
 

@@ -63,6 +63,12 @@ class ZooServer:
         self.health = health_servicer
         self.metrics_port = metrics_port
         self._stopped = threading.Event()
+        # Other front ends on the same core (serve.http), started and drained with this one:
+        # anything with start() and stop(grace).
+        self.front_ends: dict[str, object] = {}
+
+    def attach(self, name: str, front_end) -> None:
+        self.front_ends[name] = front_end
 
     def start(self) -> None:
         self.grpc_server.start()
@@ -72,6 +78,8 @@ class ZooServer:
         ready = serving if self.core.readiness.server_ready() else not_serving  # the one rule, as ServerReady
         for service in ("", PREDICTOR, KSERVE):
             self.health.set(service, ready)
+        for front_end in self.front_ends.values():
+            front_end.start()
 
     def stop(self, grace: float | None = 5.0) -> None:
         """Drain: health NOT_SERVING at once, new requests refused, in-flight ones given
@@ -90,7 +98,13 @@ class ZooServer:
             lame_duck = min(LAME_DUCK_S, grace / 4)
             time.sleep(lame_duck)
             grace -= lame_duck
+        others = [threading.Thread(target=f.stop, args=(grace,), name=f"stop-{n}")
+                  for n, f in self.front_ends.items()]
+        for thread in others:
+            thread.start()
         self.grpc_server.stop(grace).wait()
+        for thread in others:
+            thread.join()
         self.core.close()
         self.core.metrics.close()
 

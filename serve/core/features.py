@@ -1,0 +1,78 @@
+"""Feature maps: the output of every convolution and pooling layer of a model, for the
+playground. Computed by a second onnxruntime session of the same model file in which those
+tensors are graph outputs too (onnxruntime returns only graph outputs).
+
+Making them outputs needs an edit of the model file; the server has no onnx package, so
+the file is read with a subset of onnx.proto's schema (protos/onnx_subset.proto: the nodes
+and graph outputs), keeping every other field as protobuf unknown fields, written back
+byte for byte. The session is made on first use, on the CPU, and kept."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+from google.protobuf.message import DecodeError
+
+from ..gen import onnx_subset_pb2 as onnx_subset
+from .device import first_line
+from .errors import failed_precondition
+from .registry import ServedModel
+
+SHOWN_OPS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+# onnxruntime reads a model with external data from bytes only when told where that data is.
+EXTERNAL_DATA_FOLDER = "session.model_external_initializers_file_folder_path"
+
+
+@dataclass(frozen=True)
+class FeatureLayer:
+    name: str  # the node's name in the graph (or its output's, when unnamed)
+    op: str  # its ONNX op type, e.g. Conv
+    array: np.ndarray  # its output for the image, (1, C, H, W)
+
+
+@dataclass(frozen=True)
+class _Tapped:
+    session: ort.InferenceSession
+    layers: tuple[tuple[str, str, str], ...]  # (tensor, op, node name)
+
+
+def _tap(model: ServedModel) -> _Tapped:
+    """A session of `model` with every shown layer's output as a graph output."""
+    try:
+        proto = onnx_subset.ModelProto.FromString(model.path.read_bytes())
+    except (OSError, DecodeError) as e:
+        raise failed_precondition(f"model {model.name!r}: feature maps unavailable, cannot read "
+                                  f"{model.path.name} ({e})") from None
+    graph = proto.graph
+    layers = tuple((node.output[0], node.op_type, node.name or node.output[0])
+                   for node in graph.node if node.op_type in SHOWN_OPS and node.output)
+    outputs = {o.name for o in graph.output}
+    graph.output.extend(onnx_subset.ValueInfoProto(name=t) for t, _, _ in layers if t not in outputs)
+    options = ort.SessionOptions()
+    options.add_session_config_entry(EXTERNAL_DATA_FOLDER, str(model.path.parent))
+    try:
+        session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own failure, e.g. an op it cannot run on the CPU
+        raise failed_precondition(f"model {model.name!r}: feature maps unavailable ({first_line(e)})") from None
+    return _Tapped(session, layers)
+
+
+class FeatureMaps:
+    def __init__(self) -> None:
+        self._tapped: dict[tuple[str, str], _Tapped] = {}
+        self._lock = threading.Lock()
+
+    def _get(self, model: ServedModel) -> _Tapped:
+        with self._lock:
+            if model.key not in self._tapped:
+                self._tapped[model.key] = _tap(model)
+            return self._tapped[model.key]
+
+    def compute(self, model: ServedModel, x: np.ndarray) -> list[FeatureLayer]:
+        """Every shown layer's output for the normalized image batch `x`, in graph order."""
+        tapped = self._get(model)
+        arrays = tapped.session.run([t for t, _, _ in tapped.layers], {model.input_name: x})
+        return [FeatureLayer(name, op, array) for (_, op, name), array in zip(tapped.layers, arrays)]

@@ -1,0 +1,81 @@
+"""The aiohttp application: the routes, and one middleware that turns every outcome into a
+status (RequestError and aiohttp's refusals as {"error": ...}, a bug of ours as 500,
+logged), counts it in the metrics, and adds CORS headers for the allowed origins."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Executor
+
+from aiohttp import web
+
+from ..core import InferenceCore, RequestError
+from ..core.features import FeatureMaps
+from . import images, kserve, playground
+from .blocking import CORE, CORS_ORIGINS, EXECUTOR, FEATURE_MAPS, MAX_BODY
+from .errors import error_response, from_http_exception, from_request_error
+from .playground import STATIC
+
+log = logging.getLogger("serve")
+
+INFERENCE_ROUTES = frozenset(f"{name}{suffix}" for name in ("infer", "predict", "features")
+                             for suffix in ("", "_version"))
+
+
+
+def _cors_headers(request: web.Request, origins: tuple[str, ...]) -> dict[str, str]:
+    origin = request.headers.get("Origin")
+    if not origin or not (origin in origins or "*" in origins):
+        return {}
+    return {"Access-Control-Allow-Origin": "*" if "*" in origins else origin, "Vary": "Origin",
+            "Access-Control-Expose-Headers": f"{kserve.PROVIDER_HEADER}, Inference-Header-Content-Length"}
+
+
+def _preflight(request: web.Request, cors: dict[str, str]) -> web.Response:
+    return web.Response(status=204, headers={
+        **cors, "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+        "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers", "Content-Type"),
+        "Access-Control-Max-Age": "600"})
+
+
+@web.middleware
+async def edge(request: web.Request, handler) -> web.StreamResponse:
+    app = request.app
+    start = time.perf_counter()
+    cors = _cors_headers(request, app[CORS_ORIGINS])
+    try:
+        if request.method == "OPTIONS" and cors and "Access-Control-Request-Method" in request.headers:
+            response = _preflight(request, cors)
+        else:
+            if request.match_info.route.name in INFERENCE_ROUTES:  # refused (503) once draining began;
+                app[CORE].admit()  # readiness and metadata keep answering, as over gRPC
+            response = await handler(request)
+    except RequestError as e:
+        response = from_request_error(e)
+    except web.HTTPException as e:
+        response = from_http_exception(e, request)
+    except Exception as e:  # a bug of ours, never the client's mistake
+        log.exception("HTTP %s %s failed", request.method, request.path)
+        response = error_response(500, f"internal error: {type(e).__name__}")
+    if not response.prepared:
+        response.headers.update(cors)
+    route = request.match_info.route.name or "(none)"
+    model = request.match_info.get("model", "")
+    core = app[CORE]
+    core.metrics.observe_request("http", route, core.metric_label(model) if model else "", str(response.status),
+                                 time.perf_counter() - start)
+    return response
+
+
+def build_app(core: InferenceCore, executor: Executor, max_body: int, cors_origins: tuple[str, ...] = ()
+              ) -> web.Application:
+    app = web.Application(client_max_size=max_body, middlewares=[edge])
+    app[CORE] = core
+    app[EXECUTOR] = executor
+    app[MAX_BODY] = max_body
+    app[CORS_ORIGINS] = tuple(cors_origins)
+    app[FEATURE_MAPS] = FeatureMaps()
+    app.add_routes(kserve.ROUTES + images.ROUTES + playground.ROUTES)
+    app.router.add_static("/static/", STATIC, name="static")
+    return app

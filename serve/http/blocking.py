@@ -1,0 +1,41 @@
+"""What every HTTP handler needs: the core, the model named in the path, whether the
+client is still there, and a way to run blocking work (decoding, onnxruntime) off the
+event loop, in the front end's worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+from typing import Callable
+
+from aiohttp import web
+
+from ..core import InferenceCore
+from ..core.features import FeatureMaps
+
+CORE = web.AppKey("core", InferenceCore)
+EXECUTOR = web.AppKey("executor", Executor)
+MAX_BODY = web.AppKey("max_body", int)
+CORS_ORIGINS = web.AppKey("cors_origins", tuple)
+FEATURE_MAPS = web.AppKey("feature_maps", FeatureMaps)
+
+
+def core_of(request: web.Request) -> InferenceCore:
+    return request.app[CORE]
+
+
+def model_of(request: web.Request) -> tuple[str, str]:
+    return request.match_info["model"], request.match_info.get("version", "")
+
+
+def client_present(request: web.Request) -> Callable[[], bool]:
+    """False once the client has closed its connection: its images are dropped unrun."""
+    def present() -> bool:
+        transport = request.transport
+        return transport is not None and not transport.is_closing()
+
+    return present
+
+
+async def blocking(request: web.Request, fn, *args):
+    return await asyncio.get_running_loop().run_in_executor(request.app[EXECUTOR], fn, *args)

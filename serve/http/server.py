@@ -1,0 +1,83 @@
+"""The HTTP front end's life: its socket is bound when it is built (so a port in use fails
+at start-up, like gRPC's), and it serves on its own thread with its own asyncio event loop;
+blocking work runs in its own worker threads. ZooServer starts and drains it beside gRPC.
+
+    front = HttpFrontEnd(core, HttpConfig(port=0))
+    front.start(); ...; front.stop(grace=5.0)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from ..core import InferenceCore
+from .app import build_app
+from . import parser_log
+from .config import HttpConfig
+
+log = logging.getLogger("serve")
+
+class HttpFrontEnd:
+    name = "http"
+
+    def __init__(self, core: InferenceCore, config: HttpConfig) -> None:
+        self.core = core
+        self.config = config
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._socket.bind((config.host, config.port))
+        except OSError as e:
+            self._socket.close()
+            raise OSError(f"cannot bind HTTP {config.host}:{config.port} ({e.strerror or e})") from None
+        self.port = self._socket.getsockname()[1]
+        self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="http")
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        parser_log.install()
+        app = build_app(self.core, self._executor, self.config.max_body, self.config.cors_origins)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+        started = threading.Event()
+
+        async def serve() -> None:
+            await self._runner.setup()
+            await web.SockSite(self._runner, self._socket).start()
+            started.set()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(serve())
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="http-loop", daemon=True)
+        self._thread.start()
+        if not started.wait(10):
+            raise RuntimeError("the HTTP front end did not start within 10 s")
+
+    def stop(self, grace: float | None) -> None:
+        """Stop listening, give in-flight requests `grace` seconds, then end the loop. The core
+        is already draining: requests arriving meanwhile get 503."""
+        if self._thread is None:
+            self._socket.close()
+            self._executor.shutdown(wait=False)
+            return
+        self._runner._shutdown_timeout = max(grace or 0.0, 0.1)  # aiohttp takes it only at construction
+        future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+        try:
+            future.result(timeout=(grace or 0) + 5)
+        except Exception as e:  # the loop could not finish in time: in-flight requests are cut
+            log.warning("HTTP front end: shutdown incomplete (%s)", type(e).__name__)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._thread = None
