@@ -45,13 +45,29 @@ class ServerProcess:
         raise RuntimeError("the server logged no HTTP address:\n" + self.output)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        """Signal the server, wait for it to exit, and return its exit code."""
+        """Signal the server, wait for it to exit, and return its exit code. One that has not
+        exited within `timeout` is aborted, which makes it print every thread's stack
+        (faulthandler), and ServerHung carries that and the rest of its log."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        code = self.proc.wait(timeout)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait(10)
+            self._join_reader()
+            raise ServerHung(f"the server did not exit within {timeout:g} s of signal {sig}; "
+                             f"its log and stacks:\n{self.output}") from None
+        self._join_reader()
+        return code
+
+    def _join_reader(self) -> None:
         if self._reader:
             self._reader.join(10)
-        return code
+
+
+class ServerHung(AssertionError):
+    """The server process did not exit when told to."""
 
 
 def rss_mib(pid: int) -> float:
@@ -83,7 +99,8 @@ def models_dir_with(names: tuple[str, ...], directory: str | None) -> Path:
 def start_server(models_dir: Path, *extra: str, timeout: float = 60) -> ServerProcess:
     """Start the server on port 0 and return once its log names the address it bound."""
     proc = subprocess.Popen([sys.executable, "-m", "serve", "--models", str(models_dir), "--port", "0", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # stacks on SIGABRT, for stop()
     server = ServerProcess(proc)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -13,9 +13,9 @@ import argparse
 import ctypes
 import gc
 import logging
+import os
 import signal
 import sys
-import threading
 from pathlib import Path
 
 from .core import Limits
@@ -92,6 +92,31 @@ def keep_freed_memory_returnable() -> None:
         pass
 
 
+SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def catch_shutdown_signals() -> int:
+    """Catch SIGTERM and SIGINT from now on; returns the file descriptor to read the first one from.
+
+    The number comes through signal.set_wakeup_fd: CPython's C-level handler writes it to a
+    pipe the moment the signal arrives, whatever the main thread is doing. A Python handler
+    alone (setting a threading.Event the main thread waits on) loses a signal that lands
+    after the main thread's last check for pending handlers but before it blocks in the
+    lock underneath Event.wait(): the handler then never runs and the server ignores SIGTERM.
+    On a loaded machine the main thread is often preempted in that gap."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # set_wakeup_fd requires it
+    for sig in SHUTDOWN_SIGNALS:
+        signal.signal(sig, lambda signum, frame: None)  # the wakeup fd does the work
+    signal.set_wakeup_fd(write_end)
+    return read_end
+
+
+def wait_for_shutdown_signal(read_end: int) -> str:
+    """Block until catch_shutdown_signals() has caught a signal; its name."""
+    return signal.Signals(os.read(read_end, 1)[0]).name
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
@@ -129,9 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ready = sum(m.ready for m in models)
     keep_freed_memory_returnable()
     gc.freeze()  # the models and modules loaded so far are permanent: keep them out of collections
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: stop.set())
+    shutdown = catch_shutdown_signals()
     server.start()
     scheme = "grpcs" if config.tls_cert else "grpc"
     log.info("serving %d models on %s://%s:%d%s (batching: %s); %d not ready", ready, scheme,
@@ -141,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     if "http" in server.front_ends:
         log.info("HTTP on http://%s:%d (KServe v2 REST under /v2, playground at /)", args.host,
                  server.front_ends["http"].port)
-    stop.wait()
-    log.info("draining: refusing new requests, giving those received %.1f s to finish", args.grace)
+    log.info("%s: draining: refusing new requests, giving those received %.1f s to finish",
+             wait_for_shutdown_signal(shutdown), args.grace)
     server.stop(args.grace)
     log.info("stopped")
     return 0
