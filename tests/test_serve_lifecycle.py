@@ -144,6 +144,34 @@ def test_signal_drains_and_exits_zero(models_dir, mnist_batch, sig):
     assert "draining" in server.output and "stopped" in server.output
 
 
+# The main thread blocks SIGTERM, so it is never woken by it: as a main thread whose signal
+# came in the gap before it blocked. Another thread takes the signal. (With the old Python
+# handler setting an Event, this waits for ever.)
+SIGNAL_ELSEWHERE = """
+import signal, threading, time
+from serve.__main__ import catch_shutdown_signals, wait_for_shutdown_signal
+read_end = catch_shutdown_signals()
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads started from now on inherit it
+
+
+def take_the_signal():
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    time.sleep(0.5)  # most likely the main thread is blocked in the wait by then; either order must work
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+
+threading.Thread(target=take_the_signal).start()
+print(wait_for_shutdown_signal(read_end))
+"""
+
+
+def test_a_signal_the_main_thread_did_not_see_still_stops_the_server():
+    """A signal caught while the main thread was not yet blocked waiting for one still ends
+    the wait (with a Python handler setting an Event, it was lost: the server ignored SIGTERM)."""
+    result = subprocess.run([sys.executable, "-c", SIGNAL_ELSEWHERE], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout.strip()) == (0, "SIGTERM"), result.stderr
+
+
 def test_cli_device_cuda_refuses_to_start(models_dir):
     import onnxruntime as ort
 
