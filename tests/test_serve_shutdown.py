@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import shutil
 import signal
 import socket
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import grpc
 import numpy as np
@@ -19,6 +21,7 @@ import pytest
 import tritonclient.grpc as triton
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.decode_memory import zero_png
 from bench.server_process import start_server
@@ -37,12 +40,29 @@ def health_status(address: str, service: str = "") -> int:
                                                          timeout=TIMEOUT).status
 
 
+def admitted(metrics_url: str) -> float:
+    with urllib.request.urlopen(metrics_url, timeout=TIMEOUT) as page:
+        families = text_string_to_metric_families(page.read().decode())
+        return sum(s.value for f in families if f.name == "zoo_requests_admitted" for s in f.samples
+                   if s.name.endswith("_total"))
+
+
+def wait_until_admitted(server, count: int, within: float) -> None:
+    """Until the server has taken in `count` inference requests, by its metrics."""
+    port = re.search(r"metrics on :(\d+)/metrics", server.output).group(1)
+    url = f"http://127.0.0.1:{port}/metrics"
+    deadline = time.monotonic() + within
+    while (seen := admitted(url)) < count:
+        assert time.monotonic() < deadline, f"{seen:g} of {count} requests received within {within:g} s"
+        time.sleep(0.05)
+
+
 def test_sigterm_answers_every_request_received_before_it(models_dir, mnist_batch):
     """16 clients with a large request each; SIGTERM while they run: all 16 answered OK,
     a request sent after the signal refused, the process exits 0."""
     _, x, _ = mnist_batch
     x = np.tile(x, (64, 1, 1, 1))  # 4,096 images a request: long enough to be in flight
-    server = start_server(models_dir, "--max-request-images", "4096", "--grace", "60")
+    server = start_server(models_dir, "--max-request-images", "4096", "--grace", "60", "--metrics-port", "0")
     request = pb.PredictRequest(model="lenet5-mnist", tensor=pb.Tensor(shape=list(x.shape), dtype=pb.DTYPE_FLOAT32,
                                                                         data=x.tobytes()))
     outcomes, finished_at = [], []
@@ -62,7 +82,7 @@ def test_sigterm_answers_every_request_received_before_it(models_dir, mnist_batc
     clients = [threading.Thread(target=client) for _ in range(16)]
     for c in clients:
         c.start()
-    time.sleep(1.5)  # every request sent and received
+    wait_until_admitted(server, 16, within=60)  # every request received (on a loaded machine, seconds)
     signalled = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
     time.sleep(0.05)

@@ -26,6 +26,9 @@ class Metrics:
         self.undecodable = Counter(
             "zoo_undecodable_requests", "Requests whose body did not parse as the method's message",
             ["api", "method"], registry=self.registry)
+        self.admitted = Counter(
+            "zoo_requests_admitted", "Inference requests taken in as they arrived, before any drain began: "
+            "each runs to the end", ["method"], registry=self.registry)
         self._http = None
         self._children: dict[tuple, tuple] = {}  # label values -> metric children (labels() is slow)
 

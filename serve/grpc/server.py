@@ -130,11 +130,14 @@ class Admission(grpc.ServerInterceptor):
 
     def __init__(self, core: InferenceCore, methods: list[str]) -> None:
         self.core = core
-        self.methods = frozenset(methods)
+        self.admitted = {method: core.metrics.admitted.labels(method) for method in methods}
 
     def intercept_service(self, continuation, handler_call_details):
-        if self.core.draining.is_set() and handler_call_details.method in self.methods:
-            return self.REFUSE
+        admitted = self.admitted.get(handler_call_details.method)
+        if admitted is not None:
+            if self.core.draining.is_set():
+                return self.REFUSE
+            admitted.inc()
         return continuation(handler_call_details)
 
 
