@@ -84,13 +84,21 @@ def load_module(spec: str, weights: str | None) -> tuple[nn.Module, str]:
     module_name, _, attr = spec.partition(":")
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
+    if not attr:
+        raise ValueError(f"{spec}: no class named; expected module.path:ClassName")
     try:
         builder = getattr(importlib.import_module(module_name), attr)
     except ModuleNotFoundError as e:
         raise ValueError(f"{spec}: cannot import {e.name!r}") from None
     except AttributeError:
         raise ValueError(f"{spec}: module {module_name!r} has no {attr!r}") from None
-    net = builder()
+    except Exception as e:  # the user's module itself fails to import (SyntaxError, ImportError, ...)
+        raise ValueError(f"{spec}: importing {module_name!r} failed ({type(e).__name__}: {e})") from None
+    try:
+        net = builder()
+    except Exception as e:  # e.g. a class that needs constructor arguments
+        raise ValueError(f"{spec}() failed ({type(e).__name__}: {e}); expected a class built "
+                         "without arguments") from None
     if not isinstance(net, nn.Module):
         raise ValueError(f"{spec}() returned a {type(net).__name__}, not an nn.Module")
     if weights:

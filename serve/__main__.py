@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                     int(args.max_decode_mib * MIB), int(args.decode_budget_mib * MIB))
     try:
         limits.check()
+        if args.workers < 1:
+            raise ValueError(f"--workers {args.workers}: expected at least 1 handler thread")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -171,3 +171,13 @@ def test_custom_command_line(tmp_path, sample_folder, monkeypatch, capsys):
     assert len(meta["weights_sha256"]) == 64
     assert main(argv[:-2] + ["--labels", "a,b", "--out", "out2"]) == 2
     assert "2 labels for a module with 3 outputs" in capsys.readouterr().err
+
+    # Mistakes in the user's own module are one line each, never a traceback.
+    (tmp_path / "broken.py").write_text("def oops(:\n")
+    (tmp_path / "needsargs.py").write_text("class Net:\n    def __init__(self, width):\n        pass\n")
+    for spec, said in [("broken:Net", "importing 'broken' failed (SyntaxError"),
+                       ("needsargs:Net", "needsargs:Net() failed (TypeError"),
+                       ("mynets:", "no class named; expected module.path:ClassName")]:
+        assert main(["custom", spec, "--input-shape", "1,12,12", "--out", "out3"]) == 2
+        err = capsys.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1, err

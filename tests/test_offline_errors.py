@@ -123,6 +123,11 @@ def test_serve_refuses_bad_limits(models_dir, flag):
     assert_one_line_error(result, "--instances >= 1")
 
 
+def test_serve_refuses_no_handler_threads(models_dir):
+    result = run_cli("serve", "--models", str(models_dir), "--port", "0", "--workers", "0")
+    assert_one_line_error(result, "--workers 0: expected at least 1 handler thread")
+
+
 def test_interrupted_training_leaves_nothing(tmp_path, data_dir):
     out = tmp_path / "run"
     code, err = interrupt_when(["zoo", "train", "twoblock-cnn", "--epochs", "3", "--out", str(out),

@@ -275,6 +275,26 @@ def test_infer_bad_input(server, case, request_, status, message):
     assert message in json.loads(answer)["error"]
 
 
+def test_valid_edge_values_are_answered(server):
+    """Values the spec allows that once reached Python as the wrong type: a binary_data_size
+    written as 4.0-style float, and a timeout (microseconds) past what threading can wait.
+    Both are valid requests: 200 with the logits, never a 500; the model answers afterwards."""
+    text = json.dumps({"inputs": [{"name": "input", "shape": [2, 1, 28, 28], "datatype": "FP32",
+                                   "parameters": {"binary_data_size": float(GOOD.nbytes)}}],
+                       "parameters": {"timeout": 10**17}}).encode()
+    for shape in ((2, 1, 28, 28), (64, 1, 28, 28)):  # the queue and the full-size path
+        x = np.zeros(shape, np.float32)
+        body = text.replace(b"[2, 1, 28, 28]", json.dumps(list(shape)).encode()).replace(
+            str(float(GOOD.nbytes)).encode(), str(float(x.nbytes)).encode())
+        headers = {"Inference-Header-Content-Length": str(len(body)), "Content-Type": "application/octet-stream"}
+        got, _, answer = call(server[2], "POST", INFER, body + x.tobytes(), headers)
+        assert got == 200, answer
+        assert json.loads(answer[: int(dict(_).get("Inference-Header-Content-Length", len(answer)))]
+                          )["outputs"][0]["shape"] == [shape[0], 10]
+    got, _, answer = call(server[2], "POST", INFER, *infer_body())
+    assert got == 200, answer
+
+
 BAD_PREDICT = [  # the HTTP twins of test_serve_errors' Predict cases
     ("unknown model", "/v2/models/nope/predict", b"x", 404, "model 'nope' is not served; available:"),
     ("bad name", "/v2/models/..%2F..%2Fetc%2Fpasswd/predict", b"x", 400, "model name '../../etc/passwd' is not valid"),

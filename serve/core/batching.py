@@ -124,6 +124,8 @@ class Batcher:
               announcement: Announcement | None = None) -> np.ndarray:
         """Logits for `x` (N, 1, 28, 28), run alone or with other requests. The caller's
         deadline bounds its wait in the queue."""
+        if timeout is not None:  # a client may ask for any deadline; threading waits overflow past this
+            timeout = min(timeout, threading.TIMEOUT_MAX)
         if len(x) >= self.max_batch:
             return self._run_full(x, is_active, timeout, announcement)
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -49,6 +49,8 @@ class DecodeBudget:
         if nbytes > self.total:
             raise too_large(f"{field}: decoding needs {nbytes / MIB:.1f} MiB, over this server's decoding "
                             f"budget of {self.total / MIB:.0f} MiB")
+        if time_left_s is not None:  # a client may ask for any deadline; threading waits overflow past this
+            time_left_s = min(time_left_s, threading.TIMEOUT_MAX)
         deadline = None if time_left_s is None else time.monotonic() + time_left_s
         with self._room:
             while self.used + nbytes > self.total:

@@ -70,6 +70,7 @@ class HttpFrontEnd:
         if self._thread is None:
             self._socket.close()
             self._executor.shutdown(wait=False)
+            self._loop.close()
             return
         self._runner._shutdown_timeout = max(grace or 0.0, 0.1)  # aiohttp takes it only at construction
         future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
@@ -79,5 +80,7 @@ class HttpFrontEnd:
             log.warning("HTTP front end: shutdown incomplete (%s)", type(e).__name__)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()  # its selector and self-pipe, once per server
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._thread = None

@@ -108,6 +108,8 @@ def decode_request(body: bytes, header_length: str | None) -> InferRequest:
     for i, tensor in enumerate(request["inputs"]):
         field = f"inputs[{i}]"
         size = tensor.get("parameters", {}).get("binary_data_size")
+        if size is not None:
+            size = int(size)  # JSON Schema's "integer" lets 4.0 through
         common = dict(name=tensor["name"], datatype=tensor["datatype"], shape=tensor["shape"], field=field)
         if size is not None:
             if "data" in tensor:
