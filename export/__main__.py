@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 # Only light imports up here: a typo must be refused before torch and onnx are loaded.
-from zoo.cli import CliError, run_command
+from zoo.cli import CliError, exit_process, run_command
 from zoo.datasets import list_datasets
 from zoo.weights import shipped
 
@@ -211,4 +211,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import CliError, run_command
+from .cli import CliError, exit_process, run_command
 from .datasets import list_datasets
 from .recipes import TrainConfig
 from .registry import list_models
@@ -215,4 +215,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
