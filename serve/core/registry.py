@@ -16,7 +16,7 @@ import onnxruntime as ort
 
 from .device import CPU, DeviceError, first_line, make_session
 from .errors import failed_precondition, invalid, not_found, unavailable
-from .repository import NAME_PATTERN, ModelSource, find_models
+from .repository import NAME_PATTERN, ModelSource, find_models, version_key
 from .signature import Classifier, Signature, SignatureError, read_signature
 
 log = logging.getLogger("serve")
@@ -226,7 +226,7 @@ def load_model(source: ModelSource | Path, device: str, threads: int = 0) -> Ser
 
 def _latest(versions: dict[str, ServedModel]) -> ServedModel:
     """The default version: the highest that is ready (the highest of all if none is)."""
-    ordered = sorted(versions.values(), key=lambda m: int(m.version) if m.version.isdigit() else 0)
+    ordered = sorted(versions.values(), key=lambda m: version_key(m.version))
     ready = [m for m in ordered if m.ready]
     return (ready or ordered)[-1]
 
@@ -258,7 +258,7 @@ class ModelRegistry:
     def all_models(self) -> list[ServedModel]:
         """Every model version it was asked to serve, ready or not, by name then version."""
         return [m for name in self.names() for m in sorted(
-            self.versions[name].values(), key=lambda m: int(m.version) if m.version.isdigit() else 0)]
+            self.versions[name].values(), key=lambda m: version_key(m.version))]
 
     def names(self) -> list[str]:
         return sorted(self.models)
@@ -275,7 +275,7 @@ class ModelRegistry:
             model = self.versions[name].get(version)
             if model is None:
                 raise not_found(f"model {name!r} has no version {version[:40]!r}; available: "
-                                f"{', '.join(sorted(self.versions[name], key=lambda v: int(v) if v.isdigit() else 0))}")
+                                f"{', '.join(sorted(self.versions[name], key=version_key))}")
         return model
 
     def get(self, name: str, version: str = "") -> ServedModel:

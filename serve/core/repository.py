@@ -112,4 +112,9 @@ def find_models(directory: Path) -> list[ModelSource]:
             sources.append(ModelSource(path.stem, path))
     for folder in repository.values():
         sources.extend(_repository_model(folder))
-    return sorted(sources, key=lambda s: (s.name, int(s.version) if s.version.isdigit() else 0))
+    return sorted(sources, key=lambda s: (s.name, version_key(s.version)))
+
+
+def version_key(version: str) -> int:
+    """Versions order by number, as Triton's do; a name that is not a number sorts first."""
+    return int(version) if version.isdigit() else 0

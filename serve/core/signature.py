@@ -69,9 +69,6 @@ class Signature:
     def input(self, name: str) -> TensorSpec | None:
         return next((t for t in self.inputs if t.name == name), None)
 
-    def output(self, name: str) -> TensorSpec | None:
-        return next((t for t in self.outputs if t.name == name), None)
-
 
 def _spec(arg, kind: str) -> TensorSpec:
     if arg.type not in DATATYPES:
