@@ -85,7 +85,10 @@ def test_sigterm_answers_every_request_received_before_it(models_dir, mnist_batc
     wait_until_admitted(server, 16, within=60)  # every request received (on a loaded machine, seconds)
     signalled = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.05)
+    deadline = time.monotonic() + 30  # the late request goes once the server says it drains, not on a guess
+    while "draining" not in server.output:
+        assert time.monotonic() < deadline, server.output
+        time.sleep(0.02)
     with grpc.insecure_channel(server.address) as channel:
         with pytest.raises(grpc.RpcError) as late:
             predictor_pb2_grpc.PredictorStub(channel).Predict(request, timeout=TIMEOUT)
