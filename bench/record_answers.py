@@ -156,16 +156,16 @@ def _http_calls(port: int) -> dict[str, dict]:
 def record() -> dict[str, dict]:
     sys.path.insert(0, str(ROOT))
     from export.exporter import write_unchecked
-    from serve.http.config import HttpConfig
+    from serve.config import GrpcConfig, HttpConfig, ModelsConfig, ServeConfig
     from serve.server import create_server
 
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("lenet5-mnist", "lenet5-fashion-mnist"):
             write_unchecked(name, Path(tmp))
-        server, port = create_server(models_dir=Path(tmp), host="127.0.0.1", port=0, http=HttpConfig(port=0))
+        server = create_server(ServeConfig(ModelsConfig(Path(tmp)), grpc=GrpcConfig(port=0), http=HttpConfig(port=0)))
         server.start()
         try:
-            answers = {**_grpc_calls(port), **_http_calls(server.front_ends["http"].port)}
+            answers = {**_grpc_calls(server.port("grpc")), **_http_calls(server.port("http"))}
         finally:
             server.stop(grace=1.0)
     return answers

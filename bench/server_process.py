@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ADDRESS = re.compile(r"serving \d+ models on grpcs?://([\d.]+:\d+)")
+ADDRESS = re.compile(r"serving \d+ models? on (?:grpcs?|http)://([\d.]+:\d+)")
 HTTP_ADDRESS = re.compile(r"HTTP on http://(\S+:\d+)")
 
 

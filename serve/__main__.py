@@ -1,10 +1,10 @@
-"""python -m serve [--models DIR] [--host 127.0.0.1] [--port 50051] [--device cpu|cuda|auto] ...
+"""python -m serve [--models DIR] [--host 127.0.0.1] [--grpc-port 50051] [--http-port off] ...
 
 Serve every ONNX model in the models directory (flat .onnx files, as `python -m export`
-writes them, and the Triton model repository layout) over gRPC:
-our zoo.v1.Predictor API and the KServe v2 protocol, with health, reflection and
-Prometheus metrics. SIGTERM or Ctrl-C refuses new requests, lets those already received
-finish (up to --grace), then exits 0.
+writes them, and the Triton model repository layout) over gRPC (our zoo.v1.Predictor API
+and the KServe v2 protocol, with health and reflection) and/or HTTP (KServe v2 REST, images,
+the playground), with Prometheus metrics. SIGTERM or Ctrl-C refuses new requests, lets
+those already received finish (up to --grace), then exits 0.
 """
 
 from __future__ import annotations
@@ -18,28 +18,48 @@ import signal
 import sys
 from pathlib import Path
 
-from .core import Limits
-from .core.limits import MIB
+from . import __version__
+from .config import ConfigError, GrpcConfig, HttpConfig, ModelsConfig, ServeConfig
 from .core.device import DEVICES, DeviceError
+from .core.limits import MIB, Limits
 from .core.registry import ModelLoadError
-from .grpc.server import ServerConfig
-from .http.config import HttpConfig
 from .server import create_server
 
 log = logging.getLogger("serve")
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+OFF = "off"
+
+
+def port_or_off(text: str) -> int | None:
+    """A port number, or None for 'off'."""
+    if text.lower() == OFF:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number or 'off'") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d, limits = ServerConfig(), Limits()
+    d, grpc_d, http_d, limits = ServeConfig(), GrpcConfig(), HttpConfig(), Limits()
     p = argparse.ArgumentParser(prog="python -m serve", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default=str(d.models_dir), help=f"models directory (default: {d.models_dir})")
-    p.add_argument("--host", default=d.host, help=f"address to bind (default: {d.host}, loopback only)")
-    p.add_argument("--port", type=int, default=d.port, help=f"gRPC port, 0 for any free one (default: {d.port})")
-    p.add_argument("--device", choices=DEVICES, default=d.device,
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--models", default=str(d.models.models_dir),
+                   help=f"models directory: .onnx files and/or a Triton model repository (default: {d.models.models_dir})")
+    p.add_argument("--model-name", metavar="NAME",
+                   help="serve the one model in --models under this name: a single .onnx file (any name, as "
+                        "KServe's storage initializer leaves model.onnx in /mnt/models), a model folder "
+                        "(1/model.onnx), or a repository of one model; with several, NAME must be one of them")
+    p.add_argument("--host", default=d.host, help=f"address every front end binds (default: {d.host}, loopback only)")
+    p.add_argument("--grpc-port", "--port", dest="grpc_port", type=port_or_off, default=grpc_d.port,
+                   metavar="PORT|off", help=f"gRPC port, 0 for any free one, off for none (default: {grpc_d.port})")
+    p.add_argument("--http-port", type=port_or_off, metavar="PORT|off",
+                   help="HTTP port (KServe v2 REST under /v2, images at /v2/models/MODEL/predict, the playground "
+                        "at /), 0 for any free one, off for none (default: off)")
+    p.add_argument("--device", choices=DEVICES, default=d.models.device,
                    help="cpu; cuda (refuses to start without a working CUDA provider); auto (CUDA if it "
-                        f"really loads, else CPU, said in the log) (default: {d.device})")
+                        f"really loads, else CPU, said in the log) (default: {d.models.device})")
     p.add_argument("--max-batch", type=int, default=limits.max_batch,
                    help=f"images per coalesced onnxruntime run; 0 turns dynamic batching off "
                         f"(default: {limits.max_batch})")
@@ -50,9 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
                         f"Triton's instance_group count (default: {limits.instances})")
     p.add_argument("--max-request-images", type=int, default=limits.max_request_images,
                    help=f"images one request may carry (default: {limits.max_request_images})")
-    p.add_argument("--http-port", type=int,
-                   help="also serve HTTP on this port, on the same --host: KServe v2 REST, images at "
-                        "/v2/models/MODEL/predict, the playground at / (0: any free port; default: off)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="let pages from this origin (e.g. http://localhost:3000, or *) call the HTTP API; "
                         "repeatable (default: none, CORS off)")
@@ -64,21 +81,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MiB all requests together may be decoding at once; a request waits for room within its "
                         f"deadline. With the defaults the server stays under 1 GB RSS "
                         f"(default: {limits.decode_budget_bytes / MIB:g})")
-    p.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port (default: off)")
-    p.add_argument("--tls-cert", help="PEM certificate: serve TLS with --tls-key (default: plaintext)")
+    p.add_argument("--metrics-port", type=port_or_off, metavar="PORT|off",
+                   help="serve Prometheus /metrics on this port (default: off)")
+    p.add_argument("--tls-cert", help="PEM certificate: serve gRPC over TLS with --tls-key (default: plaintext)")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert (default: none)")
     p.add_argument("--strict", action="store_true",
                    help="refuse to start if any model fails to load (default: serve the healthy ones)")
     p.add_argument("--strict-readiness", choices=("true", "false"), default="true",
                    help="true: ready (health SERVING, ServerReady) only when every model is ready, as Triton; "
                         "false: when at least one is. Never ready with none, nor while draining (default: true)")
-    p.add_argument("--grace", type=float, default=10.0,
-                   help="seconds in-flight requests get to finish on shutdown (default: 10)")
-    p.add_argument("--workers", type=int, default=d.workers, help=f"handler threads (default: {d.workers})")
-    p.add_argument("--ort-threads", type=int, default=d.ort_threads,
+    p.add_argument("--grace", type=float, default=d.grace,
+                   help=f"seconds in-flight requests get to finish on shutdown (default: {d.grace:g})")
+    p.add_argument("--threads", type=int, default=grpc_d.threads,
+                   help=f"handler threads of each front end: the cap on requests each serves at once "
+                        f"(default: {grpc_d.threads})")
+    p.add_argument("--ort-threads", type=int, default=d.models.ort_threads,
                    help="onnxruntime intra-op threads per model; 0 lets onnxruntime choose "
-                        f"(default: {d.ort_threads})")
+                        f"(default: {d.models.ort_threads})")
     return p
+
+
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    limits = Limits(args.max_batch, args.batch_delay_ms / 1000, args.max_request_images, args.instances,
+                    int(args.max_decode_mib * MIB), int(args.decode_budget_mib * MIB))
+    models = ModelsConfig(Path(args.models), args.model_name, args.device, limits, args.strict,
+                          args.strict_readiness == "true", args.ort_threads)
+    grpc = None if args.grpc_port is None else GrpcConfig(
+        args.grpc_port, args.threads, args.tls_cert and Path(args.tls_cert), args.tls_key and Path(args.tls_key))
+    http = None if args.http_port is None else HttpConfig(args.http_port, args.threads, tuple(args.cors_origin))
+    return ServeConfig(models, args.host, grpc, http, args.metrics_port, args.grace)
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def keep_freed_memory_returnable() -> None:
@@ -119,58 +154,56 @@ def wait_for_shutdown_signal(read_end: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
-    limits = Limits(args.max_batch, args.batch_delay_ms / 1000, args.max_request_images, args.instances,
-                    int(args.max_decode_mib * MIB), int(args.decode_budget_mib * MIB))
+    config = config_from_args(build_parser().parse_args(argv))
     try:
-        limits.check()
-        if args.workers < 1:
-            raise ValueError(f"--workers {args.workers}: expected at least 1 handler thread")
-    except ValueError as e:
+        config.check()
+    except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    config = ServerConfig(
-        models_dir=Path(args.models), host=args.host, port=args.port, device=args.device, limits=limits,
-        metrics_port=args.metrics_port, tls_cert=args.tls_cert and Path(args.tls_cert),
-        tls_key=args.tls_key and Path(args.tls_key), strict=args.strict,
-        strict_readiness=args.strict_readiness == "true", workers=args.workers, ort_threads=args.ort_threads)
     try:
-        http = HttpConfig(port=args.http_port, host=args.host, cors_origins=tuple(args.cors_origin),
-                          workers=args.workers) if args.http_port is not None else None
-        server, port = create_server(config, http)
+        server = create_server(config)
     except (FileNotFoundError, NotADirectoryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (DeviceError, ModelLoadError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    models = server.core.registry.all_models()
-    for model in models:
-        if model.ready:
-            inputs = ", ".join(f"{t.name} {t.datatype} {list(t.shape)}" for t in model.signature.inputs)
-            log.info("model %s v%s: inputs %s, %s, provider %s", model.name, model.version, inputs,
-                     f"{model.num_classes} classes" if model.num_classes else "not an image classifier",
-                     model.provider)
-        else:
-            log.error("model %s v%s NOT READY: %s", model.name, model.version, model.error)
-    ready = sum(m.ready for m in models)
+    log_models(server)
     keep_freed_memory_returnable()
     gc.freeze()  # the models and modules loaded so far are permanent: keep them out of collections
     shutdown = catch_shutdown_signals()
     server.start()
-    scheme = "grpcs" if config.tls_cert else "grpc"
-    log.info("serving %d models on %s://%s:%d%s (batching: %s); %d not ready", ready, scheme,
-             args.host, port, f", metrics on :{server.metrics_port}/metrics" if server.metrics_port else "",
-             f"up to {args.max_batch} images / {args.batch_delay_ms:g} ms" if args.max_batch else "off",
-             len(models) - ready)
-    if "http" in server.front_ends:
-        log.info("HTTP on http://%s:%d (KServe v2 REST under /v2, playground at /)", args.host,
-                 server.front_ends["http"].port)
+    log_serving(server, config)
     log.info("%s: draining: refusing new requests, giving those received %.1f s to finish",
-             wait_for_shutdown_signal(shutdown), args.grace)
-    server.stop(args.grace)
+             wait_for_shutdown_signal(shutdown), config.grace)
+    server.stop(config.grace)
     log.info("stopped")
     return 0
+
+
+def log_models(server) -> None:
+    for model in server.plane.registry.all_models():
+        if model.ready:
+            inputs = ", ".join(f"{t.name} {t.datatype} {list(t.shape)}" for t in model.signature.inputs)
+            log.info("model %s version %s: inputs %s, %s, provider %s", model.name, model.version, inputs,
+                     f"{model.num_classes} class{'' if model.num_classes == 1 else 'es'}" if model.num_classes
+                     else "not an image classifier", model.provider)
+        else:
+            log.error("model %s version %s NOT READY: %s", model.name, model.version, model.error)
+
+
+def log_serving(server, config: ServeConfig) -> None:
+    models = server.plane.registry.all_models()
+    ready = sum(m.ready for m in models)
+    addresses = " and ".join(f"{f.scheme}://{config.host}:{f.port}" for f in server.front_ends.values())
+    limits = config.models.limits
+    log.info("serving %s on %s%s (batching: %s); %d not ready", plural(ready, "model"), addresses,
+             f", metrics on :{server.metrics_port}/metrics" if server.metrics_port else "",
+             f"up to {limits.max_batch} images / {limits.batch_delay_s * 1000:g} ms" if limits.max_batch else "off",
+             len(models) - ready)
+    if "http" in server.front_ends:
+        log.info("HTTP on http://%s:%d (KServe v2 REST under /v2, playground at /)", config.host,
+                 server.port("http"))
 
 
 if __name__ == "__main__":

@@ -1,29 +1,103 @@
-"""The whole server: one core, the gRPC front end, and (with an HTTP port) the HTTP one.
+"""The composition root: one ServeConfig in, the whole server out. It checks the config
+once, before any model loads, builds the data plane over the models, starts the front ends
+it is asked for (gRPC, HTTP or both) and the metrics endpoint, and owns the drain order.
 
-    server, port = create_server(models_dir="models", port=0, http=HttpConfig(port=0))
-    server.start()                      # both front ends
-    server.front_ends["http"].port      # the HTTP port bound
-    server.stop(grace=5.0)              # both drain together
+    server = create_server(ServeConfig(ModelsConfig(Path("models")), grpc=GrpcConfig(port=0),
+                                       http=HttpConfig(port=0)))
+    server.start()
+    server.port("grpc"), server.port("http")     # the ports bound
+    server.stop(grace=5.0)                       # every front end drains together
 """
 
 from __future__ import annotations
 
-from .grpc.server import ServerConfig, ZooServer
-from .grpc.server import create_server as create_grpc_server
-from .http.config import HttpConfig
+import logging
+import threading
+import time
+
+from .config import ServeConfig
+from .core.dataplane import DataPlane
+from .core.metrics import Metrics
+from .core.registry import ModelRegistry
+
+log = logging.getLogger("serve")
+
+LAME_DUCK_S = 0.25  # how long a draining server keeps its listeners open, refusing new requests
 
 
-def create_server(config: ServerConfig | None = None, http: HttpConfig | None = None,
-                  **overrides) -> tuple[ZooServer, int]:
-    """As serve.grpc.server.create_server, plus the HTTP front end when `http` is given;
-    returns the server and its gRPC port."""
-    server, port = create_grpc_server(config, **overrides)
-    if http is not None:
-        from .http.server import HttpFrontEnd  # aiohttp loads only for a server that serves HTTP
+class ZooServer:
+    """The data plane, the front ends serving it, and the metrics endpoint."""
 
-        try:
-            server.attach("http", HttpFrontEnd(server.core, http))
-        except OSError:
-            server.stop(grace=0)
-            raise
-    return server, port
+    def __init__(self, plane: DataPlane, front_ends: dict[str, object], metrics_port: int | None) -> None:
+        self.plane = plane
+        self.front_ends = front_ends  # name -> a front end: port, scheme, start(), begin_drain(), stop(grace)
+        self.metrics_port = metrics_port
+        self._stopped = threading.Event()
+
+    def port(self, front_end: str) -> int:
+        return self.front_ends[front_end].port
+
+    def start(self) -> None:
+        for front_end in self.front_ends.values():
+            front_end.start()
+
+    def stop(self, grace: float | None = 5.0) -> None:
+        """Drain: readiness false and health NOT_SERVING at once, new inference requests
+        refused, in-flight ones given `grace` seconds to finish; then the batchers and the
+        metrics endpoint stop.
+
+        For a moment (a quarter of the grace, at most LAME_DUCK_S) the listeners stay open
+        while new inference requests are refused with UNAVAILABLE (503): a request that a
+        client is sending just then gets that clean, retryable answer, where a closing
+        listener would cancel it."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.plane.draining.set()
+        for front_end in self.front_ends.values():
+            front_end.begin_drain()
+        if grace:
+            lame_duck = min(LAME_DUCK_S, grace / 4)
+            time.sleep(lame_duck)
+            grace -= lame_duck
+        stopping = [threading.Thread(target=f.stop, args=(grace,), name=f"stop-{name}")
+                    for name, f in self.front_ends.items()]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
+        self.plane.close()
+        self.plane.metrics.close()
+
+
+def build_plane(config: ServeConfig, metrics: Metrics) -> DataPlane:
+    models = config.models
+    registry = ModelRegistry.load_dir(models.models_dir, models.device, strict=models.strict,
+                                      threads=models.ort_threads, model_name=models.model_name)
+    return DataPlane(registry, models.limits, metrics, strict_readiness=models.strict_readiness)
+
+
+def create_server(config: ServeConfig) -> ZooServer:
+    """Check the config, load the models and build the server (not started). Raises
+    ConfigError for a setting that makes no sense (before anything loads),
+    FileNotFoundError for an empty models directory, DeviceError when the device is not
+    really available, ModelLoadError with `strict` and a broken model, OSError for a port
+    that cannot be bound."""
+    config.check()
+    metrics = Metrics()
+    plane = build_plane(config, metrics)
+    front_ends: dict[str, object] = {}
+    try:
+        if config.grpc is not None:
+            from .grpc.server import GrpcFrontEnd  # grpcio loads only for a server that serves gRPC
+
+            front_ends["grpc"] = GrpcFrontEnd(plane, config.grpc, config.host)
+        if config.http is not None:
+            from .http.server import HttpFrontEnd  # aiohttp loads only for a server that serves HTTP
+
+            front_ends["http"] = HttpFrontEnd(plane, config.http, config.host)
+        metrics_port = metrics.serve(config.metrics_port, config.host) if config.metrics_port is not None else None
+    except OSError:
+        ZooServer(plane, front_ends, None).stop(grace=0)
+        raise
+    return ZooServer(plane, front_ends, metrics_port)

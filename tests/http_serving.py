@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import contextlib
 
-from serve.core import Limits
-from serve.http.config import HttpConfig
+from serve.config import HttpConfig
 from serve.server import create_server
+
+from tests.serving import serve_config
 
 
 @contextlib.contextmanager
 def running_both(models_dir, cors_origins=(), **overrides):
     """Yields (server, grpc port, http port)."""
-    limits = overrides.pop("limits", Limits())
-    server, port = create_server(models_dir=models_dir, host="127.0.0.1", port=0, limits=limits,
-                                 http=HttpConfig(port=0, cors_origins=tuple(cors_origins)), **overrides)
+    server = create_server(serve_config(models_dir, http=HttpConfig(port=0, cors_origins=tuple(cors_origins)),
+                                        **overrides))
     server.start()
     try:
-        yield server, port, server.front_ends["http"].port
+        yield server, server.port("grpc"), server.port("http")
     finally:
         server.stop(grace=1.0)

@@ -7,20 +7,33 @@ import time
 
 import grpc
 
+from pathlib import Path
+
+from serve.config import GrpcConfig, HttpConfig, ModelsConfig, ServeConfig
 from serve.core import Limits
 from serve.gen import predictor_pb2_grpc
-from serve.grpc.server import create_server
+from serve.server import create_server
 
 TIMEOUT = 10.0  # every RPC in the tests is bounded
 
 
+def serve_config(models_dir, *, limits: Limits | None = None, grpc: bool = True, http: HttpConfig | None = None,
+                 tls_cert=None, tls_key=None, metrics_port=None, device="cpu", strict=False, strict_readiness=True,
+                 model_name=None) -> ServeConfig:
+    """The server's config for a test: loopback, port 0 for every front end it serves."""
+    return ServeConfig(
+        ModelsConfig(Path(models_dir), model_name, device, limits or Limits(), strict, strict_readiness),
+        host="127.0.0.1", grpc=GrpcConfig(port=0, tls_cert=tls_cert, tls_key=tls_key) if grpc else None,
+        http=http, metrics_port=metrics_port)
+
+
 @contextlib.contextmanager
 def running_server(models_dir, **overrides):
-    limits = overrides.pop("limits", Limits())
-    server, port = create_server(models_dir=models_dir, host="127.0.0.1", port=0, limits=limits, **overrides)
+    """Yields (server, its gRPC port)."""
+    server = create_server(serve_config(models_dir, **overrides))
     server.start()
     try:
-        yield server, port
+        yield server, server.port("grpc")
     finally:
         server.stop(grace=1.0)
 
@@ -28,7 +41,7 @@ def running_server(models_dir, **overrides):
 def slow_down(server, name: str, seconds: float) -> None:
     """Make every onnxruntime run of the served model `name` take `seconds` longer, in the
     direct path and in its batcher alike, so requests overlap on purpose."""
-    model = server.core.registry.models[name]
+    model = server.plane.registry.models[name]
     original = model.run
 
     def run(x):
@@ -36,8 +49,8 @@ def slow_down(server, name: str, seconds: float) -> None:
         return original(x)
 
     model.run = run
-    if model.key in server.core.batchers:
-        server.core.batchers[model.key].run = run
+    if model.key in server.plane.engine.batchers:
+        server.plane.engine.batchers[model.key].run = run
 
 
 @contextlib.contextmanager

@@ -124,8 +124,8 @@ def test_serve_refuses_bad_limits(models_dir, flag):
 
 
 def test_serve_refuses_no_handler_threads(models_dir):
-    result = run_cli("serve", "--models", str(models_dir), "--port", "0", "--workers", "0")
-    assert_one_line_error(result, "--workers 0: expected at least 1 handler thread")
+    result = run_cli("serve", "--models", str(models_dir), "--port", "0", "--threads", "0")
+    assert_one_line_error(result, "--threads 0: expected at least 1 handler thread")
 
 
 def test_interrupted_training_leaves_nothing(tmp_path, data_dir):

@@ -329,14 +329,16 @@ def test_same_message_as_grpc(server):
 
 
 def test_body_over_the_limit_is_413(repo):
-    from serve.http.config import HttpConfig
+    from serve.config import HttpConfig
     from serve.server import create_server
 
-    server, _ = create_server(models_dir=repo, host="127.0.0.1", port=0, http=HttpConfig(port=0, max_body=10_000))
+    from tests.serving import serve_config
+
+    server = create_server(serve_config(repo, http=HttpConfig(port=0, max_body=10_000)))
     server.start()
     try:
         body, headers = infer_body(shape=(4, 1, 28, 28), raw=b"\0" * (4 * 3136))
-        status, _, answer = call(server.front_ends["http"].port, "POST", INFER, body, headers)
+        status, _, answer = call(server.port("http"), "POST", INFER, body, headers)
         assert status == 413
         assert "exceeds this server's limit of 10,000 bytes" in json.loads(answer)["error"]
     finally:
@@ -433,7 +435,7 @@ def test_image_bomb_is_413_with_grpcs_message(models_dir):
         assert status == 413
         assert "(4096x4096 RGBA) takes 80.0 MiB, over this server's limit of 64 MiB per request" in \
             json.loads(answer)["error"]
-        assert server.core.decode_budget.used == 0
+        assert server.plane.decode_budget.used == 0
 
 
 @pytest.mark.parametrize("strict_readiness", [True, False])

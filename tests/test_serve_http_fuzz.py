@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from serve.core import Limits
-from serve.http.config import HttpConfig
+from serve.config import HttpConfig
 from serve.server import create_server
-from tests.serving import TIMEOUT
+from tests.serving import TIMEOUT, serve_config
 
 SEED = 20261129
 REQUESTS = 300
@@ -27,10 +27,10 @@ PATHS = [INFER, "/v2/models/lenet5-mnist/predict", "/v2/models/lenet5-mnist/feat
 
 @pytest.fixture(scope="module")
 def port(models_dir):
-    server, _ = create_server(models_dir=models_dir, host="127.0.0.1", port=0, limits=Limits(max_request_images=16),
-                              http=HttpConfig(port=0, max_body=MAX_BODY))
+    server = create_server(serve_config(models_dir, limits=Limits(max_request_images=16),
+                                        http=HttpConfig(port=0, max_body=MAX_BODY)))
     server.start()
-    yield server.front_ends["http"].port
+    yield server.port("http")
     server.stop(grace=1.0)
 
 

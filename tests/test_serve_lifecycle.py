@@ -17,9 +17,9 @@ from serve.core import Limits
 from serve.core.device import DeviceError, make_session
 from serve.gen import predictor_pb2 as pb
 from serve.core.registry import ModelLoadError
-from serve.grpc.server import create_server
+from serve.server import create_server
 from bench.server_process import start_server
-from tests.serving import TIMEOUT, predictor_stub, running_server, slow_down
+from tests.serving import TIMEOUT, predictor_stub, running_server, serve_config, slow_down
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -56,7 +56,8 @@ def test_reflection_lists_every_service(models_dir):
 
 def test_drain_finishes_in_flight_requests_and_turns_health_off(models_dir, mnist_batch):
     _, x, _ = mnist_batch
-    server, port = create_server(models_dir=models_dir, port=0, limits=Limits(max_batch=0))
+    server = create_server(serve_config(models_dir, limits=Limits(max_batch=0)))
+    port = server.port("grpc")
     slow_down(server, "lenet5-mnist", 1.0)
     server.start()
     results, statuses = [], []
@@ -74,8 +75,8 @@ def test_drain_finishes_in_flight_requests_and_turns_health_off(models_dir, mnis
     stopper = threading.Thread(target=server.stop, kwargs={"grace": 5.0})
     stopper.start()
     time.sleep(0.1)
-    statuses.append(server.health._server_status[""])  # noqa: SLF001  (the servicer's own table)
-    statuses.append(server.core.readiness.server_ready())  # what ServerReady answers
+    statuses.append(server.front_ends["grpc"].health._server_status[""])  # noqa: SLF001  (the servicer's own table)
+    statuses.append(server.plane.readiness.server_ready())  # what ServerReady answers
     for c in clients + [stopper]:
         c.join(TIMEOUT)
     assert statuses == [NOT_SERVING, False]
@@ -94,7 +95,7 @@ def test_deadline_frees_the_work_and_server_stays_healthy(models_dir, mnist_batc
                 stub.Predict(request, timeout=0.8)
             assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             time.sleep(1.0)
-            stats = server.core.stats["lenet5-mnist", "1"]
+            stats = server.plane.engine.stats["lenet5-mnist", "1"]
             assert stats.execution_count <= 3  # the rest of the request never ran
             assert time.monotonic() - start < 5
         assert health_status(port) == SERVING
@@ -115,7 +116,7 @@ def test_broken_model_is_reported_not_ready(models_dir, tmp_path):
         assert health_status(port, "broken") == NOT_SERVING
         assert health_status(port) == NOT_SERVING  # strict readiness: not every model is ready
     with pytest.raises(ModelLoadError, match="broken.onnx"):
-        create_server(models_dir=tmp_path, port=0, strict=True)
+        create_server(serve_config(tmp_path, strict=True))
 
 
 def test_cuda_fails_closed_on_a_machine_without_it(models_dir):

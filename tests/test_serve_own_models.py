@@ -99,7 +99,7 @@ def infer_input(name: str, x: np.ndarray, datatype: str = "FP32") -> triton.Infe
 
 
 def test_every_model_is_ready(server):
-    registry = server[0].core.registry
+    registry = server[0].plane.registry
     assert {(m.name, m.version): m.error for m in registry.all_models()} == {
         ("fixed1", "1"): "", ("lenet5-mnist", "1"): "", ("lenet5-triton", "1"): "", ("my-lenet5", "1"): "",
         ("pair", "1"): "", ("rgb-cnn", "1"): "", ("versioned", "1"): "", ("versioned", "2"): ""}
@@ -154,7 +154,7 @@ def test_rgb_cnn_from_a_png_and_through_model_infer(server, client, repo, capsys
 
 def test_external_data_resolves_beside_the_model(server, repo):
     assert (repo / "rgb-cnn.onnx.data").is_file() and Path.cwd() != repo
-    model = server[0].core.registry.get("rgb-cnn")
+    model = server[0].plane.registry.get("rgb-cnn")
     assert model.ready and model.path == repo / "rgb-cnn.onnx"
 
 

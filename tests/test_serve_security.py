@@ -13,7 +13,7 @@ import pytest
 
 from serve.gen import predictor_pb2 as pb
 from serve.gen import predictor_pb2_grpc
-from serve.grpc.server import ServerConfig
+from serve.config import ServeConfig
 from tests.serving import TIMEOUT, predictor_stub, running_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,9 +60,9 @@ def test_tls_with_a_self_signed_certificate(models_dir, tmp_path, mnist_batch):
 
 def test_loopback_and_caps_by_default():
     from serve.__main__ import build_parser
-    from serve.grpc.server import MAX_MESSAGE_BYTES
+    from serve.config import MAX_MESSAGE_BYTES
 
-    assert ServerConfig().host == "127.0.0.1"
+    assert ServeConfig().host == "127.0.0.1"
     assert build_parser().parse_args([]).host == "127.0.0.1"
     assert MAX_MESSAGE_BYTES == 32 * 1024 * 1024
 

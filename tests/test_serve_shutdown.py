@@ -167,7 +167,7 @@ def test_a_body_that_is_not_protobuf_is_invalid_argument(models_dir, mnist_batch
                                                 timeout=TIMEOUT)
                 assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
                 assert "is not a valid" in info.value.details() and "\n" not in info.value.details()
-        counted = sum(s.value for m in server.core.metrics.registry.collect() if m.name == "zoo_undecodable_requests"
+        counted = sum(s.value for m in server.plane.metrics.registry.collect() if m.name == "zoo_undecodable_requests"
                       for s in m.samples if s.name.endswith("_total"))
     assert counted == 9
     assert not [r for r in caplog.records if r.exc_info]  # never a traceback
@@ -200,4 +200,4 @@ def test_images_are_bounded_in_bytes_from_their_headers(models_dir):
                 images=[ok.getvalue()] * 8)), timeout=TIMEOUT)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "(4096x4096 RGBA) takes 80.0 MiB, over this server's limit of 64 MiB per request" in info.value.details()
-    assert len(response.predictions) == 8 and server.core.decode_budget.used == 0
+    assert len(response.predictions) == 8 and server.plane.decode_budget.used == 0

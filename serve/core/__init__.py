@@ -1,23 +1,21 @@
 """The protocol-neutral serving core. Nothing here imports grpc or sees a request context.
 
-A front end (serve.grpc; serve.http) does, per request:
+A front end (serve.grpc; serve.http), per request:
 
-    core.admit()                                  # UNAVAILABLE once draining began
-    model = core.registry.get(name, version)      # NOT_FOUND / UNAVAILABLE
-    with core.expecting(model) as announcement:   # lets a gathering batch wait for it
-        # Predict-style: model.classifier(), then decode.decode_images(...) or decode_tensor(...)
-        # KServe-style: decode.decode_inputs(model, [InputTensor(...)], ...) and resolve_outputs(...)
-        outputs = core.infer_all(model, feed, time_left_s=..., is_active=..., announcement=announcement)
-        # or logits = core.infer(model, x, ...) for an image classifier's batch
+    plane.admit(CALLS["infer"])                  # UNAVAILABLE once draining began (inference calls)
+    response = plane.infer(InferRequest(...))    # or predict, features, model_metadata, ...
 
-and turns a RequestError (its `code` is a Code) into its own status, once, at its edge.
-`core.readiness` gives the one readiness rule (server_ready, model_ready) for every health
-signal; `core.metrics` counts what the front end observes.
+converting its protocol's request into a record of serve.core.records and the answer back,
+and turning a RequestError (its `code` is a Code) into its own status, once, at its edge.
+`plane.readiness` gives the one readiness rule (server_ready, model_ready) for every
+health signal; `plane.metrics` counts what the front end observes.
 """
 
+from .calls import CALLS, Call
+from .dataplane import DataPlane
 from .errors import Code, RequestError
-from .inference import InferenceCore, ModelStats, softmax
 from .limits import DecodeBudget, Limits
+from .ranking import softmax
 from .readiness import Readiness
 
-__all__ = ["Code", "DecodeBudget", "InferenceCore", "Limits", "ModelStats", "Readiness", "RequestError", "softmax"]
+__all__ = ["CALLS", "Call", "Code", "DataPlane", "DecodeBudget", "Limits", "Readiness", "RequestError", "softmax"]

@@ -31,14 +31,24 @@ import numpy as np
 from .errors import unavailable
 
 RunFn = Callable[[np.ndarray], np.ndarray]
-# Called after each onnxruntime run with (images in the batch, seconds it took).
-BatchHook = Callable[[int, float], None]
+# Called after each onnxruntime run with (images in the batch, seconds gathering the
+# requests' images into one array, seconds of the run, seconds handing out the slices).
+BatchHook = Callable[[int, float, float, float], None]
+
+
+class RunTiming:
+    """Filled in for a caller of `infer`: seconds of the onnxruntime run(s) that answered it."""
+
+    __slots__ = ("compute_s",)
+
+    def __init__(self) -> None:
+        self.compute_s = 0.0
 
 
 class _Request:
     """One queued request: its images, and its answer once there is one."""
 
-    __slots__ = ("x", "is_active", "result", "error", "lead", "event")
+    __slots__ = ("x", "is_active", "result", "error", "lead", "event", "compute_s")
 
     def __init__(self, x: np.ndarray, is_active: Callable[[], bool]) -> None:
         self.x = x
@@ -47,6 +57,7 @@ class _Request:
         self.error: BaseException | None = None
         self.lead = False  # this request's thread has been made the leader
         self.event = threading.Event()  # set when answered, failed, or made leader
+        self.compute_s = 0.0  # the run that answered it
 
     @property
     def finished(self) -> bool:
@@ -121,13 +132,14 @@ class Batcher:
             raise unavailable("the server is shutting down")
 
     def infer(self, x: np.ndarray, is_active: Callable[[], bool] = lambda: True, timeout: float | None = None,
-              announcement: Announcement | None = None) -> np.ndarray:
-        """Logits for `x` (N, 1, 28, 28), run alone or with other requests. The caller's
-        deadline bounds its wait in the queue."""
+              announcement: Announcement | None = None, timing: RunTiming | None = None) -> np.ndarray:
+        """The model's output for the batch `x`, run alone or with other requests. The
+        caller's deadline bounds its wait in the queue; `timing` learns the run's seconds."""
         if timeout is not None:  # a client may ask for any deadline; threading waits overflow past this
             timeout = min(timeout, threading.TIMEOUT_MAX)
+        timing = timing or RunTiming()
         if len(x) >= self.max_batch:
-            return self._run_full(x, is_active, timeout, announcement)
+            return self._run_full(x, is_active, timeout, announcement, timing)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             self._admit(announcement)
@@ -143,16 +155,18 @@ class Batcher:
                 self._leaders += 1
         if alone:  # nothing queued, nothing on its way: run at once, skipping the queue
             try:
-                return self._timed_run(x)
+                out, timing.compute_s = self._timed_run(x)
+                return out
             finally:
                 with self._lock:
                     self._hand_over()
         if lead or self._follow(request, deadline):
             self._lead(request)
+        timing.compute_s = request.compute_s
         return request.output()
 
     def _run_full(self, x: np.ndarray, is_active: Callable[[], bool], timeout: float | None,
-                  announcement: Announcement | None) -> np.ndarray:
+                  announcement: Announcement | None, timing: RunTiming) -> np.ndarray:
         with self._lock:
             self._admit(announcement)
             self._running_full += 1
@@ -164,7 +178,9 @@ class Batcher:
                 for i in range(0, len(x), self.max_batch):
                     if not is_active():
                         raise concurrent.futures.CancelledError()
-                    parts.append(self._timed_run(x[i : i + self.max_batch]))
+                    out, seconds = self._timed_run(x[i : i + self.max_batch])
+                    parts.append(out)
+                    timing.compute_s += seconds
             finally:
                 self._full_slots.release()
         finally:
@@ -173,12 +189,17 @@ class Batcher:
                 self._idle.notify_all()
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _timed_run(self, x: np.ndarray) -> np.ndarray:
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray, float]:
         start = time.perf_counter()
         out = self.run(x)
+        return out, time.perf_counter() - start
+
+    def _timed_run(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """A run of one request's images alone: nothing to gather or hand out."""
+        out, seconds = self._run(x)
         if self.on_batch:
-            self.on_batch(len(x), time.perf_counter() - start)
-        return out
+            self.on_batch(len(x), 0.0, seconds, 0.0)
+        return out, seconds
 
     def _follow(self, request: _Request, deadline: float | None) -> bool:
         """Wait for the answer; True when this thread was made the leader instead."""
@@ -227,12 +248,16 @@ class Batcher:
         """One onnxruntime run for the batch's live requests, then every owner told."""
         active = [request.is_active() for request in batch]
         live = [request for request, ok in zip(batch, active) if ok]
-        out, failure = None, None
+        out, failure, seconds, gather_s = None, None, 0.0, 0.0
         if live:
             try:
-                out = self._timed_run(live[0].x if len(live) == 1 else np.concatenate([r.x for r in live]))
+                start = time.perf_counter()
+                x = live[0].x if len(live) == 1 else np.concatenate([r.x for r in live])
+                gather_s = time.perf_counter() - start
+                out, seconds = self._run(x)
             except Exception as e:  # onnxruntime failure: every caller in the batch learns of it
                 failure = e
+        start = time.perf_counter()
         with self._lock:
             offset = 0
             for request, ok in zip(batch, active):
@@ -242,8 +267,11 @@ class Batcher:
                     request.error = failure
                 else:
                     request.result = out[offset : offset + len(request.x)]
+                    request.compute_s = seconds
                     offset += len(request.x)
                 request.event.set()
+        if out is not None and self.on_batch:
+            self.on_batch(len(x), gather_s, seconds, time.perf_counter() - start)
 
     def _hand_over(self) -> None:  # under the lock
         """Make the owner of the oldest queued request a leader in this one's place, or stand down."""

@@ -12,7 +12,6 @@ import dataclasses
 import io
 import math
 import warnings
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -20,27 +19,12 @@ from PIL import Image
 
 from .errors import invalid, too_large
 from .limits import MIB, DecodeBudget, Limits
+from .records import InputTensor
 from .registry import ServedModel
 from .signature import DTYPE_OF, DYNAMIC, Classifier, TensorSpec
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # larger images are refused before decoding (bomb guard)
 FLOATS = ("FP16", "FP32", "FP64")
-
-
-@dataclass(frozen=True)
-class InputTensor:
-    """One input of a request as a front end received it, before any check: raw
-    little-endian bytes (`data`) or typed values (`values`), and the field names the
-    client knows them by, for the messages."""
-
-    name: str
-    datatype: str
-    shape: Sequence[int]
-    field: str  # e.g. "inputs[0]" or "tensor"
-    data: bytes | None = None
-    data_field: str = ""  # e.g. "raw_input_contents[0]"
-    values: Sequence | None = None
-    values_field: str = ""  # e.g. "inputs[0].contents.fp32_contents"
 
 
 def check_batch_size(n: int, max_images: int, field: str) -> None:
@@ -96,6 +80,8 @@ def decode_tensor(model: ServedModel, spec: TensorSpec, tensor: InputTensor, max
     """One request tensor as the array for input `spec`. An image classifier's input also
     takes UINT8 raw pixels, normalized here as an image would be. `any_batch`: a batch of
     any size even for a model of fixed batch 1 (Predict, which runs such images one by one)."""
+    if tensor.refusal:
+        raise invalid(tensor.refusal)
     classifier = model.signature.classifier
     image_input = classifier is not None and classifier.input is spec
     allowed = (spec.datatype, "UINT8") if image_input else (spec.datatype,)

@@ -19,18 +19,12 @@ from google.protobuf.message import DecodeError
 from ..gen import onnx_subset_pb2 as onnx_subset
 from .device import first_line
 from .errors import failed_precondition
+from .records import FeatureMap
 from .registry import ServedModel
 
 SHOWN_OPS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 # onnxruntime reads a model with external data from bytes only when told where that data is.
 EXTERNAL_DATA_FOLDER = "session.model_external_initializers_file_folder_path"
-
-
-@dataclass(frozen=True)
-class FeatureLayer:
-    name: str  # the node's name in the graph (or its output's, when unnamed)
-    op: str  # its ONNX op type, e.g. Conv
-    array: np.ndarray  # its output for the image, (1, C, H, W)
 
 
 @dataclass(frozen=True)
@@ -71,8 +65,8 @@ class FeatureMaps:
                 self._tapped[model.key] = _tap(model)
             return self._tapped[model.key]
 
-    def compute(self, model: ServedModel, x: np.ndarray) -> list[FeatureLayer]:
+    def compute(self, model: ServedModel, x: np.ndarray) -> list[FeatureMap]:
         """Every shown layer's output for the normalized image batch `x`, in graph order."""
         tapped = self._get(model)
         arrays = tapped.session.run([t for t, _, _ in tapped.layers], {model.input_name: x})
-        return [FeatureLayer(name, op, array) for (_, op, name), array in zip(tapped.layers, arrays)]
+        return [FeatureMap(name, op, array) for (_, op, name), array in zip(tapped.layers, arrays)]

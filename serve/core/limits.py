@@ -12,7 +12,7 @@ from .errors import too_large
 MIB = 1024 * 1024
 
 
-@dataclass
+@dataclass(frozen=True)
 class Limits:
     max_batch: int = 64  # images per coalesced onnxruntime run; 0 turns dynamic batching off
     batch_delay_s: float = 0.002  # how long the first request of a batch waits for company

@@ -28,7 +28,7 @@ class Metrics:
             ["api", "method"], registry=self.registry)
         self.admitted = Counter(
             "zoo_requests_admitted", "Inference requests taken in as they arrived, before any drain began: "
-            "each runs to the end", ["method"], registry=self.registry)
+            "each runs to the end", ["call"], registry=self.registry)
         self._http = None
         self._children: dict[tuple, tuple] = {}  # label values -> metric children (labels() is slow)
 
@@ -48,6 +48,9 @@ class Metrics:
         count.inc()
         latency.observe(seconds)
 
+    def observe_admitted(self, call: str) -> None:
+        self.admitted.labels(call).inc()
+
     def observe_undecodable(self, api: str, method: str) -> None:
         self.undecodable.labels(api, method).inc()
 
@@ -58,7 +61,11 @@ class Metrics:
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Expose /metrics over HTTP; returns the bound port (port 0 picks a free one)."""
-        self._http, _ = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            self._http, _ = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as e:
+            raise OSError(f"cannot bind the metrics endpoint {host}:{port} (--metrics-port): "
+                          f"{e.strerror or e}") from None
         return self._http.server_port
 
     def close(self) -> None:

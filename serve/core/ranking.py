@@ -1,4 +1,5 @@
-"""Predict's answer, for every front end: per image, the probabilities and the top k classes."""
+"""Ranking scores: Predict's answer (per image, the probabilities and the top k classes) and
+the classification extension's top k strings."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import invalid
-from .inference import softmax
 from .registry import ServedModel
 
 
@@ -26,6 +26,12 @@ class Ranked:
     top_k: list[ClassScore]
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def check_top_k(top_k: int, model: ServedModel) -> int:
     """The number of classes to list: 0 means 1, more than the model has means all."""
     if top_k < 0:
@@ -39,3 +45,11 @@ def rank(logits: np.ndarray, k: int, labels: list[str]) -> list[Ranked]:
     return [Ranked(row_logits.tolist(), row_probs.tolist(),
                    [ClassScore(int(i), labels[i], float(row_probs[i]), float(row_logits[i])) for i in top])
             for row_logits, row_probs, top in zip(logits, probabilities, order)]
+
+
+def classification_strings(logits: np.ndarray, k: int, labels: list[str] | None) -> list[str]:
+    """Triton's classification extension: per image, the top k as 'value:index:label'
+    ('value:index' without labels), row after row."""
+    order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    return [f"{row[i]:f}:{i}:{labels[i]}" if labels else f"{row[i]:f}:{i}"
+            for row, top in zip(logits, order) for i in top]

@@ -237,10 +237,12 @@ class ModelRegistry:
         self.models = {name: _latest(v) for name, v in versions.items()}  # name -> its default version
 
     @classmethod
-    def load_dir(cls, directory: Path, device: str, *, strict: bool = False, threads: int = 0) -> "ModelRegistry":
-        """Every model version in `directory`. A broken one is kept as not ready with its
-        error, unless `strict`, which raises instead. A DeviceError always raises."""
-        sources = find_models(directory)
+    def load_dir(cls, directory: Path, device: str, *, strict: bool = False, threads: int = 0,
+                 model_name: str | None = None) -> "ModelRegistry":
+        """Every model version in `directory` (the one there under `model_name`, if given:
+        see find_models). A broken one is kept as not ready with its error, unless `strict`,
+        which raises instead. A DeviceError always raises."""
+        sources = find_models(directory, model_name)
         if not sources:
             raise FileNotFoundError(f"no models in {directory}: expected <name>.onnx files or "
                                     "<name>/<version>/model.onnx folders")
@@ -262,6 +264,10 @@ class ModelRegistry:
 
     def names(self) -> list[str]:
         return sorted(self.models)
+
+    def metric_label(self, name: str) -> str:
+        """A model name for metric labels: only served names, so clients cannot grow them."""
+        return name if name in self.models else "(other)"
 
     def lookup(self, name: str, version: str = "") -> ServedModel:
         """The model `name` (at `version`, if given, else its latest), ready or not; NOT_FOUND

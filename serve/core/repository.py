@@ -9,6 +9,7 @@ writes it, so one directory serves here and in Triton unchanged:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ class ModelSource:
     name: str
     path: Path  # the .onnx file
     version: str = ""  # "" for a flat file: its model_version says
-    config: object | None = None  # tritonclient's model_config_pb2.ModelConfig, from config.pbtxt
+    config: object | None = None  # Triton's ModelConfig (serve.gen.model_config_pb2), from config.pbtxt
     labels_file: Path | None = None
     error: str = ""
 
@@ -35,8 +36,8 @@ class ModelSource:
 def _parse_config(path: Path):
     """config.pbtxt as Triton's own ModelConfig message (text format, parsed by protobuf)."""
     from google.protobuf import text_format
-    # The schema ships in tritonclient.grpc (whose package imports grpcio); only the message is used.
-    from tritonclient.grpc import model_config_pb2 as mc
+
+    from ..gen import model_config_pb2 as mc
 
     return text_format.Parse(path.read_text(encoding="utf-8"), mc.ModelConfig())
 
@@ -89,17 +90,36 @@ def _repository_model(folder: Path) -> list[ModelSource]:
     return sources
 
 
-def find_models(directory: Path) -> list[ModelSource]:
+def find_models(directory: Path, model_name: str | None = None) -> list[ModelSource]:
     """Every model version in `directory`, sorted by name then version. Raises
-    NotADirectoryError or FileNotFoundError, naming the directory."""
+    NotADirectoryError or FileNotFoundError, naming the directory.
+
+    `model_name`: the directory holds the one model to serve under that name, as KServe's
+    storage initializer leaves a storageUri in /mnt/models: a single `.onnx` file (any
+    name), a model folder itself (`1/model.onnx`, optional config.pbtxt), or a repository
+    of one model. A repository of several models serves them all; the name must be one of
+    them (ValueError naming them, otherwise)."""
     directory = Path(directory)
     if not directory.exists():
         raise FileNotFoundError(f"models directory {directory} does not exist")
     if not directory.is_dir():
         raise NotADirectoryError(f"--models {directory} is a file, not a directory of models")
+    if model_name is not None and _is_model_folder(directory):
+        sources = _repository_model(directory)
+    else:
+        sources = _models_in(directory)
+    if model_name is not None and sources:
+        sources = _named(sources, model_name, directory)
+    return sorted(sources, key=lambda s: (s.name, version_key(s.version)))
+
+
+def _is_model_folder(folder: Path) -> bool:
+    return (folder / "config.pbtxt").is_file() or any(q.is_dir() and q.name.isdigit() for q in folder.iterdir())
+
+
+def _models_in(directory: Path) -> list[ModelSource]:
     folders = {p.name: p for p in directory.iterdir() if p.is_dir() and NAME_PATTERN.match(p.name)}
-    repository = {name: p for name, p in folders.items()
-                  if (p / "config.pbtxt").is_file() or any(q.is_dir() and q.name.isdigit() for q in p.iterdir())}
+    repository = {name: p for name, p in folders.items() if _is_model_folder(p)}
     sources = []
     for path in sorted(directory.glob("*.onnx")):
         if not NAME_PATTERN.match(path.stem):
@@ -112,7 +132,21 @@ def find_models(directory: Path) -> list[ModelSource]:
             sources.append(ModelSource(path.stem, path))
     for folder in repository.values():
         sources.extend(_repository_model(folder))
-    return sorted(sources, key=lambda s: (s.name, version_key(s.version)))
+    return sources
+
+
+def _named(sources: list[ModelSource], model_name: str, directory: Path) -> list[ModelSource]:
+    """The one model of `sources` renamed `model_name`; several left as they are, if one is it."""
+    if not NAME_PATTERN.match(model_name):
+        raise ValueError(f"--model-name {model_name[:80]!r} is not valid: expected 1-128 letters, digits, '.', "
+                         "'_' or '-', starting with a letter or digit")
+    names = sorted({s.name for s in sources})
+    if len(names) == 1:
+        return [dataclasses.replace(s, name=model_name) for s in sources]
+    if model_name not in names:
+        raise ValueError(f"--model-name {model_name}: {directory} holds several models ({', '.join(names)}) and "
+                         "none of them has that name")
+    return sources
 
 
 def version_key(version: str) -> int:

@@ -1,5 +1,5 @@
 """The one place where the core's RequestError becomes a gRPC status, and every servicer
-method's outcome a metric."""
+method's outcome a metric; and what each method is (its serve.core.calls Call)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import time
 
 import grpc
 
+from ..core.calls import Call, call
 from ..core.errors import Code, RequestError, invalid
 from ..core.ratelimit import RateLimitedLog
+from ..core.records import Deadline
 from .services import Undecodable
 
 log = logging.getLogger("serve")
@@ -19,18 +21,21 @@ undecodable_log = RateLimitedLog(log)
 STATUS = {code: grpc.StatusCode[code.name] for code in Code}
 
 
-def handler(api: str, method: str, model_field: str | None = None):
-    """Wrap a servicer method: RequestError -> its status, anything else -> INTERNAL (logged),
-    and every outcome counted and timed in the metrics."""
+def handler(api: str, method: str, call_name: str, model_field: str | None = None):
+    """Wrap a servicer method that is the call `call_name`: RequestError -> its status,
+    anything else -> INTERNAL (logged), and every outcome counted and timed in the metrics.
+    The wrapper carries its Call (`.call`) for admission."""
+    declared = call(call_name)
 
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(self, request, context):
             start = time.perf_counter()
             code = grpc.StatusCode.OK
+            plane = self.plane
             try:
                 if type(request) is Undecodable:
-                    self.core.metrics.observe_undecodable(api, method)
+                    plane.metrics.observe_undecodable(api, method)
                     undecodable_log.warning("%s.%s: %s", api, method, request.describe())
                     raise invalid(request.describe())
                 return fn(self, request, context)
@@ -43,14 +48,20 @@ def handler(api: str, method: str, model_field: str | None = None):
                 context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}")
             finally:
                 model = getattr(request, model_field, "") if model_field else ""
-                self.core.metrics.observe_request(api, method, self.core.metric_label(model) if model else "",
-                                                  code.name, time.perf_counter() - start)
+                plane.metrics.observe_request(api, method, plane.registry.metric_label(model) if model else "",
+                                              code.name, time.perf_counter() - start)
 
+        wrapper.call = declared
         return wrapper
 
     return decorate
 
 
-def infer_args(context: grpc.ServicerContext) -> dict:
+def call_of(servicer, method: str) -> Call | None:
+    """The Call a servicer's method was declared as (None: not a handler of ours)."""
+    return getattr(getattr(type(servicer), method, None), "call", None)
+
+
+def deadline(context: grpc.ServicerContext) -> Deadline:
     """The client's deadline and presence, as the core takes them."""
-    return {"time_left_s": context.time_remaining(), "is_active": context.is_active}
+    return Deadline(context.time_remaining(), context.is_active)

@@ -1,20 +1,16 @@
-"""inference.GRPCInferenceService: the KServe v2 protocol, on the stubs tritonclient ships,
-so tritonclient.grpc (and any other KServe client) works unchanged."""
+"""inference.GRPCInferenceService: the KServe v2 protocol, on stubs generated from Triton's
+own .proto files (serve/gen), so tritonclient.grpc and any other KServe client work
+unchanged. Each method converts the protobuf request into the data plane's record, makes
+one data-plane call, and converts the answer back."""
 
 from __future__ import annotations
 
-
-import numpy as np
-from tritonclient.grpc import service_pb2 as kpb
-from tritonclient.grpc import service_pb2_grpc as kpb_grpc
-
-from .. import __version__
-from ..core import InferenceCore
-from ..core.decode import InputTensor, decode_inputs, resolve_outputs
 from ..core.errors import invalid
-from ..core.kserve import (EXTENSIONS, SERVER_NAME, classification_bytes, model_config, model_statistics,
-                           statistics_models)
-from .handler import handler, infer_args
+from ..core.records import InferRequest, InputTensor, RequestedOutput
+from ..core.stats import BATCH_DURATIONS, ModelStatistics
+from ..gen import grpc_service_pb2 as kpb
+from ..gen import grpc_service_pb2_grpc as kpb_grpc
+from .handler import deadline, handler
 
 # The typed contents field that carries each datatype (FP16 travels only as raw bytes).
 CONTENTS = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT8": "int_contents", "INT16": "int_contents",
@@ -24,108 +20,105 @@ CONTENTS = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT8": "int_conte
 PROVIDER_HEADER = "x-execution-provider"
 
 
-def _tell_provider(context, providers: list[str]) -> None:
+def _tell_provider(context, providers) -> None:
     """KServe's metadata messages have no field for it, so it travels as a response header."""
     context.send_initial_metadata(((PROVIDER_HEADER, ",".join(sorted(set(providers)))),))
 
 
+def inputs_of(request: kpb.ModelInferRequest) -> list[InputTensor]:
+    """The request's tensors, from raw_input_contents (one per input) or typed contents."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise invalid(f"raw_input_contents: {len(raw)} entries for {len(request.inputs)} inputs; "
+                      "expected one per input")
+    tensors = []
+    for i, tensor in enumerate(request.inputs):
+        field = f"inputs[{i}]"
+        typed = tensor.HasField("contents") and tensor.contents.ByteSize() > 0  # any typed value
+        if raw:
+            if typed:
+                raise invalid(f"{field}.contents and raw_input_contents are both set; expected only one")
+            tensors.append(InputTensor(tensor.name, tensor.datatype, tensor.shape, field,
+                                       data=raw[i], data_field=f"raw_input_contents[{i}]"))
+        else:
+            contents = CONTENTS.get(tensor.datatype, "")
+            values = getattr(tensor.contents, contents) if contents else ()
+            tensors.append(InputTensor(tensor.name, tensor.datatype, tensor.shape, field, values=values,
+                                       values_field=f"{field}.contents.{contents or 'raw (only)'}"))
+    return tensors
+
+
+def outputs_of(request: kpb.ModelInferRequest) -> list[RequestedOutput]:
+    return [RequestedOutput(out.name, out.parameters["classification"].int64_param
+                            if "classification" in out.parameters else 0) for out in request.outputs]
+
+
+def statistics_message(stats: ModelStatistics) -> kpb.ModelStatistics:
+    duration = kpb.StatisticDuration
+    return kpb.ModelStatistics(
+        name=stats.name, version=stats.version, last_inference=stats.last_inference,
+        inference_count=stats.inference_count, execution_count=stats.execution_count,
+        inference_stats=kpb.InferStatistics(**{key: duration(count=d.count, ns=d.ns)
+                                               for key, d in stats.inference_stats.items()}),
+        batch_stats=[kpb.InferBatchStatistics(batch_size=b.batch_size, **{
+            key: duration(count=getattr(b, key).count, ns=getattr(b, key).ns) for key in BATCH_DURATIONS})
+            for b in stats.batch_stats])
+
+
 class KServeServicer(kpb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, core: InferenceCore) -> None:
-        self.core = core
+    def __init__(self, plane) -> None:
+        self.plane = plane
 
-    @handler("kserve", "ServerLive")
+    @handler("kserve", "ServerLive", "server_live")
     def ServerLive(self, request, context):
-        return kpb.ServerLiveResponse(live=True)
+        return kpb.ServerLiveResponse(live=self.plane.live())
 
-    @handler("kserve", "ServerReady")
+    @handler("kserve", "ServerReady", "server_ready")
     def ServerReady(self, request, context):
-        return kpb.ServerReadyResponse(ready=self.core.readiness.server_ready())
+        return kpb.ServerReadyResponse(ready=self.plane.ready())
 
-    @handler("kserve", "ModelReady", "name")
+    @handler("kserve", "ModelReady", "model_ready", "name")
     def ModelReady(self, request, context):
-        model = self.core.registry.lookup(request.name, request.version)
-        return kpb.ModelReadyResponse(ready=self.core.readiness.model_ready(model))
+        return kpb.ModelReadyResponse(ready=self.plane.model_ready(request.name, request.version))
 
-    @handler("kserve", "ServerMetadata")
+    @handler("kserve", "ServerMetadata", "server_metadata")
     def ServerMetadata(self, request, context):
-        _tell_provider(context, [m.provider for m in self.core.registry.models.values() if m.ready])
-        return kpb.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=EXTENSIONS)
+        meta = self.plane.server_metadata()
+        _tell_provider(context, meta.providers)
+        return kpb.ServerMetadataResponse(name=meta.name, version=meta.version, extensions=meta.extensions)
 
-    @handler("kserve", "ModelMetadata", "name")
+    @handler("kserve", "ModelMetadata", "model_metadata", "name")
     def ModelMetadata(self, request, context):
-        model = self.core.registry.get(request.name, request.version)
-        _tell_provider(context, [model.provider])
-        meta = kpb.ModelMetadataResponse.TensorMetadata
+        meta = self.plane.model_metadata(request.name, request.version)
+        _tell_provider(context, [meta.provider])
+        tensor = kpb.ModelMetadataResponse.TensorMetadata
         return kpb.ModelMetadataResponse(
-            name=model.name, versions=[model.version], platform="onnxruntime_onnx",
-            inputs=[meta(name=t.name, datatype=t.datatype, shape=t.shape) for t in model.signature.inputs],
-            outputs=[meta(name=t.name, datatype=t.datatype, shape=t.shape) for t in model.signature.outputs],
-        )
+            name=meta.name, versions=meta.versions, platform=meta.platform,
+            inputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.inputs],
+            outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.outputs])
 
-    @handler("kserve", "ModelConfig", "name")
+    @handler("kserve", "ModelConfig", "model_config", "name")
     def ModelConfig(self, request, context):
-        model = self.core.registry.get(request.name, request.version)
-        return kpb.ModelConfigResponse(config=model_config(self.core, model))
+        return kpb.ModelConfigResponse(config=self.plane.model_config(request.name, request.version))
 
-    @handler("kserve", "ModelStatistics", "name")
+    @handler("kserve", "ModelStatistics", "model_statistics", "name")
     def ModelStatistics(self, request, context):
-        models = statistics_models(self.core.registry, request.name, request.version)
-        return kpb.ModelStatisticsResponse(model_stats=[model_statistics(self.core, m) for m in models])
+        return kpb.ModelStatisticsResponse(model_stats=[
+            statistics_message(s) for s in self.plane.statistics(request.name, request.version)])
 
-    @handler("kserve", "RepositoryIndex")
+    @handler("kserve", "RepositoryIndex", "repository_index")
     def RepositoryIndex(self, request, context):
         return kpb.RepositoryIndexResponse(models=[
-            kpb.RepositoryIndexResponse.ModelIndex(
-                name=m.name, version=m.version, state="READY" if m.ready else "UNAVAILABLE", reason=m.error)
-            for m in self.core.registry.all_models()
-            if not request.ready or m.ready])
+            kpb.RepositoryIndexResponse.ModelIndex(name=e.name, version=e.version, state=e.state, reason=e.reason)
+            for e in self.plane.repository_index(request.ready)])
 
-    def _inputs(self, request) -> list[InputTensor]:
-        """The request's tensors, from raw_input_contents (one per input) or typed contents."""
-        raw = request.raw_input_contents
-        if raw and len(raw) != len(request.inputs):
-            raise invalid(f"raw_input_contents: {len(raw)} entries for {len(request.inputs)} inputs; "
-                          "expected one per input")
-        tensors = []
-        for i, tensor in enumerate(request.inputs):
-            field = f"inputs[{i}]"
-            typed = tensor.HasField("contents") and tensor.contents.ByteSize() > 0  # any typed value
-            if raw:
-                if typed:
-                    raise invalid(f"{field}.contents and raw_input_contents are both set; expected only one")
-                tensors.append(InputTensor(tensor.name, tensor.datatype, tensor.shape, field,
-                                           data=raw[i], data_field=f"raw_input_contents[{i}]"))
-            else:
-                contents = CONTENTS.get(tensor.datatype, "")
-                values = getattr(tensor.contents, contents) if contents else ()
-                tensors.append(InputTensor(tensor.name, tensor.datatype, tensor.shape, field, values=values,
-                                           values_field=f"{field}.contents.{contents or 'raw (only)'}"))
-        return tensors
-
-    @staticmethod
-    def _wanted(request) -> list[tuple[str, int]]:
-        return [(out.name, out.parameters["classification"].int64_param if "classification" in out.parameters
-                 else 0) for out in request.outputs]
-
-    @handler("kserve", "ModelInfer", "model_name")
+    @handler("kserve", "ModelInfer", "infer", "model_name")
     def ModelInfer(self, request, context):
-        model = self.core.registry.get(request.model_name, request.model_version)
-        with self.core.expecting(model) as announcement:
-            feed = decode_inputs(model, self._inputs(request), self.core.limits.max_request_images)
-            outputs = resolve_outputs(model, self._wanted(request))
-            results = self.core.infer_all(model, feed, announcement=announcement, **infer_args(context))
-        response = kpb.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
-        for index, k in outputs:
-            spec, array = model.signature.outputs[index], results[index]
-            tensor = response.outputs.add(name=spec.name)
-            if k:
-                classifier, k = model.signature.classifier, min(k, array.shape[1])
-                labels = model.labels if classifier and spec is classifier.output else None
-                tensor.datatype = "BYTES"
-                tensor.shape.extend([len(array), k])
-                response.raw_output_contents.append(classification_bytes(array, k, labels))
-            else:
-                tensor.datatype = spec.datatype
-                tensor.shape.extend(array.shape)
-                response.raw_output_contents.append(np.ascontiguousarray(array, spec.dtype).tobytes())
+        answer = self.plane.infer(InferRequest(request.model_name, request.model_version, request.id,
+                                               inputs_of(request), outputs_of(request), deadline(context)))
+        response = kpb.ModelInferResponse(model_name=answer.model_name, model_version=answer.model_version,
+                                          id=answer.id)
+        for tensor in answer.outputs:
+            response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+            response.raw_output_contents.append(tensor.raw())
         return response

@@ -1,6 +1,8 @@
-"""The aiohttp application: the routes, and one middleware that turns every outcome into a
-status (RequestError and aiohttp's refusals as {"error": ...}, a bug of ours as 500,
-logged), counts it in the metrics, and adds CORS headers for the allowed origins."""
+"""The aiohttp application: the routes, and one middleware (the edge) that admits each
+request as the call it is (serve.core.calls: an inference call is refused once draining
+began), turns every outcome into a status (RequestError and aiohttp's refusals as
+{"error": ...}, a bug of ours as 500, logged), counts it in the metrics, and adds CORS
+headers for the allowed origins."""
 
 from __future__ import annotations
 
@@ -10,19 +12,15 @@ from concurrent.futures import Executor
 
 from aiohttp import web
 
-from ..core import InferenceCore, RequestError
-from ..core.features import FeatureMaps
+from ..core import RequestError
+from ..core.dataplane import DataPlane
 from . import images, kserve, playground
-from .blocking import CORE, CORS_ORIGINS, EXECUTOR, FEATURE_MAPS, MAX_BODY
+from .blocking import CORS_ORIGINS, EXECUTOR, MAX_BODY, PLANE
 from .errors import error_response, from_http_exception, from_request_error
 from .playground import STATIC
+from .routes import call_of_route
 
 log = logging.getLogger("serve")
-
-INFERENCE_ROUTES = frozenset(f"{name}{suffix}" for name in ("infer", "predict", "features")
-                             for suffix in ("", "_version"))
-
-
 
 def _cors_headers(request: web.Request, origins: tuple[str, ...]) -> dict[str, str]:
     origin = request.headers.get("Origin")
@@ -48,8 +46,9 @@ async def edge(request: web.Request, handler) -> web.StreamResponse:
         if request.method == "OPTIONS" and cors and "Access-Control-Request-Method" in request.headers:
             response = _preflight(request, cors)
         else:
-            if request.match_info.route.name in INFERENCE_ROUTES:  # refused (503) once draining began;
-                app[CORE].admit()  # readiness and metadata keep answering, as over gRPC
+            call = call_of_route(request.match_info.route.name)
+            if call is not None:  # an inference call is refused (503) once draining began;
+                app[PLANE].admit(call)  # readiness and metadata keep answering, as over gRPC
             response = await handler(request)
     except RequestError as e:
         response = from_request_error(e)
@@ -62,20 +61,19 @@ async def edge(request: web.Request, handler) -> web.StreamResponse:
         response.headers.update(cors)
     route = request.match_info.route.name or "(none)"
     model = request.match_info.get("model", "")
-    core = app[CORE]
-    core.metrics.observe_request("http", route, core.metric_label(model) if model else "", str(response.status),
-                                 time.perf_counter() - start)
+    plane = app[PLANE]
+    plane.metrics.observe_request("http", route, plane.registry.metric_label(model) if model else "",
+                                  str(response.status), time.perf_counter() - start)
     return response
 
 
-def build_app(core: InferenceCore, executor: Executor, max_body: int, cors_origins: tuple[str, ...] = ()
+def build_app(plane: DataPlane, executor: Executor, max_body: int, cors_origins: tuple[str, ...] = ()
               ) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[edge])
-    app[CORE] = core
+    app[PLANE] = plane
     app[EXECUTOR] = executor
     app[MAX_BODY] = max_body
     app[CORS_ORIGINS] = tuple(cors_origins)
-    app[FEATURE_MAPS] = FeatureMaps()
     app.add_routes(kserve.ROUTES + images.ROUTES + playground.ROUTES)
-    app.router.add_static("/static/", STATIC, name="static")
+    app.router.add_static("/static/", STATIC, name="page:static")
     return app

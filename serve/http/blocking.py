@@ -1,4 +1,4 @@
-"""What every HTTP handler needs: the core, the model named in the path, whether the
+"""What every HTTP handler needs: the data plane, the model named in the path, whether the
 client is still there, and a way to run blocking work (decoding, onnxruntime) off the
 event loop, in the front end's worker threads."""
 
@@ -10,18 +10,16 @@ from typing import Callable
 
 from aiohttp import web
 
-from ..core import InferenceCore
-from ..core.features import FeatureMaps
+from ..core.dataplane import DataPlane
 
-CORE = web.AppKey("core", InferenceCore)
+PLANE = web.AppKey("plane", DataPlane)
 EXECUTOR = web.AppKey("executor", Executor)
 MAX_BODY = web.AppKey("max_body", int)
 CORS_ORIGINS = web.AppKey("cors_origins", tuple)
-FEATURE_MAPS = web.AppKey("feature_maps", FeatureMaps)
 
 
-def core_of(request: web.Request) -> InferenceCore:
-    return request.app[CORE]
+def plane_of(request: web.Request) -> DataPlane:
+    return request.app[PLANE]
 
 
 def model_of(request: web.Request) -> tuple[str, str]:

@@ -1,6 +1,6 @@
 """Images for people with curl: POST a PNG or JPEG (raw body, or multipart form fields with
 files) to /v2/models/{model}/predict?top_k=3 and get labels and probabilities as JSON, the
-same answer as gRPC Predict; .../features answers the feature maps the playground draws."""
+same answer as gRPC Predict."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import dataclasses
 
 from aiohttp import web
 
-from ..core.decode import decode_images
 from ..core.errors import invalid
-from ..core.preprocess import Preparer, Preprocessing
-from ..core.ranking import check_top_k, rank
-from .blocking import blocking, client_present, core_of, model_of
+from ..core.preprocess import Preprocessing
+from ..core.records import Deadline, PredictRequest
+from .blocking import blocking, client_present, model_of, plane_of
 from .errors import query_bool, query_int
-from .kserve import model_routes
+from .routes import model_routes
+
 
 async def image_files(request: web.Request) -> list[bytes]:
     """The images of a request: every file of a multipart form, or the raw body as one."""
@@ -35,33 +35,24 @@ async def image_files(request: web.Request) -> list[bytes]:
     return [body]
 
 
-def preparer(request: web.Request, model) -> Preparer:
+def preprocessing(request: web.Request) -> Preprocessing:
     """The preprocessing the query asks for: ?auto_invert=false, ?frame=false turn each off."""
-    return Preparer(model, Preprocessing(auto_invert=query_bool(request, "auto_invert", True),
-                                         frame=query_bool(request, "frame", True)))
+    return Preprocessing(auto_invert=query_bool(request, "auto_invert", True), frame=query_bool(request, "frame", True))
 
 
 async def predict(request: web.Request) -> web.Response:
-    core = core_of(request)
-    model = core.registry.get(*model_of(request))
-    model.classifier()  # 400 (failed precondition) for a model that takes no images
-    k = check_top_k(query_int(request, "top_k", 1), model)
-    prepare = preparer(request, model)
+    name, version = model_of(request)
+    top_k = query_int(request, "top_k", 1)
+    prepared = preprocessing(request)
     files = await image_files(request)
-    present = client_present(request)
-
-    def run():
-        with core.expecting(model) as announcement:
-            x = decode_images(files, model, "images", core.limits, core.decode_budget, prepare=prepare)
-            return core.infer(model, x, is_active=present, announcement=announcement)
-
-    logits = await blocking(request, run)
+    predict_request = PredictRequest(name, version, images=files, top_k=top_k, preprocessing=prepared,
+                                     deadline=Deadline(is_active=client_present(request)))
+    answer = await blocking(request, plane_of(request).predict, predict_request)
     return web.json_response({
-        "model": model.name, "version": model.version, "execution_provider": model.provider,
-        "predictions": [{"top_k": [dataclasses.asdict(s) for s in r.top_k], "inverted": inverted, "framed": framed,
-                         "probabilities": r.probabilities, "logits": r.logits}
-                        for r, inverted, framed in zip(rank(logits, k, model.labels), prepare.inverted,
-                                                       prepare.framed)]})
+        "model": answer.model_name, "version": answer.model_version, "execution_provider": answer.provider,
+        "predictions": [{"top_k": [dataclasses.asdict(s) for s in p.ranked.top_k], "inverted": p.inverted,
+                         "framed": p.framed, "probabilities": p.ranked.probabilities, "logits": p.ranked.logits}
+                        for p in answer.predictions]})
 
 
 ROUTES = [*model_routes("/predict", "POST", predict, "predict")]

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ..core.decode import decode_images
 from ..core.errors import invalid
-from .blocking import FEATURE_MAPS, blocking, core_of, model_of
-from .images import preparer
-from .kserve import model_routes
+from ..core.records import FeaturesRequest
+from .blocking import blocking, model_of, plane_of
+from .images import preprocessing
+from .routes import model_routes, route
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -21,24 +21,17 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 async def features(request: web.Request) -> web.Response:
-    core = core_of(request)
-    model = core.registry.get(*model_of(request))
-    model.classifier()
+    name, version = model_of(request)
+    prepared = preprocessing(request)
     body = await request.read()
     if not body:
         raise invalid("request body: empty; expected a PNG or JPEG image")
-    maps = request.app[FEATURE_MAPS]
-    prepare = preparer(request, model)
-
-    def run():
-        x = decode_images([body], model, "images", core.limits, core.decode_budget, prepare=prepare)
-        return x, maps.compute(model, x)
-
-    x, layers = await blocking(request, run)
+    answer = await blocking(request, plane_of(request).features, FeaturesRequest(name, version, body, prepared))
     return web.json_response({
-        "model": model.name, "inverted": prepare.inverted[0], "framed": prepare.framed[0], "input": {"shape": list(x.shape), "data": x.ravel().tolist()},
+        "model": answer.model_name, "inverted": answer.inverted, "framed": answer.framed,
+        "input": {"shape": list(answer.input.shape), "data": answer.input.ravel().tolist()},
         "layers": [{"name": layer.name, "op": layer.op, "shape": list(layer.array.shape),
-                    "data": layer.array.ravel().tolist()} for layer in layers]})
+                    "data": layer.array.ravel().tolist()} for layer in answer.layers]})
 
 
-ROUTES = [web.get("/", index, name="playground"), *model_routes("/features", "POST", features, "features")]
+ROUTES = [route("GET", "/", index, "page"), *model_routes("/features", "POST", features, "features")]

@@ -1,8 +1,8 @@
 """The HTTP front end's life: its socket is bound when it is built (so a port in use fails
 at start-up, like gRPC's), and it serves on its own thread with its own asyncio event loop;
-blocking work runs in its own worker threads. ZooServer starts and drains it beside gRPC.
+blocking work runs in its own worker threads. serve.server starts and drains it.
 
-    front = HttpFrontEnd(core, HttpConfig(port=0))
+    front = HttpFrontEnd(plane, HttpConfig(port=0), host="127.0.0.1")
     front.start(); ...; front.stop(grace=5.0)
 """
 
@@ -16,36 +16,37 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from ..core import InferenceCore
-from .app import build_app
+from ..config import HttpConfig
+from ..core.dataplane import DataPlane
 from . import parser_log
-from .config import HttpConfig
+from .app import build_app
 
 log = logging.getLogger("serve")
 
 class HttpFrontEnd:
     name = "http"
 
-    def __init__(self, core: InferenceCore, config: HttpConfig) -> None:
-        self.core = core
+    def __init__(self, plane: DataPlane, config: HttpConfig, host: str) -> None:
+        self.plane = plane
         self.config = config
-        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._socket = socket.socket(family, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            self._socket.bind((config.host, config.port))
+            self._socket.bind((host, config.port))
         except OSError as e:
             self._socket.close()
-            raise OSError(f"cannot bind HTTP {config.host}:{config.port} ({e.strerror or e})") from None
+            raise OSError(f"cannot bind HTTP {host}:{config.port} ({e.strerror or e})") from None
         self.port = self._socket.getsockname()[1]
-        self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix="http")
+        self.scheme = "http"
+        self._executor = ThreadPoolExecutor(config.threads, thread_name_prefix="http")
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         parser_log.install()
-        app = build_app(self.core, self._executor, self.config.max_body, self.config.cors_origins)
+        app = build_app(self.plane, self._executor, self.config.max_body, self.config.cors_origins)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         started = threading.Event()
 
@@ -63,6 +64,10 @@ class HttpFrontEnd:
         self._thread.start()
         if not started.wait(10):
             raise RuntimeError("the HTTP front end did not start within 10 s")
+
+    def begin_drain(self) -> None:
+        """Nothing to do at once: the data plane is draining, so inference calls get 503 and
+        /v2/health/ready says 503."""
 
     def stop(self, grace: float | None) -> None:
         """Stop listening, give in-flight requests `grace` seconds, then end the loop. The core

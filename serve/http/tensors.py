@@ -11,10 +11,8 @@ from dataclasses import dataclass
 import fastjsonschema
 import numpy as np
 
-from ..core.decode import InputTensor
 from ..core.errors import invalid
-from ..core.kserve import bytes_elements, classification_strings
-from ..core.registry import ServedModel
+from ..core.records import Deadline, InferRequest, InferResponse, InputTensor, RequestedOutput
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _PARAMETERS = {"type": "object"}
@@ -53,13 +51,12 @@ validate_index_request = fastjsonschema.compile({"type": "object", "properties":
 
 
 @dataclass(frozen=True)
-class InferRequest:
-    id: str
-    inputs: list[InputTensor]
-    outputs: list[tuple[str, int]]  # (name, classification count or 0)
-    binary_outputs: dict[str, bool]
+class RestInfer:
+    """An inference request as the data plane takes it, and how its answer is to be sent."""
+
+    request: InferRequest
+    binary_outputs: dict[str, bool]  # output name -> as binary data (else JSON)
     binary_default: bool
-    time_left_s: float | None
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
@@ -101,7 +98,8 @@ def _json_values(data: list, field: str) -> np.ndarray:
     return values.ravel()
 
 
-def decode_request(body: bytes, header_length: str | None) -> InferRequest:
+def decode_request(body: bytes, header_length: str | None, model: str, version: str,
+                   is_active) -> RestInfer:
     header, binary = split_body(body, header_length)
     request = parse_header(header)
     tensors, offset = [], 0
@@ -131,42 +129,30 @@ def decode_request(body: bytes, header_length: str | None) -> InferRequest:
     parameters = request.get("parameters", {})
     outputs = request.get("outputs", [])
     timeout_us = parameters.get("timeout")
-    return InferRequest(
-        id=request.get("id", ""),
-        inputs=tensors,
-        outputs=[(o["name"], o.get("parameters", {}).get("classification", 0)) for o in outputs],
+    return RestInfer(
+        InferRequest(model, version, request.get("id", ""), tensors,
+                     [RequestedOutput(o["name"], o.get("parameters", {}).get("classification", 0)) for o in outputs],
+                     Deadline(timeout_us / 1e6 if timeout_us else None, is_active)),
         binary_outputs={o["name"]: o["parameters"]["binary_data"] for o in outputs
                         if "binary_data" in o.get("parameters", {})},
         binary_default=parameters.get("binary_data_output", False),
-        time_left_s=timeout_us / 1e6 if timeout_us else None,
     )
 
 
-def encode_response(request: InferRequest, model: ServedModel, outputs: list[tuple[int, int]],
-                    results: list[np.ndarray]) -> tuple[bytes, int | None]:
+def encode_response(rest: RestInfer, answer: InferResponse) -> tuple[bytes, int | None]:
     """The response body and, when binary data follows the JSON, the JSON's length."""
-    header: dict = {"model_name": model.name, "model_version": model.version, "outputs": []}
-    if request.id:
-        header["id"] = request.id
+    header: dict = {"model_name": answer.model_name, "model_version": answer.model_version, "outputs": []}
+    if answer.id:
+        header["id"] = answer.id
     chunks = []
-    for index, k in outputs:
-        spec, array = model.signature.outputs[index], results[index]
-        binary = request.binary_outputs.get(spec.name, request.binary_default)
-        entry: dict = {"name": spec.name}
-        if k:
-            classifier, k = model.signature.classifier, min(k, array.shape[1])
-            labels = model.labels if classifier and spec is classifier.output else None
-            texts = classification_strings(array, k, labels)
-            entry.update(datatype="BYTES", shape=[len(array), k])
-            data = bytes_elements(texts) if binary else texts
-        else:
-            entry.update(datatype=spec.datatype, shape=list(array.shape))
-            data = np.ascontiguousarray(array, spec.dtype).tobytes() if binary else array.ravel().tolist()
-        if binary:
+    for tensor in answer.outputs:
+        entry: dict = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
+        if rest.binary_outputs.get(tensor.name, rest.binary_default):
+            data = tensor.raw()
             entry["parameters"] = {"binary_data_size": len(data)}
             chunks.append(data)
         else:
-            entry["data"] = data
+            entry["data"] = tensor.values()
         header["outputs"].append(entry)
     text = json.dumps(header).encode()
     if not chunks:

@@ -1,0 +1,103 @@
+"""The server's one typed configuration, built from the command line (serve.__main__) or by
+hand, and checked once, before any model loads.
+
+    config = ServeConfig(ModelsConfig(Path("models")), grpc=GrpcConfig(port=0), http=HttpConfig(port=0))
+    config.check()                       # ConfigError naming the setting, the value and what is expected
+    server = create_server(config)       # serve.server
+
+Importable without grpc or aiohttp, so the command line checks its arguments before either
+loads. A front end set to None is off; at least one must be on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .core.device import DEVICES
+from .core.limits import Limits
+
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # 1,024 float32 images are 3.2 MB (13 MB as JSON); a body over this is refused
+HANDLER_THREADS = 32  # per front end: the cap on requests it serves at once
+
+
+class ConfigError(ValueError):
+    """A setting that makes no sense; the message names it."""
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    """What is served and how it runs: the core's settings."""
+
+    models_dir: Path = Path("models")
+    # Serve the one model in models_dir under this name (KServe's storage initializer leaves
+    # a single model.onnx in /mnt/models; its runtime passes the InferenceService's name).
+    model_name: str | None = None
+    device: str = "cpu"
+    limits: Limits = field(default_factory=Limits)
+    strict: bool = False  # refuse to start when any model fails to load
+    # Ready only when every model is (Triton's strict readiness); False: when at least one is.
+    strict_readiness: bool = True
+    ort_threads: int = 0  # onnxruntime intra-op threads per model (0 = its default)
+
+
+@dataclass(frozen=True)
+class GrpcConfig:
+    port: int = 50051
+    threads: int = HANDLER_THREADS
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    port: int = 8000  # Triton's HTTP port
+    threads: int = HANDLER_THREADS  # for decoding and inference
+    cors_origins: tuple[str, ...] = ()  # none: browsers on other origins are refused
+    max_body: int = MAX_MESSAGE_BYTES
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    host: str = "127.0.0.1"  # loopback unless told otherwise; every front end binds it
+    grpc: GrpcConfig | None = field(default_factory=GrpcConfig)
+    http: HttpConfig | None = None
+    metrics_port: int | None = None  # Prometheus /metrics; None: off
+    grace: float = 10.0  # seconds in-flight requests get to finish on shutdown
+
+    def check(self) -> None:
+        """ConfigError naming the first setting that makes no sense."""
+        models = self.models
+        if models.device not in DEVICES:
+            raise ConfigError(f"--device {models.device}: expected one of {', '.join(DEVICES)}")
+        try:
+            models.limits.check()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if models.ort_threads < 0:
+            raise ConfigError(f"--ort-threads {models.ort_threads}: expected 0 (onnxruntime's choice) or more")
+        if self.grpc is None and self.http is None:
+            raise ConfigError("--grpc-port off and --http-port off: at least one front end must serve")
+        _check_port("--metrics-port", self.metrics_port)
+        if self.grace < 0:
+            raise ConfigError(f"--grace {self.grace:g}: expected 0 or more seconds")
+        if self.grpc is not None:
+            _check_port("--grpc-port", self.grpc.port)
+            _check_threads("--threads", self.grpc.threads)
+            if (self.grpc.tls_cert is None) != (self.grpc.tls_key is None):
+                raise ConfigError("TLS needs both --tls-cert and --tls-key")
+        if self.http is not None:
+            _check_port("--http-port", self.http.port)
+            _check_threads("--threads", self.http.threads)
+
+
+def _check_port(option: str, port: int | None) -> None:
+    if port is not None and not 0 <= port <= 65535:
+        raise ConfigError(f"{option} {port}: expected a port from 0 (any free one) to 65535")
+
+
+def _check_threads(option: str, threads: int) -> None:
+    if threads < 1:
+        raise ConfigError(f"{option} {threads}: expected at least 1 handler thread")

@@ -1,0 +1,51 @@
+"""A model's Triton configuration (ModelConfig, the record config.pbtxt is written in), as
+KServe's model configuration extension reports it. The record is Triton's own schema,
+generated into serve.gen by our codegen step (protobuf only, no grpc)."""
+
+from __future__ import annotations
+
+import json
+
+from ..gen import model_config_pb2 as mc
+from .device import INSTANCE_KINDS
+from .limits import Limits
+from .registry import ServedModel
+from .signature import TensorSpec
+
+PLATFORM = "onnxruntime_onnx"
+
+
+def model_config(model: ServedModel, limits: Limits, batched_by_server: bool) -> mc.ModelConfig:
+    """Triton's view of the model: with a dynamic batch axis, max_batch_size > 0 and dims
+    without it; without one, max_batch_size 0 and the full shapes. `batched_by_server`: the
+    model's requests go through a batcher (dynamic_batching then says how)."""
+    signature = model.signature
+    batched = signature.batched
+    classifier = signature.classifier
+
+    def dims(spec: TensorSpec) -> list[int]:
+        return list(spec.shape[1:] if batched else spec.shape)
+
+    config = mc.ModelConfig(
+        name=model.name, platform=PLATFORM, backend="onnxruntime",
+        max_batch_size=limits.max_request_images if batched else 0,
+        input=[mc.ModelInput(name=t.name, data_type=mc.DataType.Value(f"TYPE_{t.datatype}"), dims=dims(t),
+                             format=mc.ModelInput.FORMAT_NCHW if classifier and classifier.input is t
+                             else mc.ModelInput.FORMAT_NONE)
+               for t in signature.inputs],
+        output=[mc.ModelOutput(name=t.name, data_type=mc.DataType.Value(f"TYPE_{t.datatype}"), dims=dims(t))
+                for t in signature.outputs],
+        instance_group=[mc.ModelInstanceGroup(
+            kind=mc.ModelInstanceGroup.Kind.Value(INSTANCE_KINDS.get(model.provider, "KIND_CPU")), count=1)],
+    )
+    if batched_by_server:
+        config.dynamic_batching.max_queue_delay_microseconds = int(limits.batch_delay_s * 1e6)
+        config.dynamic_batching.preferred_batch_size.append(limits.max_batch)
+    config.parameters["execution_provider"].string_value = model.provider
+    for key in ("dataset", "test_accuracy"):
+        config.parameters[key].string_value = model.metadata.get(key, "")
+    if model.labels:
+        norm = model.normalization
+        for key, value in (("labels", model.labels), ("mean", norm.mean), ("std", norm.std)):
+            config.parameters[key].string_value = json.dumps(list(value))
+    return config
