@@ -103,7 +103,7 @@ def echo_server(port_queue, stop_event) -> None:
 
 
 def batch1_request_bytes() -> bytes:
-    from tritonclient.grpc import service_pb2
+    from serve.gen import grpc_service_pb2 as service_pb2
 
     request = service_pb2.ModelInferRequest(model_name=MODEL)
     request.inputs.add(name="input", datatype="FP32", shape=[1, 1, 28, 28])

@@ -75,7 +75,7 @@ class Workload:
 def invalid_request(rng: random.Random, api: str, x: np.ndarray, name: str):
     """A request with one mistake, and the status it must earn."""
     from serve.gen import predictor_pb2 as pb
-    from tritonclient.grpc import service_pb2
+    from serve.gen import grpc_service_pb2 as service_pb2
 
     mistake = rng.choice(["model", "shape", "bytes", "nan", "empty"])
     data, shape, model = x.tobytes(), list(x.shape), name
@@ -104,7 +104,7 @@ def client_loop(address: str, workload: Workload, seconds: float, seed: int, res
                 lock: threading.Lock) -> None:
     from serve.gen import predictor_pb2 as pb
     from serve.gen import predictor_pb2_grpc
-    from tritonclient.grpc import service_pb2, service_pb2_grpc
+    from serve.gen import grpc_service_pb2 as service_pb2, grpc_service_pb2_grpc as service_pb2_grpc
 
     rng = random.Random(seed)
     with grpc.insecure_channel(address) as channel:

@@ -12,13 +12,16 @@ from pathlib import Path
 
 import onnx
 
+from serve.core.limits import Limits
 from zoo.atomic import atomic_write_bytes, atomic_write_text
 
 from .metadata import INPUT_NAME, OUTPUT_NAME, read_metadata
 
-MAX_BATCH_SIZE = 256
-PREFERRED_BATCH_SIZES = (16, 64)
-MAX_QUEUE_DELAY_US = 2000
+# Our server's own batching defaults, so a repository batches the same here and in Triton:
+# the largest batch one run is given, and how long a batch waits for company.
+MAX_BATCH_SIZE = Limits().max_batch
+PREFERRED_BATCH_SIZES = (MAX_BATCH_SIZE,)
+MAX_QUEUE_DELAY_US = round(Limits().batch_delay_s * 1e6)
 
 
 def config_pbtxt(name: str, num_classes: int, kind: str = "KIND_CPU", count: int = 1,

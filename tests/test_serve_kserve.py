@@ -62,7 +62,9 @@ def test_execution_provider_travels_in_response_headers(server):
 def test_model_config(client, server):
     config = client.get_model_config("lenet5-fashion-mnist", as_json=True, client_timeout=TIMEOUT)["config"]
     assert config["platform"] == "onnxruntime_onnx"
-    assert config["max_batch_size"] == server[0].plane.limits.max_request_images
+    limits = server[0].plane.limits
+    assert config["max_batch_size"] == limits.max_batch  # the largest batch the batcher forms
+    assert config["dynamic_batching"]["preferred_batch_size"] == [limits.max_batch]
     assert config["input"][0]["dims"] == ["1", "28", "28"]
     assert config["output"][0]["dims"] == ["10"]
     assert config["instance_group"][0]["kind"] == "KIND_CPU"

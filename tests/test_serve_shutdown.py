@@ -119,7 +119,7 @@ def test_readiness_follows_one_rule(models_dir, tmp_path, strict_readiness):
         client.close()
     finally:
         assert server.stop() == 0
-    assert "serving 1 models on" in server.output and "; 1 not ready" in server.output
+    assert "serving 1 model on" in server.output and "; 1 not ready" in server.output
     assert server.output.count("broken.onnx: cannot load as an ONNX model") == 1  # each load error once
 
 

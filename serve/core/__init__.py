@@ -9,13 +9,21 @@ converting its protocol's request into a record of serve.core.records and the an
 and turning a RequestError (its `code` is a Code) into its own status, once, at its edge.
 `plane.readiness` gives the one readiness rule (server_ready, model_ready) for every
 health signal; `plane.metrics` counts what the front end observes.
+
+Importing `serve.core` loads nothing else: its modules load when first named, so a lean
+tool (export's Triton config writer, for the batching defaults in serve.core.limits) can
+use one without onnxruntime or Pillow.
 """
 
-from .calls import CALLS, Call
-from .dataplane import DataPlane
-from .errors import Code, RequestError
-from .limits import DecodeBudget, Limits
-from .ranking import softmax
-from .readiness import Readiness
+_EXPORTS = {"CALLS": "calls", "Call": "calls", "DataPlane": "dataplane", "Code": "errors",
+            "RequestError": "errors", "DecodeBudget": "limits", "Limits": "limits", "softmax": "ranking",
+            "Readiness": "readiness"}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["CALLS", "Call", "Code", "DataPlane", "DecodeBudget", "Limits", "Readiness", "RequestError", "softmax"]
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'serve.core' has no attribute {name!r}")

@@ -90,7 +90,7 @@ class DataPlane:
     def model_config(self, name: str, version: str = ""):
         """Triton's ModelConfig record (serve.gen.model_config_pb2) for the model."""
         model = self.registry.get(name, version)
-        return model_config(model, self.limits, model.key in self.engine.batchers)
+        return model_config(model, self.limits, self.engine.policies.get(model.key))
 
     def statistics(self, name: str = "", version: str = "") -> list[ModelStatistics]:
         """One version, every version of one model, or every model."""

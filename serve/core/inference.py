@@ -10,6 +10,7 @@ import concurrent.futures
 import contextlib
 import functools
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,13 +23,32 @@ from .registry import ModelRegistry, ServedModel
 from .stats import StatsCounter
 
 
-def takes_batcher(model: ServedModel, limits: Limits) -> bool:
-    """Batching follows the model: only one whose every input and output has a dynamic
-    batch axis goes through a batcher (one input, one output: the batcher's run). A
-    fixed-batch model always runs alone, each request as it came."""
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_batch: int  # images per coalesced run: the largest batch the batcher forms
+    delay_s: float  # how long a batch waits for company
+
+
+def batch_policy(model: ServedModel, limits: Limits) -> BatchPolicy | None:
+    """How the model's requests are batched, None for not at all.
+
+    Batching follows the model: only one whose every input and output has a dynamic batch
+    axis goes through a batcher (one input, one output: the batcher's run); a fixed-batch
+    model always runs alone, each request as it came. `--max-batch 0` turns batching off.
+    A model with a config.pbtxt is batched as Triton would: only with `dynamic_batching`,
+    up to its `max_batch_size` after its `max_queue_delay_microseconds` (the server's
+    --max-batch and --batch-delay-ms where it gives none)."""
     signature = model.signature
-    return (model.ready and limits.max_batch > 0 and signature.batched
-            and len(signature.inputs) == len(signature.outputs) == 1)
+    if not (model.ready and limits.max_batch > 0 and signature.batched
+            and len(signature.inputs) == len(signature.outputs) == 1):
+        return None
+    config = model.config
+    if config is None:
+        return BatchPolicy(limits.max_batch, limits.batch_delay_s)
+    if not config.HasField("dynamic_batching"):
+        return None
+    delay_us = config.dynamic_batching.max_queue_delay_microseconds
+    return BatchPolicy(config.max_batch_size or limits.max_batch, delay_us / 1e6 if delay_us else limits.batch_delay_s)
 
 
 class InferenceCore:
@@ -37,10 +57,12 @@ class InferenceCore:
         self.limits = limits
         self.metrics = metrics
         self.stats = {model.key: StatsCounter() for model in registry.all_models()}
+        self.policies = {model.key: policy for model in registry.all_models()
+                         if (policy := batch_policy(model, limits)) is not None}
         self.batchers: dict[tuple[str, str], Batcher] = {
-            model.key: Batcher(model.run, limits.max_batch, limits.batch_delay_s,
-                               on_batch=functools.partial(self._on_batch, model.key), instances=limits.instances)
-            for model in registry.all_models() if takes_batcher(model, limits)}
+            key: Batcher(registry.versions[key[0]][key[1]].run, policy.max_batch, policy.delay_s,
+                         on_batch=functools.partial(self._on_batch, key), instances=limits.instances)
+            for key, policy in self.policies.items()}
 
     def _on_batch(self, key: tuple[str, str], images: int, gather_s: float, infer_s: float, split_s: float) -> None:
         self.metrics.observe_batch(key[0], images, infer_s)

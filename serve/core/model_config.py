@@ -8,6 +8,7 @@ import json
 
 from ..gen import model_config_pb2 as mc
 from .device import INSTANCE_KINDS
+from .inference import BatchPolicy
 from .limits import Limits
 from .registry import ServedModel
 from .signature import TensorSpec
@@ -15,10 +16,12 @@ from .signature import TensorSpec
 PLATFORM = "onnxruntime_onnx"
 
 
-def model_config(model: ServedModel, limits: Limits, batched_by_server: bool) -> mc.ModelConfig:
+def model_config(model: ServedModel, limits: Limits, policy: BatchPolicy | None) -> mc.ModelConfig:
     """Triton's view of the model: with a dynamic batch axis, max_batch_size > 0 and dims
-    without it; without one, max_batch_size 0 and the full shapes. `batched_by_server`: the
-    model's requests go through a batcher (dynamic_batching then says how)."""
+    without it; without one, max_batch_size 0 and the full shapes. `policy`: how the
+    batcher batches the model's requests (None: it runs each request as it came).
+    max_batch_size is the largest batch one run is given: the batcher's largest with a
+    batcher (a larger request runs in runs of that size), the request limit without."""
     signature = model.signature
     batched = signature.batched
     classifier = signature.classifier
@@ -28,7 +31,7 @@ def model_config(model: ServedModel, limits: Limits, batched_by_server: bool) ->
 
     config = mc.ModelConfig(
         name=model.name, platform=PLATFORM, backend="onnxruntime",
-        max_batch_size=limits.max_request_images if batched else 0,
+        max_batch_size=(policy.max_batch if policy else limits.max_request_images) if batched else 0,
         input=[mc.ModelInput(name=t.name, data_type=mc.DataType.Value(f"TYPE_{t.datatype}"), dims=dims(t),
                              format=mc.ModelInput.FORMAT_NCHW if classifier and classifier.input is t
                              else mc.ModelInput.FORMAT_NONE)
@@ -38,9 +41,9 @@ def model_config(model: ServedModel, limits: Limits, batched_by_server: bool) ->
         instance_group=[mc.ModelInstanceGroup(
             kind=mc.ModelInstanceGroup.Kind.Value(INSTANCE_KINDS.get(model.provider, "KIND_CPU")), count=1)],
     )
-    if batched_by_server:
-        config.dynamic_batching.max_queue_delay_microseconds = int(limits.batch_delay_s * 1e6)
-        config.dynamic_batching.preferred_batch_size.append(limits.max_batch)
+    if policy:
+        config.dynamic_batching.max_queue_delay_microseconds = int(policy.delay_s * 1e6)
+        config.dynamic_batching.preferred_batch_size.append(policy.max_batch)
     config.parameters["execution_provider"].string_value = model.provider
     for key in ("dataset", "test_accuracy"):
         config.parameters[key].string_value = model.metadata.get(key, "")

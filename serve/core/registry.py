@@ -59,6 +59,7 @@ class ServedModel:
     labels: list[str] = field(default_factory=list)  # the classifier's class names (indices if none given)
     normalization: Normalization = field(default_factory=Normalization)
     metadata: dict[str, str] = field(default_factory=dict)
+    config: object | None = None  # Triton's ModelConfig from config.pbtxt (serve.gen.model_config_pb2), if any
     input_name: str = "input"  # the first input and output: what the batcher runs
     output_name: str = "logits"
     running: int = 0  # onnxruntime runs in flight
@@ -147,7 +148,7 @@ def _labels(source: ModelSource, meta: dict[str, str], classifier: Classifier) -
         labels = [str(label) for label in json.loads(meta["labels"])]
         origin = "its metadata labels"
     else:
-        log.info("model %s v%s: no labels in its metadata or a labels.txt: class indices serve as labels",
+        log.info("model %s version %s: no labels in its metadata or a labels.txt: class indices serve as labels",
                  source.name, source.version or "-")
         return [str(i) for i in range(classifier.num_classes)]
     if len(labels) != classifier.num_classes:
@@ -158,7 +159,7 @@ def _labels(source: ModelSource, meta: dict[str, str], classifier: Classifier) -
 
 def _normalization(source: ModelSource, meta: dict[str, str], classifier: Classifier) -> Normalization:
     if "mean" not in meta or "std" not in meta:
-        log.info("model %s v%s: no mean/std in its metadata or config.pbtxt: images are only scaled to 0..1",
+        log.info("model %s version %s: no mean/std in its metadata or config.pbtxt: images are only scaled to 0..1",
                  source.name, source.version or "-")
         return Normalization(float(meta.get("pixel_scale", DEFAULT_PIXEL_SCALE)))
     channels = classifier.channels
@@ -190,7 +191,7 @@ def load_model(source: ModelSource | Path, device: str, threads: int = 0) -> Ser
     if source.error:
         raise ModelLoadError(source.error)
     path = source.path
-    model = ServedModel(name=source.name, path=path)
+    model = ServedModel(name=source.name, path=path, config=source.config)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such file")
     try:
