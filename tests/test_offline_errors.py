@@ -230,3 +230,35 @@ def test_evaluate_without_data_or_network_says_what_to_do(tmp_path):
                      env_extra={"ZOO_DATA_MIRRORS": dead})
     assert_one_line_error(result, "could not download t10k-images-idx3-ubyte.gz", "--data-dir", "ZOO_DATA_DIR",
                           "ZOO_DATA_MIRRORS")
+
+
+@pytest.mark.parametrize("flag,message", [
+    (["--http-port", "70000"], "--http-port 70000: expected a port from 0 (any free one) to 65535"),
+    (["--port", "70000"], "--grpc-port 70000: expected a port from 0 (any free one) to 65535"),
+    (["--grpc-port", "-1"], "--grpc-port -1: expected a port from 0 (any free one) to 65535"),
+    (["--metrics-port", "65536"], "--metrics-port 65536: expected a port from 0"),
+    (["--grace", "-1"], "--grace -1: expected 0 or more seconds"),
+    (["--ort-threads", "-2"], "--ort-threads -2: expected 0"),
+])
+def test_serve_refuses_out_of_range_settings_before_loading(tmp_path, flag, message):
+    """Checked before any model loads: the models directory here does not even exist."""
+    result = run_cli("serve", "--models", str(tmp_path / "none"), *flag)
+    assert_one_line_error(result, message)
+
+
+def test_serve_refuses_a_busy_metrics_port_naming_it(models_dir):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--models", str(models_dir), "--port", "0", "--metrics-port", str(port))
+    assert_one_line_error(result, f"cannot bind the metrics endpoint 127.0.0.1:{port} (--metrics-port)", code=1)
+
+
+def test_serve_version():
+    from serve import __version__
+
+    result = run_cli("serve", "--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"python -m serve {__version__}"
