@@ -46,7 +46,7 @@ class HttpFrontEnd:
 
     def start(self) -> None:
         parser_log.install()
-        app = build_app(self.plane, self._executor, self.config.max_body, self.config.cors_origins)
+        app = build_app(self.plane, self._executor, self.config)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         started = threading.Event()
 
