@@ -14,27 +14,31 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from ..config import GrpcConfig
 from ..core.calls import CALLS, Call
 from ..core.dataplane import DataPlane
 from ..core.errors import RequestError
 from ..gen import grpc_service_pb2 as kpb
-from ..gen import predictor_pb2
+from ..gen import predictor_pb2, reflection_v1_pb2
 from .handler import call_of
 from .kserve import KServeServicer
 from .predictor import PredictorServicer
-from .services import add_service
+from .services import add_service, refusal_reporter
 
 log = logging.getLogger("serve")
 
 PREDICTOR = predictor_pb2.DESCRIPTOR.services_by_name["Predictor"]
 KSERVE = kpb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
+REFLECTION_V1ALPHA = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
+REFLECTION_V1 = reflection_v1_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
 # The standard services' methods, and the Call each is (ours declare theirs on the servicer).
-STANDARD_CALLS = {f"/{health.SERVICE_NAME}/{m}": CALLS["health"] for m in ("Check", "Watch")}
-STANDARD_CALLS[f"/{reflection.SERVICE_NAME}/ServerReflectionInfo"] = CALLS["reflection"]
+STANDARD_CALLS = {f"/{HEALTH.full_name}/{m}": CALLS["health"] for m in ("Check", "Watch")}
+STANDARD_CALLS.update({f"/{s.full_name}/ServerReflectionInfo": CALLS["reflection"]
+                       for s in (REFLECTION_V1ALPHA, REFLECTION_V1)})
 
 
 def _refuse(request, context):
@@ -129,11 +133,17 @@ class GrpcFrontEnd:
                                   interceptors=[Admission(plane, self.calls)], options=options)
         for servicer, service in servicers:
             add_service(self.server, servicer, service)
+        # grpcio's standard services, registered as ours are: a malformed body is
+        # INVALID_ARGUMENT, never INTERNAL and a traceback.
+        refused = refusal_reporter(plane.metrics, log)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)  # until start()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (PREDICTOR.full_name, KSERVE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        add_service(self.server, self.health, HEALTH, refused=refused)
+        services = (PREDICTOR, KSERVE, HEALTH, REFLECTION_V1ALPHA, REFLECTION_V1)
+        reflecting = reflection.ReflectionServicer(tuple(s.full_name for s in services))
+        add_service(self.server, reflecting, REFLECTION_V1ALPHA, refused=refused)
+        # v1's messages are v1alpha's field for field: the same servicer answers both.
+        add_service(self.server, reflecting, REFLECTION_V1ALPHA, named_as=REFLECTION_V1, refused=refused)
         self.port = _bind(self.server, host, config)
         self.scheme = "grpcs" if config.tls_cert else "grpc"
 
