@@ -176,7 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     log_serving(server, config)
     log.info("%s: draining: refusing new requests, giving those received %.1f s to finish",
              wait_for_shutdown_signal(shutdown), config.grace)
-    server.stop(config.grace)
+    stopped = server.stop(config.grace)
+    if not stopped.clean:
+        # Threads still running a request (or a front end's library that hung) cannot be
+        # joined: the process leaves without them, as Triton does after --exit-timeout-secs.
+        log.warning("stopped after --grace %g s: %s cut short%s", config.grace,
+                    plural(stopped.cut_short, "inference request"),
+                    f", {' and '.join(stopped.left_behind)} shutdown left unfinished" if stopped.left_behind else "")
+        logging.shutdown()
+        os._exit(0)
     log.info("stopped")
     return 0
 

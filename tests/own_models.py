@@ -93,3 +93,19 @@ def two_input_model(out_path: Path) -> Path:
     proto.ir_version = 8
     onnx.checker.check_model(proto)
     return save(proto, out_path)
+
+
+def slow_model(out_path: Path, *, layers: int = 48, channels: int = 64, size: int = 384) -> Path:
+    """A model whose one run takes seconds: a (1, 1, 1, 1) input broadcast to (1, channels,
+    size, size), then `layers` 3x3 convolutions. For shutdowns that must cut a run short."""
+    rng = np.random.default_rng(0)
+    weights = [helper.make_tensor("shape", TensorProto.INT64, [4], [1, channels, size, size])]
+    nodes = [helper.make_node("Expand", ["x", "shape"], ["h0"])]
+    for i in range(layers):
+        w = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32) * 0.01
+        weights.append(numpy_helper.from_array(w, f"w{i}"))
+        nodes.append(helper.make_node("Conv", [f"h{i}", f"w{i}"], [f"h{i + 1}"], pads=[1, 1, 1, 1]))
+    nodes.append(helper.make_node("ReduceMean", [f"h{layers}"], ["y"], axes=[2, 3], keepdims=0))
+    graph = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 1, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels])], weights)
+    return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), out_path)

@@ -14,6 +14,7 @@ ModelInfer or a Predict request comes back to its front end once, with its answe
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 
 import numpy as np
@@ -55,6 +56,8 @@ class DataPlane:
         self.draining = self.readiness.draining
         self.decode_budget = DecodeBudget(limits.decode_budget_bytes)
         self.feature_maps = FeatureMaps()
+        self._in_flight = 0  # inference requests between their model's lookup and their answer
+        self._in_flight_lock = threading.Lock()
 
     # -- admission and health ---------------------------------------------------------
 
@@ -171,12 +174,18 @@ class DataPlane:
         layers = self.feature_maps.compute(model, x)
         return FeaturesResponse(model.name, prepare.inverted[0], prepare.framed[0], x, tuple(layers))
 
+    def in_flight(self) -> int:
+        """Inference requests being decoded, queued, run or encoded right now."""
+        return self._in_flight
+
     @contextlib.contextmanager
     def _counted(self, model: ServedModel):
         """Statistics for one inference request: the stages of a success (given to the
-        callable yielded), or the time to a failure."""
+        callable yielded), or the time to a failure; and the request counted in flight."""
         start = time.perf_counter()
         counter = self.engine.stats[model.key]
+        with self._in_flight_lock:
+            self._in_flight += 1
 
         def record(images: int, began: float, decoded: float, ran: float, timing: RunTiming) -> None:
             done = time.perf_counter()
@@ -189,9 +198,13 @@ class DataPlane:
         except BaseException:
             counter.fail(time.perf_counter() - start)
             raise
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
 
-    def close(self) -> None:
-        self.engine.close()
+    def close(self, timeout: float = 5.0) -> None:
+        """Refuse new runs and wait up to `timeout` for the batchers' running ones."""
+        self.engine.close(timeout)
 
 
 def _output(model: ServedModel, index: int, k: int, array) -> OutputTensor:

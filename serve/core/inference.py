@@ -108,9 +108,10 @@ class InferenceCore:
         self._on_batch(model.key, images, 0.0, timing.compute_s, 0.0)
         return outputs
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
         for batcher in self.batchers.values():
-            batcher.close()
+            batcher.close(max(deadline - time.monotonic(), 0.0))
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@ with the standard health and reflection services. Its port is bound when it is b
 a port in use fails at start-up; serve.server starts and drains it.
 
     front, port = create_grpc_front_end(plane, GrpcConfig(port=0), host="127.0.0.1")
-    front.start(); ...; front.begin_drain(); front.stop(grace=5.0)
+    front.start(); ...; front.begin_drain(); front.stop(grace=5.0, margin=1.0)
 """
 
 from __future__ import annotations
@@ -161,6 +161,11 @@ class GrpcFrontEnd:
         """Health NOT_SERVING at once (the data plane is already draining)."""
         self.health.enter_graceful_shutdown()
 
-    def stop(self, grace: float | None) -> None:
-        """Close the listener and give in-flight requests `grace` seconds."""
-        self.server.stop(grace).wait()
+    def stop(self, grace: float | None, margin: float) -> bool:
+        """Close the listener and give in-flight requests `grace` seconds; True if grpcio
+        finished within `margin` seconds more (it can hang: never wait on it for ever)."""
+        done = self.server.stop(grace).wait((grace or 0.0) + margin)
+        if not done:
+            log.warning("gRPC front end: its shutdown did not finish within --grace %.1f s + %.1f s; left "
+                        "behind", grace or 0.0, margin)
+        return done
