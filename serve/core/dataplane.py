@@ -40,7 +40,7 @@ from .stats import ModelStatistics, RequestTimes
 
 SERVER_NAME = "cnn-zoo"
 # KServe v2 / Triton protocol extensions this server implements, as ServerMetadata lists them.
-EXTENSIONS = ("classification", "model_configuration", "statistics")
+EXTENSIONS = ("classification", "binary_tensor_data", "model_configuration", "statistics")
 
 
 class DataPlane:
@@ -162,7 +162,7 @@ class DataPlane:
                                  request.deadline.time_left_s, prepare)
         if request.tensor is not None:
             return decode_tensor(model, model.classifier().input, request.tensor, self.limits.max_request_images,
-                                 any_batch=True)
+                                 any_batch=True, finite=True)
         raise invalid("input: neither tensor nor images is set; expected one of them")
 
     def features(self, request: FeaturesRequest) -> FeaturesResponse:

@@ -76,10 +76,12 @@ def _from_values(values: Sequence, dtype: np.dtype, field: str) -> np.ndarray:
 
 
 def decode_tensor(model: ServedModel, spec: TensorSpec, tensor: InputTensor, max_images: int,
-                  any_batch: bool = False) -> np.ndarray:
+                  any_batch: bool = False, finite: bool = False) -> np.ndarray:
     """One request tensor as the array for input `spec`. An image classifier's input also
     takes UINT8 raw pixels, normalized here as an image would be. `any_batch`: a batch of
-    any size even for a model of fixed batch 1 (Predict, which runs such images one by one)."""
+    any size even for a model of fixed batch 1 (Predict, which runs such images one by one).
+    `finite`: refuse NaN and Inf (Predict, which answers probabilities); otherwise every
+    value goes to the model as sent, as Triton passes any bit pattern."""
     if tensor.refusal:
         raise invalid(tensor.refusal)
     classifier = model.signature.classifier
@@ -112,7 +114,7 @@ def decode_tensor(model: ServedModel, spec: TensorSpec, tensor: InputTensor, max
         field = tensor.values_field
     if image_input and tensor.datatype == "UINT8":
         return normalize_pixels(array, model)
-    if tensor.datatype in FLOATS:
+    if finite and tensor.datatype in FLOATS:
         _check_finite(array, field)
     return np.ascontiguousarray(array)
 
@@ -147,11 +149,14 @@ def resolve_outputs(model: ServedModel, wanted: Sequence[tuple[str, int]], field
     if not wanted:
         return [(i, 0) for i in range(len(outputs))]
     names = [o.name for o in outputs]
-    resolved = []
+    resolved, seen = [], set()
     for i, (name, k) in enumerate(wanted):
         if name not in names:
             raise invalid(f"{field}[{i}].name: {name[:80]!r} is not an output of {model.name}; expected "
                           f"{', '.join(map(repr, names))}")
+        if name in seen:
+            raise invalid(f"{field}[{i}].name: output {name!r} is asked for twice")
+        seen.add(name)
         spec = outputs[names.index(name)]
         if k < 0:
             raise invalid(f"{field}[{i}].parameters.classification: {k} is negative")

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from ..core.errors import Code, RequestError, invalid
 from .blocking import CONFIG
+from .responses import json_response
 
 STATUS = {
     Code.INVALID_ARGUMENT: 400,
@@ -20,7 +21,7 @@ STATUS = {
 
 
 def error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return json_response({"error": message}, status=status)
 
 
 def from_request_error(e: RequestError) -> web.Response:

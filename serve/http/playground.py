@@ -12,6 +12,7 @@ from ..core.records import FeaturesRequest
 from .blocking import blocking, model_of, plane_of
 from .images import preprocessing
 from .routes import model_routes, route
+from .responses import json_response
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -27,7 +28,7 @@ async def features(request: web.Request) -> web.Response:
     if not body:
         raise invalid("request body: empty; expected a PNG or JPEG image")
     answer = await blocking(request, plane_of(request).features, FeaturesRequest(name, version, body, prepared))
-    return web.json_response({
+    return json_response({
         "model": answer.model_name, "inverted": answer.inverted, "framed": answer.framed,
         "input": {"shape": list(answer.input.shape), "data": answer.input.ravel().tolist()},
         "layers": [{"name": layer.name, "op": layer.op, "shape": list(layer.array.shape),

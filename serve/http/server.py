@@ -45,13 +45,13 @@ class HttpFrontEnd:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        parser_log.install()
         app = build_app(self.plane, self._executor, self.config)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         started = threading.Event()
 
         async def serve() -> None:
             await self._runner.setup()
+            parser_log.install(self._runner)
             await web.SockSite(self._runner, self._socket).start()
             started.set()
 
