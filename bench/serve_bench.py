@@ -11,13 +11,18 @@ processes:
      with dynamic batching on, and batch 1 at 16 clients with it off;
   4. HTTP against gRPC on that server, tritonclient.http in binary (its default) and JSON
      modes against tritonclient.grpc: batch-1 p50 with one client alternating the three,
-     and batch-64 images/s with 4 clients in alternating rounds (`--only http`: just this).
+     and batch-64 images/s with 4 clients in alternating rounds; and JSON against binary
+     tensors with bodies encoded beforehand (the client's own JSON encoding, about 59 ms
+     per 64 images in tritonclient, would hide the server's): the server's CPU per request
+     and the p50 (`--only http`: just this part).
 
-    python bench/serve_bench.py [--models DIR] [--device cpu|cuda] [--seconds 3] [--json out.json] [--only http]
+    python bench/serve_bench.py [--models DIR] [--device cpu|cuda] [--seconds 3] [--json out.json] [--only http|json]
 
 Targets: p50 at batch 1 within 1.3x of (echo p50 + in-process p50); batch 64 with 4 clients
 at least 50 % of in-process images/s; batching raises batch-1 throughput at 16 clients;
-HTTP binary p50 within 1.5x of gRPC's, and its batch-64 images/s at least 70 % of gRPC's.
+HTTP binary p50 within 1.5x of gRPC's, and its batch-64 images/s at least 70 % of gRPC's;
+JSON at most 8 ms of server CPU per 64-image request, and its batch-1 p50 within 1.5x of
+binary's.
 """
 
 from __future__ import annotations
@@ -229,6 +234,85 @@ def alternating_latency(addresses: dict[str, str], count: int, out_queue) -> Non
     out_queue.put(latencies)
 
 
+def encoded_bodies(batch: int) -> dict[str, tuple[bytes, dict]]:
+    """The same request as JSON (as tritonclient.http and curl users send it) and with
+    binary tensors, encoded once: the client's own encoding is not measured."""
+    x = np.random.default_rng(batch).standard_normal((batch, 1, 28, 28), dtype=np.float32)
+    as_json = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": list(x.shape),
+                                      "data": x.ravel().tolist()}],
+                          "outputs": [{"name": "logits", "parameters": {"binary_data": False}}]}).encode()
+    header = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": list(x.shape),
+                                     "parameters": {"binary_data_size": x.nbytes}}],
+                         "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}).encode()
+    return {"json": (as_json, {"Content-Type": "application/json"}),
+            "binary": (header + x.tobytes(), {"Inference-Header-Content-Length": str(len(header))})}
+
+
+def pre_encoded_client(address: str, batch: int, kind: str, count: int, seconds: float, go, out_queue) -> None:
+    """One lean client (http.client, one kept-alive connection) posting one pre-encoded body
+    `count` times or for `seconds`; puts its latencies."""
+    import http.client
+
+    body, headers = encoded_bodies(batch)[kind]
+    host, port = address.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    path = f"/v2/models/{MODEL}/infer"
+    for _ in range(20):  # warm-up, outside the measurement
+        connection.request("POST", path, body, headers)
+        connection.getresponse().read()
+    go.wait(60)
+    latencies, end = [], time.monotonic() + seconds
+    while len(latencies) < count and time.monotonic() < end:
+        start = time.perf_counter()
+        connection.request("POST", path, body, headers)
+        response = connection.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - start)
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}")
+    connection.close()
+    out_queue.put(latencies)
+
+
+def server_cpu_per_request(server, batch: int, kind: str, seconds: float, count: int = 2000) -> dict:
+    """Server CPU ms per request (from /proc, the server's every thread) and the client's p50,
+    for one pre-encoded body sent back to back by one client process."""
+    ctx = mp.get_context("spawn")
+    go, out_queue = ctx.Event(), ctx.Queue()
+    proc = ctx.Process(target=pre_encoded_client, args=(server.http_address(), batch, kind, count, seconds, go,
+                                                        out_queue))
+    proc.start()
+    time.sleep(1.0)  # its warm-up
+    cpu = cpu_seconds(server.pid)
+    go.set()
+    latencies = out_queue.get(timeout=seconds + 120)
+    cpu = cpu_seconds(server.pid) - cpu
+    proc.join(30)
+    return {"requests": len(latencies), "server_cpu_ms_per_request": 1000 * cpu / len(latencies),
+            "p50_ms": percentile_ms(latencies, 50)}
+
+
+def json_against_binary(server, seconds: float) -> dict:
+    """The server's cost of JSON tensors against binary ones, bodies encoded beforehand."""
+    figures = {f"{kind}_batch{batch}": server_cpu_per_request(server, batch, kind, seconds)
+               for batch in (1, 64) for kind in ("binary", "json")}
+    for batch in (1, 64):
+        b, j = figures[f"binary_batch{batch}"], figures[f"json_batch{batch}"]
+        print(f"pre-encoded bodies, batch {batch}: server CPU per request JSON {j['server_cpu_ms_per_request']:.2f} ms, "
+              f"binary {b['server_cpu_ms_per_request']:.2f} ms; p50 JSON {j['p50_ms']:.3f} ms, binary "
+              f"{b['p50_ms']:.3f} ms ({j['p50_ms'] / b['p50_ms']:.2f}x)", flush=True)
+    figures["targets"] = {
+        "json_batch64_server_cpu_ms": figures["json_batch64"]["server_cpu_ms_per_request"],
+        "json_batch64_cpu_target_met": figures["json_batch64"]["server_cpu_ms_per_request"] <= 8.0,
+        "json_over_binary_p50_batch1": figures["json_batch1"]["p50_ms"] / figures["binary_batch1"]["p50_ms"],
+    }
+    figures["targets"]["json_p50_target_met"] = figures["targets"]["json_over_binary_p50_batch1"] <= 1.5
+    print(f"targets: JSON batch 64 server CPU {figures['targets']['json_batch64_server_cpu_ms']:.2f} ms per request "
+          f"(<= 8); JSON / binary batch-1 p50 {figures['targets']['json_over_binary_p50_batch1']:.2f} (<= 1.5)",
+          flush=True)
+    return figures
+
+
 def http_against_grpc(server, seconds: float) -> dict:
     """HTTP (tritonclient.http, binary and JSON) against gRPC on the same server: batch-1 p50
     alternately, and batch-64 images/s with 4 clients in alternating rounds."""
@@ -273,18 +357,21 @@ def main() -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="execution provider, in process and in the servers (default: cpu)")
     parser.add_argument("--json", help="also write the figures to this file (default: stdout only)")
-    parser.add_argument("--only", choices=("http",),
-                        help="run only this part: http = HTTP against gRPC on one server (default: everything)")
+    parser.add_argument("--only", choices=("http", "json"),
+                        help="run only this part: http = HTTP against gRPC on one server, json = JSON against "
+                             "binary tensors with pre-encoded bodies (default: everything)")
     parser.add_argument("--server-args", nargs=argparse.REMAINDER, default=[],
                         help="extra python -m serve flags, last on the line (default: none)")
     args = parser.parse_args()
     MODEL = os.environ["ZOO_BENCH_MODEL"] = args.model  # inherited by the spawned clients
     models = models_dir_with((MODEL,), args.models)
     figures: dict = {"model": MODEL, "device": args.device, "seconds_per_run": args.seconds}
-    if args.only == "http":
+    if args.only:
         server = start_server(models, "--device", args.device, "--http-port", "0", *args.server_args)
         try:
-            figures["http_against_grpc"] = http_against_grpc(server, args.seconds)
+            figures["json_against_binary"] = json_against_binary(server, args.seconds)
+            if args.only == "http":
+                figures["http_against_grpc"] = http_against_grpc(server, args.seconds)
         finally:
             server.stop()
         return report(figures, args.json)
@@ -327,6 +414,7 @@ def main() -> int:
                 print(f"{batch:>6}{clients:>8}{row['requests_per_s']:>10,.0f}{row['images_per_s']:>11,.0f}"
                       f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['server_cpu_ms_per_request']:>19.3f}"
                       f"{row['client_cpu_ms_per_request']:>19.3f}", flush=True)
+        figures["json_against_binary"] = json_against_binary(server, args.seconds)
         figures["http_against_grpc"] = http_against_grpc(server, args.seconds)
         # Batch 64, 4 clients, against in-process onnxruntime measured just before and after.
         shares, bounds = [], []
