@@ -75,6 +75,7 @@ class Explanation:
     window: Window
     value: float  # what onnxruntime computed at the position: the feature map's value
     attributes: dict
+    axes: tuple[Axis, ...]  # the window's geometry per spatial axis (n, k, s, d, pads, output size); () if dense
     activation: Activation | None
     consumers: tuple[LayerRef, ...]  # the nodes that read this layer's output
     # a convolution or a dense layer
@@ -131,13 +132,13 @@ def explain(maps: FeatureMaps, model: ServedModel, x: np.ndarray, position: Posi
     except GraphError as e:
         raise failed_precondition(f"model {model.name!r}: cannot explain {refs[node.name].title} ({e})") from None
     source_layer, via = _source(graph, source_tensor)
-    planes, source_channels = parts.pop("planes"), parts.pop("channels")
+    planes, source_channels, axes = parts.pop("planes"), parts.pop("channels"), parts.pop("axes", ())
     return Explanation(
         model=model.name, version=model.version, layer=refs[node.name], position=position,
         output_shape=tuple(output.shape),
         source=Source(source_tensor, refs[source_layer.name] if source_layer else None, via,
                       tuple(tensors[source_tensor].shape), source_channels, planes),
-        value=float(output[index]), attributes=_attributes(node),
+        value=float(output[index]), attributes=_attributes(node), axes=axes,
         activation=Activation(refs[activation.name], float(tensors[activation.outputs[0]][index])) if activation else None,
         consumers=tuple(refs[c.name] for c in graph.consumers(node.outputs[0])), **parts)
 
@@ -228,7 +229,7 @@ def _conv(graph: Graph, node: Node, tensors: dict, data: np.ndarray, index: tupl
     sums = products.reshape(len(channels), -1).sum(axis=1)
     b = float(bias[channel]) if bias is not None else None
     return dict(window=window, kernel=kernel, bias=b, products=products, channel_sums=tuple(float(s) for s in sums),
-                sum=float(sums.sum() + (b or 0.0)), channels=channels,
+                sum=float(sums.sum() + (b or 0.0)), channels=channels, axes=axes,
                 planes=data[0, first:first + min(per_group_in, MAX_PLANES)])
 
 
@@ -238,7 +239,7 @@ def _pool(graph: Graph, node: Node, tensors: dict, data: np.ndarray, index: tupl
     window, (rows, cols) = _spatial_window(axes, y, x, data[0, channel:channel + 1])
     inside = ~window.padding
     values = window.values[0].astype(np.float64)
-    parts = dict(window=window, channels=(channel,), planes=data[0, channel:channel + 1])
+    parts = dict(window=window, channels=(channel,), planes=data[0, channel:channel + 1], axes=axes)
     if node.op in ("MaxPool", "GlobalMaxPool"):
         flat = np.where(inside, values, -np.inf).ravel()
         winner = int(np.argmax(flat))
