@@ -174,6 +174,12 @@ function geometryText(answer) {
   return t("geometry", k, s, paddingText(axes), d, g);
 }
 
+function spanText(answer) {
+  const { rows, cols, padding } = answer.window;
+  const span = t("windowSpan", rows[0], rows[rows.length - 1], cols[0], cols[cols.length - 1]);
+  return padding.flat().some(Boolean) ? `${span} · ${t("inPadding")}` : span;
+}
+
 function layerTitle(ref) {
   return ref ? ref.title : t("theInput");
 }
@@ -244,8 +250,7 @@ function convolutionTerms(answer) {
   const shown = showAllChannels ? channels.length : Math.min(channels.length, MAX_ROWS);
   for (let i = 0; i < shown; i++) {
     const row = el("div", "term-row");
-    const { rows, cols } = answer.window;
-    const span = t("windowSpan", rows[0], rows[rows.length - 1], cols[0], cols[cols.length - 1]);
+    const span = spanText(answer);
     box.append(el("div", "row-label", channels.length > 1 ? `${t("inputChannel", channels[i])} · ${span}` : span));
     const window = answer.window.values[i], kernel = answer.kernel[i], products = answer.products[i];
     const first = i === 0;
@@ -297,8 +302,7 @@ function poolingTerms(answer) {
   const values = answer.window.values[0];
   const padding = answer.window.padding;
   const count = padding.flat().filter((p) => !p).length;
-  const { rows, cols } = answer.window;
-  box.append(el("div", "row-label", t("windowSpan", rows[0], rows[rows.length - 1], cols[0], cols[cols.length - 1])));
+  box.append(el("div", "row-label", spanText(answer)));
   const label = t("windowLabel");
   if (answer.pool === "max") {
     row.append(labelled(label, numberGrid(values, { padding, mark: answer.winner })),

@@ -39,7 +39,7 @@ function renderSoftmax(logits, labels, onExplain) {
     const track = el("span", "track");
     track.append(bar);
     const probability = el("td", "prob");
-    probability.append(el("span", "", p.toFixed(4)), track);
+    probability.append(el("span", "", p >= 1e-4 || p === 0 ? p.toFixed(4) : expText(p)), track);
     row.append(el("td", "", labels[i] ?? String(i)), el("td", "num", fmt(logits[i], 3)), el("td", "num", expText(exps[i])),
       probability);
     if (onExplain) {
@@ -72,7 +72,10 @@ function sizeCell(row) {
     const notes = [];
     if (a.d > 1) notes.push(t("dilated", a.d, a.k, a.f));
     if (a.ceil) notes.push(t("ceilNote"));
-    if (a.uncovered) notes.push(t("uncoveredNote", a.uncovered));
+    if (a.uncovered) { // past the last window: input cells, or only the end padding
+      const unread = Math.max(0, a.uncovered - a.p_end);
+      notes.push(unread ? t("uncoveredNote", unread) : t("paddingLeftOver", a.uncovered));
+    }
     if (notes.length) p.append(el("span", "note", ` (${notes.join("; ")})`));
     cell.append(p);
   }
@@ -100,7 +103,7 @@ function renderArchitecture(arch, onPick) {
     name.title = row.layer.name;
     const params = el("td", "num", row.params.formula || (row.params.count ? row.params.count.toLocaleString("en-US") : "0"));
     if (row.folded) params.append(el("div", "note", t("folded", row.folded)));
-    tr.append(name, el("td", "", `${kindName(row.layer.kind)} (${row.layer.op})`), el("td", "", shapeText(row.output_shape)),
+    tr.append(name, el("td", "", `${kindName(row.layer.kind)} (${row.layer.op})`), el("td", "shape", shapeText(row.output_shape)),
       sizeCell(row), params);
     if (onPick && ["Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool", "Gemm"].includes(row.layer.op)) {
       tr.classList.add("pickable");

@@ -45,7 +45,8 @@ const STRINGS = {
     windowOutlined: "the window outlined",
     thisMap: (layer, c, h, w) => `${layer}, channel ${c} (${h} × ${w})`,
     windowLabel: "window",
-    windowSpan: (r0, r1, c0, c1) => `window: rows ${r0} to ${r1}, columns ${c0} to ${c1}`,
+    windowSpan: (r0, r1, c0, c1) => `window: rows ${minus(r0)} to ${minus(r1)}, columns ${minus(c0)} to ${minus(c1)}`,
+    inPadding: "hatched cells: the padding, zeros",
     kernelLabel: "filter / kernel",
     productsLabel: "element-wise products",
     inputChannel: (c) => `input channel ${c}`,
@@ -94,7 +95,8 @@ const STRINGS = {
     axisW: "width",
     both: "height and width",
     dilated: (d, k, f) => `f = ${d}·(${k} − 1) + 1 = ${f} (dilation ${d})`,
-    uncoveredNote: (r) => `does not fit evenly: the last ${r} row(s) or column(s) are never read`,
+    uncoveredNote: (r) => `does not fit evenly: the last ${r} input row(s) or column(s) are never read`,
+    paddingLeftOver: (r) => `does not fit evenly: the last ${r} row(s) or column(s) of padding are never read`,
     ceilNote: "ceil mode: rounded up",
     folded: (bn) => `batch norm ${bn} folded in`,
     total: "total parameters",
@@ -169,7 +171,8 @@ const STRINGS = {
     windowOutlined: "윈도우를 테두리로 표시",
     thisMap: (layer, c, h, w) => `${layer}, 채널 ${c} (${h} × ${w})`,
     windowLabel: "윈도우",
-    windowSpan: (r0, r1, c0, c1) => `윈도우: ${r0}~${r1}행, ${c0}~${c1}열`,
+    windowSpan: (r0, r1, c0, c1) => `윈도우: ${minus(r0)}~${minus(r1)}행, ${minus(c0)}~${minus(c1)}열`,
+    inPadding: "빗금 친 칸: 패딩 (0)",
     kernelLabel: "필터 / 커널",
     productsLabel: "원소별 곱",
     inputChannel: (c) => `입력 채널 ${c}`,
@@ -216,7 +219,8 @@ const STRINGS = {
     axisW: "너비",
     both: "높이와 너비",
     dilated: (d, k, f) => `f = ${d}·(${k} − 1) + 1 = ${f} (팽창 ${d})`,
-    uncoveredNote: (r) => `나누어떨어지지 않음: 마지막 ${r}개 행 또는 열은 읽지 않습니다`,
+    uncoveredNote: (r) => `나누어떨어지지 않음: 입력의 마지막 ${r}개 행 또는 열은 읽지 않습니다`,
+    paddingLeftOver: (r) => `나누어떨어지지 않음: 패딩의 마지막 ${r}개 행 또는 열은 읽지 않습니다`,
     ceilNote: "ceil 모드: 올림",
     folded: (bn) => `배치 정규화 ${bn} 합침`,
     total: "전체 파라미터 수",
@@ -252,6 +256,8 @@ const STRINGS = {
 };
 
 const LANGUAGES = Object.keys(STRINGS);
+
+function minus(n) { return String(n).replace("-", "−"); }
 let lang = "en";
 
 function t(key, ...args) {

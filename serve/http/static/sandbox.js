@@ -8,12 +8,10 @@
 const SB_CELL = 24;
 const sandbox = { step: 0, timer: null };
 
+// A number field's value within its range (what is typed is left alone until the field is left).
 function sandboxInt(id, low, high) {
-  const input = document.getElementById(id);
-  const v = Math.round(Number(input.value));
-  const clamped = Number.isFinite(v) ? Math.max(low, Math.min(high, v)) : low;
-  if (String(clamped) !== input.value) input.value = String(clamped);
-  return clamped;
+  const v = Math.round(Number(document.getElementById(id).value));
+  return Number.isFinite(v) ? Math.max(low, Math.min(high, v)) : low;
 }
 
 function sandboxGeometry() {
@@ -117,7 +115,11 @@ function sandboxPlay() {
 
 function setUpSandbox() {
   for (const id of ["sb-n", "sb-f", "sb-pad", "sb-p", "sb-s"]) {
-    document.getElementById(id).addEventListener("input", () => { sandbox.step = 0; renderSandbox(); });
+    const input = document.getElementById(id);
+    input.addEventListener("input", () => { sandbox.step = 0; renderSandbox(); });
+    if (input.type === "number") {
+      input.addEventListener("change", () => { input.value = String(sandboxInt(id, Number(input.min), Number(input.max))); });
+    }
   }
   document.getElementById("sb-step").addEventListener("click", () => { sandbox.step += 1; renderSandbox(); });
   document.getElementById("sb-play").addEventListener("click", sandboxPlay);
