@@ -241,11 +241,11 @@ def test_explain_values(browser, models_dir, tmp_path):
             assert "(5 × 5 × 1 + 1) × 6 = 156" in browser.find_element(By.ID, "architecture").text
             assert browser.find_element(By.ID, "sb-formula").text == "⌊(7 + 2·1 − 3) / 2⌋ + 1 = 4"
             stride = browser.find_element(By.ID, "sb-s")
-            stride.clear()
+            stride.send_keys(Keys.CONTROL, "a")
             stride.send_keys("4")
             assert browser.find_element(By.ID, "sb-formula").text == "⌊(7 + 2·1 − 3) / 4⌋ + 1 = 2"
             assert "not a multiple" in browser.find_element(By.ID, "sb-fit").text
-            stride.clear()
+            stride.send_keys(Keys.CONTROL, "a")
             stride.send_keys("2")
             for name in ("softmax", "architecture", "sandbox"):
                 panel_shot(browser, f"{name}-panel", out / f"{name}.png")
