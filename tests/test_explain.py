@@ -305,3 +305,11 @@ def test_architecture_of_other_models(port, repo):
     assert all(r["size_matches"] for r in arch["rows"] if r["axes"])
     _, arch = call(port, "/v2/models/pair/architecture")  # any served model, images or not
     assert [(r["layer"]["op"], r["output_shape"]) for r in arch["rows"]] == [("Add", [1, 3]), ("Mul", [1])]
+
+
+def test_the_core_needs_no_onnx_torch_or_front_end():
+    from tests.blocked_imports import run_python
+
+    result = run_python("import serve.core.explain, serve.core.architecture, serve.core.layers",
+                        ("onnx", "torch", "grpc", "aiohttp", "tritonclient"))
+    assert result.returncode == 0, result.stderr

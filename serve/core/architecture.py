@@ -13,7 +13,7 @@ import numpy as np
 from .explain import LayerRef, layer_refs
 from .features import FeatureMaps
 from .geometry import GLOBAL_POOLS, Axis, spatial_axes
-from .onnx_graph import Graph, Node
+from .onnx_graph import Graph, GraphError, Node
 from .registry import ServedModel
 from .signature import DTYPE_OF
 
@@ -80,7 +80,7 @@ def _row(graph: Graph, node: Node, ref: LayerRef, data: list[str], shapes: dict)
         kernel = shapes.get(node.inputs[1], ())[2:] if node.op == "Conv" and len(node.inputs) > 1 else None
         try:
             axes = spatial_axes(node, input_shape, kernel)
-        except ValueError:
+        except GraphError:
             axes = ()
     matches = (tuple(a.out for a in axes) == tuple(output_shape[2:])) if axes and output_shape else None
     folded = node.scopes[-2] if FOLDED_BATCH_NORM in node.rewrites and len(node.scopes) >= 3 else ""

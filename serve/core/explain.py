@@ -24,7 +24,8 @@ from .registry import ServedModel
 
 POOLS = ("MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool")
 EXPLAINED = (*SHOWN_OPS, "Gemm")
-MAX_PLANES = 8  # input channels whose whole plane comes with the answer, for drawing the window on it
+MAX_PLANES = 8  # input channels whose whole plane comes with the answer, for drawing the window on it,
+PLANE_VALUES = 65_536  # as many as make this many values (at least one plane, however large)
 MAX_WALK = 32  # nodes followed back from a layer's input to the layer that made it
 
 
@@ -45,7 +46,7 @@ class Source:
     via: tuple[str, ...]  # ops between that layer's output and this input, e.g. ("Relu",)
     shape: tuple[int, ...]
     channels: tuple[int, ...]  # the input channels the window reads
-    planes: np.ndarray | None  # the first MAX_PLANES of those channels in full, (k, H, W)
+    planes: np.ndarray | None  # the first few of those channels in full, (k, H, W): see _planes
 
 
 @dataclass(frozen=True)
@@ -104,14 +105,14 @@ def find_layer(graph: Graph, refs: dict[str, LayerRef], wanted: str, model: Serv
     """The node named `wanted` (its node name or its learner's name), explainable, or a 400
     listing the explainable layers."""
     node = graph.node(wanted) or next((graph.node(r.name) for r in refs.values() if r.title == wanted), None)
+    if node is not None and node.op in EXPLAINED:
+        return node
     valid = ", ".join(f"{refs[n.name].title} ({n.name})" if refs[n.name].title != n.name else n.name
                       for n in graph.nodes if n.op in EXPLAINED)
     if node is None:
         raise invalid(f"layer: {wanted[:80]!r} is not a layer of {model.name}; expected one of {valid or 'none'}")
-    if node.op not in EXPLAINED:
-        raise invalid(f"layer: {refs[node.name].title} ({node.name}) is a {node.op}; explain covers "
-                      f"{', '.join(EXPLAINED)} layers: {valid or 'none in this model'}")
-    return node
+    raise invalid(f"layer: {refs[node.name].title} ({node.name}) is a {node.op}; explain covers "
+                  f"{', '.join(EXPLAINED)} layers: {valid or 'none in this model'}")
 
 
 def explain(maps: FeatureMaps, model: ServedModel, x: np.ndarray, position: Position) -> Explanation:
@@ -206,6 +207,13 @@ def _window(plane_stack: np.ndarray, rows: list[int], cols: list[int]) -> tuple[
     return np.where(inside[None], values, 0).astype(plane_stack.dtype), ~inside
 
 
+def _planes(data: np.ndarray, first: int, channels: int) -> np.ndarray:
+    """The layer input's planes of the window's first channels: at most MAX_PLANES, and no
+    more than make PLANE_VALUES values (a large input comes with one)."""
+    size = data.shape[2] * data.shape[3]
+    return data[0, first:first + max(1, min(channels, MAX_PLANES, PLANE_VALUES // max(size, 1)))]
+
+
 def _spatial_window(axes: tuple[Axis, ...], y: int, x: int, stack: np.ndarray) -> tuple[Window, list]:
     if len(axes) != 2:
         raise GraphError(f"{len(axes)} spatial axes; explain covers 2-D layers")
@@ -230,7 +238,7 @@ def _conv(graph: Graph, node: Node, tensors: dict, data: np.ndarray, index: tupl
     b = float(bias[channel]) if bias is not None else None
     return dict(window=window, kernel=kernel, bias=b, products=products, channel_sums=tuple(float(s) for s in sums),
                 sum=float(sums.sum() + (b or 0.0)), channels=channels, axes=axes,
-                planes=data[0, first:first + min(per_group_in, MAX_PLANES)])
+                planes=_planes(data, first, per_group_in))
 
 
 def _pool(graph: Graph, node: Node, tensors: dict, data: np.ndarray, index: tuple[int, ...]) -> dict:
@@ -256,12 +264,13 @@ def _dense(graph: Graph, node: Node, tensors: dict, data: np.ndarray, index: tup
     if data.ndim != 2 or node.attr("transA", 0):
         raise GraphError(f"Gemm of a {data.ndim}-D input (transA {node.attr('transA', 0)}); explain covers (N, in)")
     weight = _operand(graph, tensors, node.inputs[1])
-    weights = (weight if node.attr("transB", 0) else weight.T)[index[1]]
+    by_unit = weight if node.attr("transB", 0) else weight.T  # (units, inputs)
+    unit = index[1]
     bias = _operand(graph, tensors, node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
     alpha, beta = float(node.attr("alpha", 1.0)), float(node.attr("beta", 1.0))
-    b = float(beta * np.broadcast_to(bias, (data.shape[0], weight.shape[0] if node.attr("transB", 0)
-                                            else weight.shape[1]))[0, index[1]]) if bias is not None else None
-    vector = data[0]
+    # C broadcasts to (N, units): a vector, a row or a scalar
+    b = float(beta * np.broadcast_to(bias, (1, by_unit.shape[0]))[0, unit]) if bias is not None else None
+    weights, vector = by_unit[unit], data[0]
     products = alpha * vector.astype(np.float64) * weights.astype(np.float64)
     window = Window(None, None, (), (), vector, np.zeros(vector.shape, bool))
     return dict(window=window, kernel=weights, bias=b, products=products, channel_sums=(float(products.sum()),),

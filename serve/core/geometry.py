@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .onnx_graph import Node
+from .onnx_graph import GraphError, Node
 
 GLOBAL_POOLS = ("GlobalAveragePool", "GlobalMaxPool")
 
@@ -70,7 +70,7 @@ def spatial_axes(node: Node, input_shape: tuple[int, ...], kernel: tuple[int, ..
         return tuple(Axis(n, n) for n in sizes)
     ks = _ints(node, "kernel_shape", list(kernel or ()))
     if len(ks) != rank:
-        raise ValueError(f"node {node.name}: kernel_shape {ks} does not match the input's {rank} spatial axes")
+        raise GraphError(f"node {node.name}: kernel_shape {ks} does not match the input's {rank} spatial axes")
     strides = _ints(node, "strides", [1] * rank)
     dilations = _ints(node, "dilations", [1] * rank)
     pads = _ints(node, "pads", [0] * 2 * rank)

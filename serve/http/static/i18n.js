@@ -126,7 +126,7 @@ const STRINGS = {
       convolution: "convolution", transposed_convolution: "transposed convolution", max_pool: "max pooling",
       average_pool: "average pooling", global_max_pool: "global max pooling",
       global_average_pool: "global average pooling", dense: "dense layer", activation: "activation",
-      flatten: "flatten", reshape: "reshape (flatten)", add: "addition (skip connection)",
+      flatten: "flatten", reshape: "reshape", add: "addition (skip connection)",
       batch_norm: "batch normalization", dropout: "dropout", softmax: "softmax", mean: "mean",
       concat: "concatenation", input: "input",
     },
@@ -248,7 +248,7 @@ const STRINGS = {
     kinds: {
       convolution: "합성곱", transposed_convolution: "전치 합성곱", max_pool: "최대 풀링",
       average_pool: "평균 풀링", global_max_pool: "전역 최대 풀링", global_average_pool: "전역 평균 풀링",
-      dense: "밀집층", activation: "활성화 함수", flatten: "평탄화", reshape: "모양 바꾸기 (평탄화)",
+      dense: "밀집층", activation: "활성화 함수", flatten: "평탄화", reshape: "모양 바꾸기",
       add: "덧셈 (스킵 연결)", batch_norm: "배치 정규화", dropout: "드롭아웃", softmax: "소프트맥스",
       mean: "평균", concat: "이어 붙이기", input: "입력",
     },
