@@ -235,13 +235,6 @@ def test_explain_values(browser, models_dir, tmp_path):
             prediction = api(port, "/v2/models/lenet5-mnist/predict?top_k=10", png)["predictions"][0]
             shown = [float(r.find_elements(By.TAG_NAME, "td")[3].text.split()[0].replace("−", "-")) for r in rows]
             np.testing.assert_allclose(shown, prediction["probabilities"], rtol=0, atol=5e-5 + 1e-9)
-            seven = browser.find_element(By.CSS_SELECTOR, "#softmax tr[data-index='7']")
-            seven.find_element(By.CSS_SELECTOR, "button").click()  # the logit explained: fc3's unit 7
-            explained(browser, 4)
-            assert browser.find_element(By.CSS_SELECTOR, "#explain h3").text.startswith("fc3 — dense layer")
-            assert abs(shown_number(browser, "value") - prediction["logits"][7]) <= EQUATION_TOLERANCE
-            assert abs(shown_number(browser, "sum") - prediction["logits"][7]) <= EQUATION_TOLERANCE
-            panel_shot(browser, "explain-panel", out / "explain-dense.png")
             architecture = browser.execute_script(
                 "return [...document.querySelectorAll('#architecture tbody tr')].map((r) => r.cells[0].textContent)")
             assert architecture[:4] == ["input", "conv1", "relu1", "pool1"] and architecture[-1] == "fc3"
@@ -277,6 +270,13 @@ def test_explain_values(browser, models_dir, tmp_path):
             Select(browser.find_element(By.ID, "lang")).select_by_value("en")
             assert browser.find_element(By.CSS_SELECTOR, "#explain h3").text.startswith("conv1 — convolution")
             assert "lang=" not in browser.current_url
+            seven = browser.find_element(By.CSS_SELECTOR, "#softmax tr[data-index='7']")
+            seven.find_element(By.CSS_SELECTOR, "button").click()  # the logit explained: fc3's unit 7
+            explained(browser, 3)
+            assert browser.find_element(By.CSS_SELECTOR, "#explain h3").text.startswith("fc3 — dense layer")
+            assert abs(shown_number(browser, "value") - prediction["logits"][7]) <= EQUATION_TOLERANCE
+            assert abs(shown_number(browser, "sum") - prediction["logits"][7]) <= EQUATION_TOLERANCE
+            panel_shot(browser, "explain-panel", out / "explain-dense.png")
     finally:
         browser.set_window_size(1280, 1180)
     (out / "explain-timings.json").write_text(json.dumps({"click_to_panel_ms": timings}))

@@ -293,7 +293,8 @@ function sumLines(answer, count) {
   else parts.push(`+ ${t("bias")} `, number("bias", answer.bias));
   parts.push(" = ", number("sum", answer.sum));
   return [line("equation", ...parts),
-    line("equation value", `${t("mapValue")} `, number("value", answer.value), " ", agreement(answer.sum, answer.value))];
+    line("equation value", `${t(answer.axes.length ? "mapValue" : "unitValue")} `, number("value", answer.value), " ",
+      agreement(answer.sum, answer.value))];
 }
 
 function poolingTerms(answer) {
