@@ -198,6 +198,9 @@ def test_explain_values(browser, models_dir, tmp_path):
                 expected = answer["activation"]["value"] if key == "activation" else answer[key]
                 assert abs(shown_number(browser, key) - expected) <= EQUATION_TOLERANCE, key
             assert abs(shown_number(browser, "value") - layers[conv1["name"]][c, y, x]) <= EQUATION_TOLERANCE
+            drawn = browser.execute_script(  # the value of the map the page drew, from its own /features answer
+                f"const l = shown.maps.layers[0]; return l.data[(({c} * l.shape[2]) + {y}) * l.shape[3] + {x}]")
+            assert abs(shown_number(browser, "value") - drawn) <= EQUATION_TOLERANCE
             window, kernel, products = grids(browser)
             np.testing.assert_allclose(window, answer["window"]["values"][0], rtol=0, atol=GRID_TOLERANCE)
             np.testing.assert_allclose(kernel, answer["kernel"][0], rtol=0, atol=GRID_TOLERANCE)
@@ -247,6 +250,9 @@ def test_explain_values(browser, models_dir, tmp_path):
             assert "not a multiple" in browser.find_element(By.ID, "sb-fit").text
             stride.send_keys(Keys.CONTROL, "a")
             stride.send_keys("2")
+            for _ in range(5):  # the window slides: output (0, 0), (0, 1), ... (1, 1)
+                browser.find_element(By.ID, "sb-step").click()
+            assert "window at output row 1, column 1" in browser.find_element(By.ID, "sb-fit").text
             for name in ("softmax", "architecture", "sandbox"):
                 panel_shot(browser, f"{name}-panel", out / f"{name}.png")
 
