@@ -86,7 +86,7 @@ def test_every_http_route_is_a_declared_call(server):
 
 
 def test_inference_calls_are_the_ones_that_run_a_model():
-    assert {c.name for c in CALLS.values() if c.inference} == {"infer", "predict", "features"}
+    assert {c.name for c in CALLS.values() if c.inference} == {"infer", "predict", "features", "explain"}
 
 
 def test_draining_refuses_exactly_the_inference_calls_on_both_front_ends(models_dir):

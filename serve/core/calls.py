@@ -35,6 +35,8 @@ CALLS: dict[str, Call] = {c.name: c for c in (
     Call("infer", inference=True),
     Call("predict", inference=True),
     Call("features", inference=True),
+    Call("explain", inference=True),  # one value of a feature map, and how it was computed
+    Call("architecture"),  # the layers at a glance: a run on zeros, no client data
     Call("health"),  # grpc.health.v1
     Call("reflection"),  # gRPC server reflection
     Call("page"),  # the playground's page and static files

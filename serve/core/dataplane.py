@@ -14,16 +14,19 @@ ModelInfer or a Predict request comes back to its front end once, with its answe
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 
 import numpy as np
 
 from .. import __version__
+from .architecture import Architecture, architecture
 from .batching import RunTiming
 from .calls import Call
 from .decode import decode_images, decode_inputs, decode_tensor, resolve_outputs
 from .errors import invalid, unavailable
+from .explain import Explanation, explain
 from .features import FeatureMaps
 from .inference import InferenceCore
 from .limits import DecodeBudget, Limits
@@ -32,7 +35,7 @@ from .model_config import PLATFORM, model_config
 from .preprocess import Preparer
 from .ranking import check_top_k, classification_strings, rank
 from .readiness import Readiness
-from .records import (FeaturesRequest, FeaturesResponse, InferRequest, InferResponse, ModelMetadata,
+from .records import (ExplainRequest, FeaturesRequest, FeaturesResponse, InferRequest, InferResponse, ModelMetadata,
                       ModelSummary, OutputTensor, Prediction, PredictRequest, PredictResponse, RepositoryEntry,
                       ServerMetadata)
 from .registry import ModelRegistry, ServedModel
@@ -167,12 +170,28 @@ class DataPlane:
 
     def features(self, request: FeaturesRequest) -> FeaturesResponse:
         """The output of every convolution and pooling layer for one image (the playground)."""
+        model, prepare, x = self._one_image(request)
+        layers = self.feature_maps.compute(model, x)
+        return FeaturesResponse(model.name, prepare.inverted[0], prepare.framed[0], x, tuple(layers))
+
+    def explain(self, request: ExplainRequest) -> Explanation:
+        """One value of a feature map (or a dense layer's unit) for one image, and how the
+        model computed it, from the same run as the feature maps."""
+        model, prepare, x = self._one_image(request)
+        answer = explain(self.feature_maps, model, x, request.position)
+        return dataclasses.replace(answer, inverted=prepare.inverted[0], framed=prepare.framed[0])
+
+    def architecture(self, name: str, version: str = "") -> Architecture:
+        """Every layer of any served model: shapes, output-size formulas, parameter counts."""
+        return architecture(self.feature_maps, self.registry.get(name, version))
+
+    def _one_image(self, request: FeaturesRequest | ExplainRequest):
+        """The image classifier a playground request names, its preprocessing, and the image decoded."""
         model = self.registry.get(request.model_name, request.model_version)
         model.classifier()
         prepare = Preparer(model, request.preprocessing)
         x = decode_images([request.image], model, "images", self.limits, self.decode_budget, prepare=prepare)
-        layers = self.feature_maps.compute(model, x)
-        return FeaturesResponse(model.name, prepare.inverted[0], prepare.framed[0], x, tuple(layers))
+        return model, prepare, x
 
     def in_flight(self) -> int:
         """Inference requests being decoded, queued, run or encoded right now."""
