@@ -110,13 +110,14 @@ def test_classification_extension(client, mnist_batch):
     assert int(index) == labels[0] and label == str(labels[0]) and float(value) > 0
 
 
-def test_requested_outputs_keep_their_order(client, mnist_batch):
+def test_an_output_requested_twice_is_refused(client, mnist_batch):
+    """As a duplicated input is, and as Triton does: once classified and once not is still twice."""
     _, x, _ = mnist_batch
     outputs = [triton.InferRequestedOutput("logits", class_count=2), triton.InferRequestedOutput("logits")]
-    response = client.infer("lenet5-mnist", [infer_input(x[:2])], outputs=outputs,
-                            client_timeout=TIMEOUT).get_response()
-    assert [o.datatype for o in response.outputs] == ["BYTES", "FP32"]
-    assert [list(o.shape) for o in response.outputs] == [[2, 2], [2, 10]]
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("lenet5-mnist", [infer_input(x[:2])], outputs=outputs, client_timeout=TIMEOUT)
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "outputs[1].name: output 'logits' is asked for twice" in info.value.message()
 
 
 def test_statistics_and_repository_index(client, mnist_batch):

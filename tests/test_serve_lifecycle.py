@@ -97,7 +97,7 @@ def test_deadline_frees_the_work_and_server_stays_healthy(models_dir, mnist_batc
                 stub.Predict(request, timeout=0.8)
             assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             time.sleep(1.0)
-            stats = server.plane.engine.stats["lenet5-mnist", "1"]
+            stats = server.plane.registry.models["lenet5-mnist"].stats
             assert stats.execution_count <= 3  # the rest of the request never ran
             assert time.monotonic() - start < 5
         assert health_status(port) == SERVING

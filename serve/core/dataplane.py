@@ -96,7 +96,7 @@ class DataPlane:
     def model_config(self, name: str, version: str = ""):
         """Triton's ModelConfig record (serve.gen.model_config_pb2) for the model."""
         model = self.registry.get(name, version)
-        return model_config(model, self.limits, self.engine.policies.get(model.key))
+        return model_config(model, self.limits, model.policy)
 
     def statistics(self, name: str = "", version: str = "") -> list[ModelStatistics]:
         """One version, every version of one model, or every model."""
@@ -106,7 +106,7 @@ class DataPlane:
             models = [m for m in self.registry.all_models() if m.name == self.registry.lookup(name).name]
         else:
             models = self.registry.all_models()
-        return [self.engine.stats[m.key].snapshot(m.name, m.version) for m in models]
+        return [m.stats.snapshot(m.name, m.version) for m in models]
 
     def repository_index(self, ready_only: bool = False) -> list[RepositoryEntry]:
         return [RepositoryEntry(m.name, m.version, "READY" if m.ready else "UNAVAILABLE", m.error)
@@ -123,8 +123,7 @@ class DataPlane:
     def infer(self, request: InferRequest) -> InferResponse:
         """KServe ModelInfer: every input checked against the model's signature, the outputs
         asked for (or all), as tensors or classification strings."""
-        model = self.registry.get(request.model_name, request.model_version)
-        with self._counted(model) as record:
+        with self._serving(request.model_name, request.model_version) as (model, record):
             start = time.perf_counter()
             with self.engine.expecting(model) as announcement:
                 feed = decode_inputs(model, request.inputs, self.limits.max_request_images)
@@ -141,11 +140,10 @@ class DataPlane:
     def predict(self, request: PredictRequest) -> PredictResponse:
         """Our Predict: images (or one pixel tensor) for an image classifier, preprocessed
         as its dataset's images were, answered with probabilities and the top k."""
-        model = self.registry.get(request.model_name, request.model_version)
-        model.classifier()  # FAILED_PRECONDITION for any other model, before decoding anything
-        k = check_top_k(request.top_k, model)
-        prepare = Preparer(model, request.preprocessing)
-        with self._counted(model) as record:
+        with self._serving(request.model_name, request.model_version) as (model, record):
+            model.classifier()  # FAILED_PRECONDITION for any other model, before decoding anything
+            k = check_top_k(request.top_k, model)
+            prepare = Preparer(model, request.preprocessing)
             start = time.perf_counter()
             with self.engine.expecting(model) as announcement:
                 x = self._pixels(request, model, prepare)
@@ -170,56 +168,65 @@ class DataPlane:
 
     def features(self, request: FeaturesRequest) -> FeaturesResponse:
         """The output of every convolution and pooling layer for one image (the playground)."""
-        model, prepare, x = self._one_image(request)
-        layers = self.feature_maps.compute(model, x)
+        with self._one_image(request) as (model, prepare, x):
+            layers = self.feature_maps.compute(model, x)
         return FeaturesResponse(model.name, prepare.inverted[0], prepare.framed[0], x, tuple(layers))
 
     def explain(self, request: ExplainRequest) -> Explanation:
         """One value of a feature map (or a dense layer's unit) for one image, and how the
         model computed it, from the same run as the feature maps."""
-        model, prepare, x = self._one_image(request)
-        answer = explain(self.feature_maps, model, x, request.position)
+        with self._one_image(request) as (model, prepare, x):
+            answer = explain(self.feature_maps, model, x, request.position)
         return dataclasses.replace(answer, inverted=prepare.inverted[0], framed=prepare.framed[0])
 
     def architecture(self, name: str, version: str = "") -> Architecture:
         """Every layer of any served model: shapes, output-size formulas, parameter counts."""
         return architecture(self.feature_maps, self.registry.get(name, version))
 
+    @contextlib.contextmanager
     def _one_image(self, request: FeaturesRequest | ExplainRequest):
-        """The image classifier a playground request names, its preprocessing, and the image decoded."""
-        model = self.registry.get(request.model_name, request.model_version)
-        model.classifier()
-        prepare = Preparer(model, request.preprocessing)
-        x = decode_images([request.image], model, "images", self.limits, self.decode_budget, prepare=prepare)
-        return model, prepare, x
+        """The image classifier a playground request names (leased), its preprocessing, and
+        the image decoded."""
+        with self._in_flight_request(), self.registry.lease(request.model_name, request.model_version) as model:
+            model.classifier()
+            prepare = Preparer(model, request.preprocessing)
+            x = decode_images([request.image], model, "images", self.limits, self.decode_budget, prepare=prepare)
+            yield model, prepare, x
 
     def in_flight(self) -> int:
         """Inference requests being decoded, queued, run or encoded right now."""
         return self._in_flight
 
     @contextlib.contextmanager
-    def _counted(self, model: ServedModel):
-        """Statistics for one inference request: the stages of a success (given to the
-        callable yielded), or the time to a failure; and the request counted in flight."""
-        start = time.perf_counter()
-        counter = self.engine.stats[model.key]
+    def _in_flight_request(self):
         with self._in_flight_lock:
             self._in_flight += 1
-
-        def record(images: int, began: float, decoded: float, ran: float, timing: RunTiming) -> None:
-            done = time.perf_counter()
-            counter.success(images, RequestTimes(compute_input=decoded - began,
-                                                 queue=max(ran - decoded - timing.compute_s, 0.0),
-                                                 compute_infer=timing.compute_s, compute_output=done - ran))
-
         try:
-            yield record
-        except BaseException:
-            counter.fail(time.perf_counter() - start)
-            raise
+            yield
         finally:
             with self._in_flight_lock:
                 self._in_flight -= 1
+
+    @contextlib.contextmanager
+    def _serving(self, name: str, version: str):
+        """The ready model for one inference request, leased (a version replaced meanwhile
+        retires after it), with the request's statistics: the stages of a success (given to
+        the callable yielded with it), or the time to a failure."""
+        with self._in_flight_request(), self.registry.lease(name, version) as model:
+            start = time.perf_counter()
+            counter = model.stats
+
+            def record(images: int, began: float, decoded: float, ran: float, timing: RunTiming) -> None:
+                done = time.perf_counter()
+                counter.success(images, RequestTimes(compute_input=decoded - began,
+                                                     queue=max(ran - decoded - timing.compute_s, 0.0),
+                                                     compute_infer=timing.compute_s, compute_output=done - ran))
+
+            try:
+                yield model, record
+            except BaseException:
+                counter.fail(time.perf_counter() - start)
+                raise
 
     def close(self, timeout: float = 5.0) -> None:
         """Refuse new runs and wait up to `timeout` for the batchers' running ones."""

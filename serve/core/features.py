@@ -63,14 +63,19 @@ def _tap(model: ServedModel) -> _Tapped:
 
 class FeatureMaps:
     def __init__(self) -> None:
-        self._tapped: dict[tuple[str, str], _Tapped] = {}
+        self._tapped: dict[ServedModel, _Tapped] = {}  # by version object: a reloaded file is another
         self._lock = threading.Lock()
 
     def _get(self, model: ServedModel) -> _Tapped:
         with self._lock:
-            if model.key not in self._tapped:
-                self._tapped[model.key] = _tap(model)
-            return self._tapped[model.key]
+            if model not in self._tapped:
+                self._tapped[model] = _tap(model)
+            return self._tapped[model]
+
+    def discard(self, model: ServedModel) -> None:
+        """A retired version's session dropped."""
+        with self._lock:
+            self._tapped.pop(model, None)
 
     def compute(self, model: ServedModel, x: np.ndarray) -> list[FeatureMap]:
         """Every shown layer's output for the normalized image batch `x`, in graph order."""

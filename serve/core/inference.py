@@ -56,17 +56,26 @@ class InferenceCore:
         self.registry = registry
         self.limits = limits
         self.metrics = metrics
-        self.stats = {model.key: StatsCounter() for model in registry.all_models()}
-        self.policies = {model.key: policy for model in registry.all_models()
-                         if (policy := batch_policy(model, limits)) is not None}
-        self.batchers: dict[tuple[str, str], Batcher] = {
-            key: Batcher(registry.versions[key[0]][key[1]].run, policy.max_batch, policy.delay_s,
-                         on_batch=functools.partial(self._on_batch, key), instances=limits.instances)
-            for key, policy in self.policies.items()}
+        for model in registry.all_models():
+            self.attach(model)
 
-    def _on_batch(self, key: tuple[str, str], images: int, gather_s: float, infer_s: float, split_s: float) -> None:
-        self.metrics.observe_batch(key[0], images, infer_s)
-        self.stats[key].run(images, gather_s, infer_s, split_s)
+    def attach(self, model: ServedModel) -> None:
+        """Give a version what serving it takes: its statistics, and its batcher if it is batched."""
+        model.stats = StatsCounter()
+        model.policy = batch_policy(model, self.limits)
+        if model.policy is not None:
+            model.batcher = Batcher(model.run, model.policy.max_batch, model.policy.delay_s,
+                                    on_batch=functools.partial(self._on_batch, model),
+                                    instances=self.limits.instances)
+
+    def detach(self, model: ServedModel, timeout: float = 5.0) -> None:
+        """A retired version's batcher closed (its requests are answered by then)."""
+        if model.batcher is not None:
+            model.batcher.close(timeout)
+
+    def _on_batch(self, model: ServedModel, images: int, gather_s: float, infer_s: float, split_s: float) -> None:
+        self.metrics.observe_batch(model.name, images, infer_s)
+        model.stats.run(images, gather_s, infer_s, split_s)
 
     def _run_direct(self, model: ServedModel, x: np.ndarray, timing: RunTiming) -> np.ndarray:
         """Without a batcher: in one run, or one image at a time for a model of fixed batch 1."""
@@ -76,13 +85,12 @@ class InferenceCore:
         out = model.run(x)
         seconds = time.perf_counter() - start
         timing.compute_s += seconds
-        self._on_batch(model.key, len(x), 0.0, seconds, 0.0)
+        self._on_batch(model, len(x), 0.0, seconds, 0.0)
         return out
 
     def expecting(self, model: ServedModel):
         """Tell the model's batcher a request is on its way (being decoded)."""
-        batcher = self.batchers.get(model.key)
-        return batcher.expecting() if batcher else contextlib.nullcontext(None)
+        return model.batcher.expecting() if model.batcher else contextlib.nullcontext(None)
 
     def infer(self, model: ServedModel, x: np.ndarray, deadline: Deadline, timing: RunTiming,
               announcement: Announcement | None = None) -> np.ndarray:
@@ -90,28 +98,27 @@ class InferenceCore:
         normalized batch), through the model's batcher when it has one. The deadline
         bounds the wait in the queue; a client that has gone has its images dropped."""
         with _batcher_outcomes():
-            batcher = self.batchers.get(model.key)
-            if batcher is None:
+            if model.batcher is None:
                 return self._run_direct(model, x, timing)
-            return batcher.infer(x, deadline.is_active, deadline.time_left_s, announcement, timing)
+            return model.batcher.infer(x, deadline.is_active, deadline.time_left_s, announcement, timing)
 
     def infer_all(self, model: ServedModel, feed: dict[str, np.ndarray], deadline: Deadline, timing: RunTiming,
                   announcement: Announcement | None = None) -> list[np.ndarray]:
         """Every output, in the model's order, for a complete feed (decode_inputs' result)."""
-        if model.key in self.batchers:
+        if model.batcher is not None:
             return [self.infer(model, feed[model.input_name], deadline, timing, announcement)]
         first = feed[model.input_name]
         images = len(first) if model.signature.batched else 1
         start = time.perf_counter()
         outputs = model.run_feed(feed)
         timing.compute_s = time.perf_counter() - start
-        self._on_batch(model.key, images, 0.0, timing.compute_s, 0.0)
+        self._on_batch(model, images, 0.0, timing.compute_s, 0.0)
         return outputs
 
     def close(self, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
-        for batcher in self.batchers.values():
-            batcher.close(max(deadline - time.monotonic(), 0.0))
+        for model in self.registry.all_models():
+            self.detach(model, max(deadline - time.monotonic(), 0.0))
 
 
 @contextlib.contextmanager
