@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ConfigError, GrpcConfig, HttpConfig, ModelsConfig, ServeConfig
+from .core.control import MODES
 from .core.device import DEVICES, DeviceError
 from .core.limits import MIB, Limits
 from .core.registry import ModelLoadError
@@ -51,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve the one model in --models under this name: a single .onnx file (any name, as "
                         "KServe's storage initializer leaves model.onnx in /mnt/models), a model folder "
                         "(1/model.onnx), or a repository of one model; with several, NAME must be one of them")
+    p.add_argument("--model-control-mode", choices=MODES, default=d.models.control_mode,
+                   help="Triton's: none (the directory's models, fixed); poll (the directory is re-read every "
+                        "--repository-poll-secs: new and changed versions load, warm up and take over without a "
+                        "restart, removed ones unload); explicit (--load-model at start, then load/unload requests) "
+                        f"(default: {d.models.control_mode})")
+    p.add_argument("--repository-poll-secs", type=float, default=d.models.poll_secs,
+                   help=f"poll: seconds between reads of --models (default: {d.models.poll_secs:g})")
+    p.add_argument("--load-model", action="append", default=[], metavar="NAME",
+                   help="explicit: a model to load at start; repeatable (default: none)")
+    p.add_argument("--no-warmup", action="store_true",
+                   help="ready without warm-up runs (default: a version is ready once it has run on zeros at "
+                        "batch 1 and at the largest batch, or config.pbtxt's model_warmup samples)")
     p.add_argument("--host", default=d.host, help=f"address every front end binds (default: {d.host}, loopback only)")
     p.add_argument("--grpc-port", "--port", dest="grpc_port", type=port_or_off, default=grpc_d.port,
                    metavar="PORT|off", help=f"gRPC port, 0 for any free one, off for none (default: {grpc_d.port})")
@@ -68,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instances", type=int, default=limits.instances,
                    help="batches of one model that run at once, each from the same queue, like "
                         f"Triton's instance_group count (default: {limits.instances})")
+    p.add_argument("--max-queue-size", type=int, default=limits.max_queue_size,
+                   help="requests of one model that may wait for a run; one more is refused at once with "
+                        "RESOURCE_EXHAUSTED (HTTP 429), as Triton's max_queue_size; config.pbtxt's "
+                        "dynamic_batching.default_queue_policy.max_queue_size says it per model "
+                        f"(default: {limits.max_queue_size}, no limit)")
     p.add_argument("--max-request-images", type=int, default=limits.max_request_images,
                    help=f"images one request may carry (default: {limits.max_request_images})")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
@@ -103,9 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
     limits = Limits(args.max_batch, args.batch_delay_ms / 1000, args.max_request_images, args.instances,
-                    int(args.max_decode_mib * MIB), int(args.decode_budget_mib * MIB))
+                    args.max_queue_size, int(args.max_decode_mib * MIB), int(args.decode_budget_mib * MIB))
     models = ModelsConfig(Path(args.models), args.model_name, args.device, limits, args.strict,
-                          args.strict_readiness == "true", args.ort_threads)
+                          args.strict_readiness == "true", args.ort_threads, args.model_control_mode,
+                          args.repository_poll_secs, tuple(args.load_model), not args.no_warmup)
     grpc = None if args.grpc_port is None else GrpcConfig(
         args.grpc_port, args.threads, args.tls_cert and Path(args.tls_cert), args.tls_key and Path(args.tls_key))
     http = None if args.http_port is None else HttpConfig(args.http_port, args.threads, tuple(args.cors_origin))
@@ -193,9 +212,9 @@ def log_models(server) -> None:
     for model in server.plane.registry.all_models():
         if model.ready:
             inputs = ", ".join(f"{t.name} {t.datatype} {list(t.shape)}" for t in model.signature.inputs)
-            log.info("model %s version %s: inputs %s, %s, provider %s", model.name, model.version, inputs,
+            log.info("model %s version %s: inputs %s, %s, provider %s%s", model.name, model.version, inputs,
                      f"{model.num_classes} class{'' if model.num_classes == 1 else 'es'}" if model.num_classes
-                     else "not an image classifier", model.provider)
+                     else "not an image classifier", model.provider, f", {model.warmup}" if model.warmup else "")
         else:
             log.error("model %s version %s NOT READY: %s", model.name, model.version, model.error)
 
@@ -205,10 +224,12 @@ def log_serving(server, config: ServeConfig) -> None:
     ready = sum(m.ready for m in models)
     addresses = " and ".join(f"{f.scheme}://{config.host}:{f.port}" for f in server.front_ends.values())
     limits = config.models.limits
-    log.info("serving %s on %s%s (batching: %s); %d not ready", plural(ready, "model"), addresses,
+    control = {"none": "", "poll": f"; polling {config.models.models_dir} every {config.models.poll_secs:g} s",
+               "explicit": "; models load and unload on request"}[config.models.control_mode]
+    log.info("serving %s on %s%s (batching: %s%s); %d not ready", plural(ready, "model"), addresses,
              f", metrics on :{server.metrics_port}/metrics" if server.metrics_port else "",
              f"up to {limits.max_batch} images / {limits.batch_delay_s * 1000:g} ms" if limits.max_batch else "off",
-             len(models) - ready)
+             control, len(models) - ready)
     if "http" in server.front_ends:
         log.info("HTTP on http://%s:%d (KServe v2 REST under /v2, playground at /)", config.host,
                  server.port("http"))

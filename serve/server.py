@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from .config import ServeConfig
+from .core.control import ControlSettings
 from .core.dataplane import DataPlane
 from .core.metrics import Metrics
 from .core.registry import ModelRegistry
@@ -55,6 +56,7 @@ class ZooServer:
     def start(self) -> None:
         for front_end in self.front_ends.values():
             front_end.start()
+        self.plane.control.start_polling()
 
     def stop(self, grace: float | None = 5.0) -> Stopped:
         """Drain: readiness false and health NOT_SERVING at once, new inference requests
@@ -69,6 +71,7 @@ class ZooServer:
         if self._stopped.is_set():
             return Stopped(0, ())
         self._stopped.set()
+        self.plane.control.stop()  # no model changes while draining
         self.plane.draining.set()
         for front_end in self.front_ends.values():
             front_end.begin_drain()
@@ -95,10 +98,14 @@ class ZooServer:
 
 
 def build_plane(config: ServeConfig, metrics: Metrics) -> DataPlane:
+    """The data plane over the models the config asks for, loaded and warmed up."""
     models = config.models
-    registry = ModelRegistry.load_dir(models.models_dir, models.device, strict=models.strict,
-                                      threads=models.ort_threads, model_name=models.model_name)
-    return DataPlane(registry, models.limits, metrics, strict_readiness=models.strict_readiness)
+    control = ControlSettings(models.models_dir, models.control_mode, models.poll_secs, models.load_models,
+                              models.model_name, models.device, models.ort_threads, models.strict, models.warmup)
+    plane = DataPlane(ModelRegistry(), models.limits, metrics, strict_readiness=models.strict_readiness,
+                      control=control)
+    plane.control.start_models()
+    return plane
 
 
 def create_server(config: ServeConfig) -> ZooServer:

@@ -30,6 +30,8 @@ CALLS: dict[str, Call] = {c.name: c for c in (
     Call("model_config"),
     Call("model_statistics"),
     Call("repository_index"),
+    Call("repository_load"),  # Triton's model repository extension (explicit model control)
+    Call("repository_unload"),
     Call("list_models"),
     Call("model_info"),
     Call("infer", inference=True),

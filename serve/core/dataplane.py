@@ -25,7 +25,8 @@ from .architecture import Architecture, architecture
 from .batching import RunTiming
 from .calls import Call
 from .decode import decode_images, decode_inputs, decode_tensor, resolve_outputs
-from .errors import invalid, unavailable
+from .control import ControlSettings, ModelControl
+from .errors import failed_precondition, invalid, unavailable
 from .explain import Explanation, explain
 from .features import FeatureMaps
 from .inference import InferenceCore
@@ -48,17 +49,22 @@ EXTENSIONS = ("classification", "binary_tensor_data", "model_configuration", "st
 
 class DataPlane:
     def __init__(self, registry: ModelRegistry, limits: Limits, metrics: Metrics, *,
-                 strict_readiness: bool = True) -> None:
+                 strict_readiness: bool = True, control: ControlSettings | None = None) -> None:
+        """`control`: how the served models change (serve.core.control); None: they are the
+        registry's, as given, and never change."""
         self.registry = registry
         self.limits = limits
         self.metrics = metrics
         self.engine = InferenceCore(registry, limits, metrics)
-        self.readiness = Readiness(registry, strict_readiness)
+        self.readiness = Readiness(registry, strict_readiness,
+                                   ready_with_none=control is not None and control.mode == "explicit")
         # Set once shutdown begins: inference calls arriving from then on are refused (admit());
         # those already admitted run to the end.
         self.draining = self.readiness.draining
         self.decode_budget = DecodeBudget(limits.decode_budget_bytes)
         self.feature_maps = FeatureMaps()
+        self.control = None if control is None else ModelControl(registry, self.engine, control,
+                                                                 on_retire=self.feature_maps.discard)
         self._in_flight = 0  # inference requests between their model's lookup and their answer
         self._in_flight_lock = threading.Lock()
 
@@ -109,8 +115,22 @@ class DataPlane:
         return [m.stats.snapshot(m.name, m.version) for m in models]
 
     def repository_index(self, ready_only: bool = False) -> list[RepositoryEntry]:
+        if self.control is not None:
+            return self.control.index(ready_only)
         return [RepositoryEntry(m.name, m.version, "READY" if m.ready else "UNAVAILABLE", m.error)
                 for m in self.registry.all_models() if not ready_only or m.ready]
+
+    def load_model(self, name: str) -> None:
+        """Triton's repository extension: load (or reload) a model (explicit model control)."""
+        self._control().load(name)
+
+    def unload_model(self, name: str) -> None:
+        self._control().unload(name)
+
+    def _control(self) -> ModelControl:
+        if self.control is None:
+            raise failed_precondition("this server's models are fixed: loading and unloading are not allowed")
+        return self.control
 
     def models(self) -> list[ModelSummary]:
         return [_summary(m) for m in self.registry.all_models()]
@@ -229,7 +249,9 @@ class DataPlane:
                 raise
 
     def close(self, timeout: float = 5.0) -> None:
-        """Refuse new runs and wait up to `timeout` for the batchers' running ones."""
+        """Stop changing models; refuse new runs and wait up to `timeout` for the batchers' running ones."""
+        if self.control is not None:
+            self.control.stop()
         self.engine.close(timeout)
 
 

@@ -27,6 +27,7 @@ from .stats import StatsCounter
 class BatchPolicy:
     max_batch: int  # images per coalesced run: the largest batch the batcher forms
     delay_s: float  # how long a batch waits for company
+    max_queue: int = 0  # requests that may wait at once (0: no limit)
 
 
 def batch_policy(model: ServedModel, limits: Limits) -> BatchPolicy | None:
@@ -36,19 +37,22 @@ def batch_policy(model: ServedModel, limits: Limits) -> BatchPolicy | None:
     axis goes through a batcher (one input, one output: the batcher's run); a fixed-batch
     model always runs alone, each request as it came. `--max-batch 0` turns batching off.
     A model with a config.pbtxt is batched as Triton would: only with `dynamic_batching`,
-    up to its `max_batch_size` after its `max_queue_delay_microseconds` (the server's
-    --max-batch and --batch-delay-ms where it gives none)."""
+    up to its `max_batch_size` after its `max_queue_delay_microseconds`, with at most its
+    `default_queue_policy.max_queue_size` requests waiting (the server's --max-batch,
+    --batch-delay-ms and --max-queue-size where it gives none)."""
     signature = model.signature
     if not (model.ready and limits.max_batch > 0 and signature.batched
             and len(signature.inputs) == len(signature.outputs) == 1):
         return None
     config = model.config
     if config is None:
-        return BatchPolicy(limits.max_batch, limits.batch_delay_s)
+        return BatchPolicy(limits.max_batch, limits.batch_delay_s, limits.max_queue_size)
     if not config.HasField("dynamic_batching"):
         return None
-    delay_us = config.dynamic_batching.max_queue_delay_microseconds
-    return BatchPolicy(config.max_batch_size or limits.max_batch, delay_us / 1e6 if delay_us else limits.batch_delay_s)
+    batching = config.dynamic_batching
+    delay_us = batching.max_queue_delay_microseconds
+    return BatchPolicy(config.max_batch_size or limits.max_batch, delay_us / 1e6 if delay_us else limits.batch_delay_s,
+                       batching.default_queue_policy.max_queue_size or limits.max_queue_size)
 
 
 class InferenceCore:
@@ -66,7 +70,9 @@ class InferenceCore:
         if model.policy is not None:
             model.batcher = Batcher(model.run, model.policy.max_batch, model.policy.delay_s,
                                     on_batch=functools.partial(self._on_batch, model),
-                                    instances=self.limits.instances)
+                                    instances=self.limits.instances, max_queue=model.policy.max_queue,
+                                    on_refused=functools.partial(self.metrics.observe_refused, model.name,
+                                                                 "queue_full"))
 
     def detach(self, model: ServedModel, timeout: float = 5.0) -> None:
         """A retired version's batcher closed (its requests are answered by then)."""

@@ -44,6 +44,8 @@ def model_config(model: ServedModel, limits: Limits, policy: BatchPolicy | None)
     if policy:
         config.dynamic_batching.max_queue_delay_microseconds = int(policy.delay_s * 1e6)
         config.dynamic_batching.preferred_batch_size.append(policy.max_batch)
+        if policy.max_queue:
+            config.dynamic_batching.default_queue_policy.max_queue_size = policy.max_queue
     config.parameters["execution_provider"].string_value = model.provider
     for key in ("dataset", "test_accuracy"):
         config.parameters[key].string_value = model.metadata.get(key, "")

@@ -197,8 +197,8 @@ class ModelMetadata:
 @dataclass(frozen=True)
 class RepositoryEntry:
     name: str
-    version: str
-    state: str  # READY or UNAVAILABLE, in Triton's words
+    version: str = ""
+    state: str = ""  # READY or UNAVAILABLE, in Triton's words; "" for a model of the repository not loaded
     reason: str = ""
 
 

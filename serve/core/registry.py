@@ -78,6 +78,7 @@ class ServedModel:
     batcher: object | None = None  # its Batcher, with a policy
     stats: object | None = None  # its StatsCounter
     source: ModelSource | None = None  # where it was loaded from (model control compares these)
+    warmup: str = ""  # what its warm-up ran, and how long it took
     leases: int = 0  # requests holding it now
     retiring: bool = False
     _leased: threading.Condition = field(default_factory=threading.Condition, repr=False)

@@ -149,11 +149,19 @@ class GrpcFrontEnd:
 
     def start(self) -> None:
         self.server.start()
+        for name in self.plane.registry.models:
+            self._model_changed(name)
+        self.plane.registry.subscribe(self._model_changed)  # model control: health follows every change
+
+    def _model_changed(self, name: str) -> None:
+        """Health of model `name` and of the server, by the one readiness rule (as ServerReady)."""
+        if self.plane.draining.is_set():
+            return  # NOT_SERVING for good
         serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
         readiness = self.plane.readiness
-        for name, model in self.plane.registry.models.items():
-            self.health.set(name, serving if readiness.model_ready(model) else not_serving)
-        ready = serving if readiness.server_ready() else not_serving  # the one rule, as ServerReady
+        model = self.plane.registry.models.get(name)
+        self.health.set(name, serving if model is not None and readiness.model_ready(model) else not_serving)
+        ready = serving if readiness.server_ready() else not_serving
         for service in ("", PREDICTOR.full_name, KSERVE.full_name):
             self.health.set(service, ready)
 

@@ -25,7 +25,7 @@ def error_response(status: int, message: str) -> web.Response:
 
 
 def from_request_error(e: RequestError) -> web.Response:
-    return error_response(STATUS[e.code], e.message)
+    return error_response(429 if e.busy else STATUS[e.code], e.message)
 
 
 def from_http_exception(e: web.HTTPException, request: web.Request) -> web.Response:

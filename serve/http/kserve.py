@@ -12,7 +12,8 @@ from google.protobuf import json_format
 from ..core.stats import ModelStatistics
 from .blocking import blocking, client_present, model_of, plane_of
 from .routes import model_routes, route
-from .tensors import HEADER_LENGTH, decode_request, encode_response, parse_header, validate_index_request
+from .tensors import (HEADER_LENGTH, decode_request, encode_response, parse_header, validate_index_request,
+                      validate_object)
 from .responses import json_response
 
 PROVIDER_HEADER = "x-execution-provider"
@@ -72,9 +73,26 @@ async def stats(request: web.Request) -> web.Response:
 async def repository_index(request: web.Request) -> web.Response:
     body = await request.read()
     ready_only = parse_header(body, validate_index_request).get("ready") is True if body.strip() else False
-    return json_response([{"name": e.name, "version": e.version, "state": e.state,
-                               **({"reason": e.reason} if e.reason else {})}
-                              for e in plane_of(request).repository_index(ready_only)])
+    return json_response([{"name": e.name, **{k: v for k, v in (("version", e.version), ("state", e.state),
+                                                                  ("reason", e.reason)) if v}}
+                          for e in plane_of(request).repository_index(ready_only)])
+
+
+async def repository_load(request: web.Request) -> web.Response:
+    """Triton's POST /v2/repository/models/{m}/load (a JSON body, if any, must be an object)."""
+    body = await request.read()
+    if body.strip():
+        parse_header(body, validate_object)
+    await blocking(request, plane_of(request).load_model, request.match_info["model"])
+    return json_response({})
+
+
+async def repository_unload(request: web.Request) -> web.Response:
+    body = await request.read()
+    if body.strip():
+        parse_header(body, validate_object)
+    await blocking(request, plane_of(request).unload_model, request.match_info["model"])
+    return json_response({})
 
 
 async def infer(request: web.Request) -> web.Response:
@@ -101,6 +119,8 @@ ROUTES = [
     route("GET", "/v2/health/ready", ready, "server_ready"),
     route("GET", "/v2/models/stats", stats, "model_statistics", "all"),
     route("POST", "/v2/repository/index", repository_index, "repository_index"),
+    route("POST", "/v2/repository/models/{model}/load", repository_load, "repository_load"),
+    route("POST", "/v2/repository/models/{model}/unload", repository_unload, "repository_unload"),
     *model_routes("", "GET", model_metadata, "model_metadata"),
     *model_routes("/ready", "GET", model_ready, "model_ready"),
     *model_routes("/config", "GET", config, "model_config"),

@@ -55,6 +55,7 @@ REQUEST_SCHEMA = {
 }
 _validate = fastjsonschema.compile(REQUEST_SCHEMA)
 validate_index_request = fastjsonschema.compile({"type": "object", "properties": {"ready": {"type": "boolean"}}})
+validate_object = fastjsonschema.compile({"type": "object"})
 
 
 @dataclass(frozen=True)
