@@ -134,6 +134,12 @@ class Batcher:
         if self._closed:
             raise unavailable("the server is shutting down")
 
+    def check_room(self) -> None:
+        """Before a request is decoded: refused at once if the queue is already full (the
+        check is made again when it arrives)."""
+        with self._lock:
+            self._refuse_if_full()
+
     def _refuse_if_full(self) -> None:  # under the lock
         """A request about to wait: refused at once if the queue already holds max_queue."""
         waiting = len(self._queue) + self._waiting_full

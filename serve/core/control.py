@@ -26,7 +26,8 @@ from .errors import failed_precondition, invalid, not_found
 from .device import DeviceError
 from .inference import InferenceCore, batch_policy
 from .records import RepositoryEntry
-from .registry import ModelLoadError, ModelRegistry, ServedModel, load_model, load_sources, validate_name
+from .registry import (ModelLoadError, ModelRegistry, ServedModel, broken, load_model, load_sources,
+                       validate_name)
 from .repository import ModelSource, find_models, version_key
 from .warmup import warm_up
 
@@ -108,7 +109,13 @@ class ModelControl:
         for source in sources:
             fingerprints[source.name][_key(source)] = fingerprint(source)
         for name, versions in loaded.items():
-            self._ready(list(versions.values()))
+            for version, model in versions.items():
+                try:
+                    self._ready([model])
+                except ModelLoadError as e:  # a version whose warm-up fails would fail its first request
+                    if settings.strict:
+                        raise
+                    versions[version] = broken(model.source, str(e))
             self._publish(name, versions, fingerprints[name])
 
     def start_polling(self) -> None:
@@ -276,6 +283,12 @@ class ModelControl:
         if self.on_retire is not None:
             self.on_retire(model)
         model.session = model.small_session = None  # its memory goes with the last reference
+
+    def in_repository(self, name: str) -> bool:
+        try:
+            return any(s.name == name for s in self._scan())
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            return False
 
     def index(self, ready_only: bool = False) -> list[RepositoryEntry]:
         """Triton's repository index: every served version, every version that failed to

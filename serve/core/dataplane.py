@@ -26,7 +26,7 @@ from .batching import RunTiming
 from .calls import Call
 from .decode import decode_images, decode_inputs, decode_tensor, resolve_outputs
 from .control import ControlSettings, ModelControl
-from .errors import failed_precondition, invalid, unavailable
+from .errors import Code, RequestError, failed_precondition, invalid, unavailable
 from .explain import Explanation, explain
 from .features import FeatureMaps
 from .inference import InferenceCore
@@ -86,7 +86,15 @@ class DataPlane:
         return self.readiness.server_ready()
 
     def model_ready(self, name: str, version: str = "") -> bool:
-        return self.readiness.model_ready(self.registry.lookup(name, version))
+        """Whether the model serves; False (not NOT_FOUND) for one of the repository that is not
+        loaded (model control), as Triton answers."""
+        try:
+            model = self.registry.lookup(name, version)
+        except RequestError as e:
+            if e.code is Code.NOT_FOUND and self.control is not None and self.control.in_repository(name):
+                return False
+            raise
+        return self.readiness.model_ready(model)
 
     # -- metadata -----------------------------------------------------------------------
 
@@ -145,6 +153,7 @@ class DataPlane:
         asked for (or all), as tensors or classification strings."""
         with self._serving(request.model_name, request.model_version) as (model, record):
             start = time.perf_counter()
+            self.engine.check_room(model)
             with self.engine.expecting(model) as announcement:
                 feed = decode_inputs(model, request.inputs, self.limits.max_request_images)
                 outputs = resolve_outputs(model, [(o.name, o.classification) for o in request.outputs])
@@ -165,6 +174,7 @@ class DataPlane:
             k = check_top_k(request.top_k, model)
             prepare = Preparer(model, request.preprocessing)
             start = time.perf_counter()
+            self.engine.check_room(model)
             with self.engine.expecting(model) as announcement:
                 x = self._pixels(request, model, prepare)
                 decoded = time.perf_counter()

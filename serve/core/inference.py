@@ -94,6 +94,11 @@ class InferenceCore:
         self._on_batch(model, len(x), 0.0, seconds, 0.0)
         return out
 
+    def check_room(self, model: ServedModel) -> None:
+        """RESOURCE_EXHAUSTED at once, before any decoding, when the model's queue is full."""
+        if model.batcher is not None:
+            model.batcher.check_room()
+
     def expecting(self, model: ServedModel):
         """Tell the model's batcher a request is on its way (being decoded)."""
         return model.batcher.expecting() if model.batcher else contextlib.nullcontext(None)

@@ -367,7 +367,7 @@ class ModelRegistry:
         model = snapshot.models.get(name)
         if model is None:
             validate_name(name)
-            raise not_found(f"model {name!r} is not served; available: {', '.join(sorted(snapshot.models))}")
+            raise not_found(f"model {name!r} is not served; available: {', '.join(sorted(snapshot.models)) or 'none'}")
         if version and version != model.version:
             model = snapshot.versions[name].get(version)
             if model is None:
