@@ -1,0 +1,121 @@
+"""The only module that imports opentelemetry (the `trace` extra), loaded by
+serve.core.tracing.open_tracing when tracing is on: a tracer provider of its own (the
+process's global one is left alone), spans sent by a BatchSpanProcessor over OTLP/HTTP
+(protobuf), and a RequestTrace's spans made from its timestamps as it ends.
+
+The SDK's own environment variables apply: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
+(the resource; service.name defaults to cnn-zoo), OTEL_TRACES_SAMPLER and its _ARG
+(default parentbased_always_on: a request whose traceparent says "not sampled" is not
+recorded), OTEL_BSP_* (the batch processor), OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, _HEADERS,
+_COMPRESSION and _CERTIFICATE (the exporter).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from urllib.parse import urlsplit
+
+from opentelemetry import propagate
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+
+from .. import __version__
+from .tracing import Outcome, RequestTrace, Stages
+
+log = logging.getLogger("serve")
+
+SERVICE_NAME = "cnn-zoo"
+TRACES_PATH = "/v1/traces"  # OTLP/HTTP's path for spans
+CLOSE_TIMEOUT_S = 5.0  # how long the server's stop waits for the last spans to be sent
+# Triton's attribute names for the model (its OpenTelemetry trace mode), so its users'
+# queries find ours; the batch size has no Triton name.
+MODEL_NAME, MODEL_VERSION, BATCH_SIZE = "triton.model_name", "triton.model_version", "cnn_zoo.batch_size"
+
+
+def traces_url(endpoint: str) -> str:
+    """The OTLP/HTTP URL spans are POSTed to: the endpoint as given when it has a path
+    (Triton's url=, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), else with /v1/traces added (a
+    collector's base address, as OTEL_EXPORTER_OTLP_ENDPOINT)."""
+    return endpoint if urlsplit(endpoint).path.strip("/") else endpoint.rstrip("/") + TRACES_PATH
+
+
+def _resource() -> Resource:
+    own = Resource.create({"service.name": SERVICE_NAME, "service.version": __version__})
+    return own.merge(OTELResourceDetector().detect())  # the environment's service.name and attributes win
+
+
+class Tracer:
+    """Spans for RequestTraces, exported in the background; close() sends what is left."""
+
+    def __init__(self, otlp_endpoint: str, exporter=None) -> None:
+        self.url = "" if exporter is not None else traces_url(otlp_endpoint)
+        self.provider = TracerProvider(resource=_resource())
+        self.provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint=self.url)))
+        self._tracer = self.provider.get_tracer("serve", __version__)
+
+    def begin(self, name: str, attributes: dict[str, object], carrier, start: float, model: str = "") -> RequestTrace:
+        """A request's trace, from `start` (perf_counter seconds, as its edge took them), for
+        the model it names (the data plane names the version that serves it)."""
+        return RequestTrace(self, name, attributes, carrier, start, (model, "") if model else None)
+
+    def emit(self, trace: RequestTrace, end: float, outcome: Outcome) -> None:
+        offset = time.time_ns() - time.perf_counter_ns()  # perf_counter seconds -> epoch ns, once per request
+
+        def ns(t: float) -> int:
+            return int(t * 1e9) + offset
+
+        attributes = {**trace.attributes, **outcome.attributes}
+        if trace.model is not None:
+            attributes[MODEL_NAME] = trace.model[0]
+            if trace.model[1]:
+                attributes[MODEL_VERSION] = _version(trace.model[1])
+        if trace.images is not None:
+            attributes[BATCH_SIZE] = trace.images
+        span = self._tracer.start_span(trace.name, context=propagate.extract(trace.carrier), kind=SpanKind.SERVER,
+                                       attributes=attributes, start_time=ns(trace.start))
+        if not span.is_recording():  # not sampled
+            return
+        if trace.stages is not None:
+            parent = set_span_in_context(span)
+            for name, (begin, finish) in _stage_times(trace.stages):
+                self._tracer.start_span(name, context=parent, start_time=ns(begin)).end(end_time=ns(finish))
+        if outcome.exception:  # every failure, the client's mistakes too: what failed, and the message it got
+            span.add_event("exception", {"exception.type": outcome.exception, "exception.message": outcome.message},
+                           timestamp=ns(end))
+        if outcome.fault:
+            span.set_status(Status(StatusCode.ERROR, outcome.message))
+        span.end(end_time=ns(end))
+
+    def flush(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
+        return self.provider.force_flush(int(timeout_s * 1000))
+
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
+        """Send the spans still queued and stop the batch processor; never waits much more
+        than `timeout_s` for a collector that does not answer (those spans are lost, said in
+        the log). True if it finished."""
+        stopping = threading.Thread(target=self.provider.shutdown, name="trace-shutdown", daemon=True)
+        stopping.start()
+        stopping.join(timeout_s)
+        if stopping.is_alive():
+            log.warning("tracing: the last spans were not sent within %.1f s (%s did not answer); left behind",
+                        timeout_s, self.url or "the exporter")
+            return False
+        return True
+
+
+def _stage_times(stages: Stages) -> tuple[tuple[str, tuple[float, float]], ...]:
+    """Each stage's (start, end): the run ends as the answer arrives, the queue is the wait before it."""
+    run_start = max(stages.ran - stages.compute_s, stages.decoded)
+    return (("decode", (stages.start, stages.decoded)), ("queue", (stages.decoded, run_start)),
+            ("inference", (run_start, stages.ran)), ("encode", (stages.ran, stages.done)))
+
+
+def _version(version: str) -> int | str:
+    """An integer as Triton's triton.model_version is, when the version is one (it always is
+    in a Triton repository layout)."""
+    return int(version) if version.isdigit() else version
