@@ -1,7 +1,8 @@
 """The only module that imports opentelemetry (the `trace` extra), loaded by
 serve.core.tracing.open_tracing when tracing is on: a tracer provider of its own (the
-process's global one is left alone), spans sent by a BatchSpanProcessor over OTLP/HTTP
-(protobuf), and a RequestTrace's spans made from its timestamps as it ends.
+process's global one is left alone), each ended RequestTrace's spans made from its
+timestamps on a thread of the tracer's (off the request's), and sent by a BatchSpanProcessor
+over OTLP/HTTP (protobuf).
 
 The SDK's own environment variables apply: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
 (the resource; service.name defaults to cnn-zoo), OTEL_TRACES_SAMPLER and its _ARG
@@ -13,6 +14,7 @@ _COMPRESSION and _CERTIFICATE (the exporter).
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from urllib.parse import urlsplit
@@ -25,13 +27,16 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
 from .. import __version__
+from .ratelimit import RateLimitedLog
 from .tracing import Outcome, RequestTrace, Stages
 
 log = logging.getLogger("serve")
+dropped_log = RateLimitedLog(log)
 
 SERVICE_NAME = "cnn-zoo"
 TRACES_PATH = "/v1/traces"  # OTLP/HTTP's path for spans
 CLOSE_TIMEOUT_S = 5.0  # how long the server's stop waits for the last spans to be sent
+MAX_PENDING = 2048  # requests whose spans wait to be made (the batch processor's queue holds 2048 spans)
 # Triton's attribute names for the model (its OpenTelemetry trace mode), so its users'
 # queries find ours; the batch size has no Triton name.
 MODEL_NAME, MODEL_VERSION, BATCH_SIZE = "triton.model_name", "triton.model_version", "cnn_zoo.batch_size"
@@ -50,20 +55,45 @@ def _resource() -> Resource:
 
 
 class Tracer:
-    """Spans for RequestTraces, exported in the background; close() sends what is left."""
+    """Spans for RequestTraces. A request's edge hands its trace over as it ends (`record`,
+    a queue put); the tracer's thread makes the spans, the SDK's batch processor sends them.
+    close() sends what is left."""
 
     def __init__(self, otlp_endpoint: str, exporter=None) -> None:
         self.url = "" if exporter is not None else traces_url(otlp_endpoint)
         self.provider = TracerProvider(resource=_resource())
         self.provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint=self.url)))
         self._tracer = self.provider.get_tracer("serve", __version__)
+        self._pending: queue.SimpleQueue = queue.SimpleQueue()  # C: a put takes no Python-level lock
+        self._maker = threading.Thread(target=self._make_spans, name="trace-spans", daemon=True)
+        self._maker.start()
 
     def begin(self, name: str, attributes: dict[str, object], carrier, start: float, model: str = "") -> RequestTrace:
         """A request's trace, from `start` (perf_counter seconds, as its edge took them), for
         the model it names (the data plane names the version that serves it)."""
         return RequestTrace(self, name, attributes, carrier, start, (model, "") if model else None)
 
-    def emit(self, trace: RequestTrace, end: float, outcome: Outcome) -> None:
+    def record(self, trace: RequestTrace, end: float, outcome: Outcome) -> None:
+        """A request that ended at `end`: its spans are made on the tracer's thread. While
+        that thread is MAX_PENDING requests behind, a request's spans are dropped (as the
+        batch processor drops spans when its queue is full), said in the log."""
+        if self._pending.qsize() < MAX_PENDING:
+            self._pending.put((trace, end, outcome))
+        else:
+            dropped_log.warning("tracing: %d requests wait for their spans to be made; the spans of %s were dropped",
+                                MAX_PENDING, trace.name)
+
+    def _make_spans(self) -> None:
+        while (item := self._pending.get()) is not None:
+            if isinstance(item, threading.Event):  # flush(): every request before it is done
+                item.set()
+                continue
+            try:
+                self._emit(*item)
+            except Exception as e:  # a fault of tracing is logged, and the next request traced
+                dropped_log.warning("tracing: the spans of %s were not made: %s: %s", item[0].name, type(e).__name__, e)
+
+    def _emit(self, trace: RequestTrace, end: float, outcome: Outcome) -> None:
         offset = time.time_ns() - time.perf_counter_ns()  # perf_counter seconds -> epoch ns, once per request
 
         def ns(t: float) -> int:
@@ -92,16 +122,24 @@ class Tracer:
         span.end(end_time=ns(end))
 
     def flush(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
-        return self.provider.force_flush(int(timeout_s * 1000))
+        """Make the spans of every request ended so far and export them; True if done in time."""
+        made = threading.Event()
+        self._pending.put(made)
+        return made.wait(timeout_s) and self.provider.force_flush(int(timeout_s * 1000))
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
-        """Send the spans still queued and stop the batch processor; never waits much more
-        than `timeout_s` for a collector that does not answer (those spans are lost, said in
-        the log). True if it finished."""
-        stopping = threading.Thread(target=self.provider.shutdown, name="trace-shutdown", daemon=True)
-        stopping.start()
-        stopping.join(timeout_s)
-        if stopping.is_alive():
+        """Make and send the spans still pending and stop; never waits much more than
+        `timeout_s` for a collector that does not answer (those spans are lost, said in the
+        log). True if it finished."""
+        def finish() -> None:
+            self._pending.put(None)
+            self._maker.join()
+            self.provider.shutdown()
+
+        finishing = threading.Thread(target=finish, name="trace-shutdown", daemon=True)
+        finishing.start()
+        finishing.join(timeout_s)
+        if finishing.is_alive():
             log.warning("tracing: the last spans were not sent within %.1f s (%s did not answer); left behind",
                         timeout_s, self.url or "the exporter")
             return False

@@ -4,9 +4,9 @@ A front end's edge begins a RequestTrace for each inference call it serves (with
 request's W3C `traceparent`, as headers or metadata carry it) and ends it with the status it
 sent; the request's record carries it into the data plane, as it carries its Deadline, and
 the data plane hands it the model that served and the timestamps it already takes for the
-statistics (serve.core.stats). Nothing is built while the request runs: as it ends, the
-spans are made from those timestamps in one go (serve.core.otel), a server span continuing
-the incoming trace, with the stages as its children:
+statistics (serve.core.stats). Nothing is built while the request runs: once it has ended,
+the tracer's own thread makes its spans from those timestamps in one go (serve.core.otel),
+a server span continuing the incoming trace, with the stages as its children:
 
     <server span>  (inference.GRPCInferenceService/ModelInfer, POST /v2/models/{model}/infer, ...)
       decode      the request's tensors or images checked and decoded    (Triton: compute_input)
@@ -20,17 +20,12 @@ opentelemetry packages (the `trace` extra) load only when tracing is on.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
-from .ratelimit import RateLimitedLog
-
 if TYPE_CHECKING:
     from .otel import Tracer
-
-failure_log = RateLimitedLog(logging.getLogger("serve"))
 
 EXTRA_HINT = "pip install 'cnn-zoo[trace]' (the opentelemetry SDK and its OTLP exporter)"
 
@@ -86,12 +81,9 @@ class RequestTrace:
         self.images, self.stages = images, stages
 
     def end(self, outcome: Outcome) -> None:
-        """Make and export its spans (in the SDK's batch processor: sent in the background).
-        A fault of tracing is logged, never the request's."""
-        try:
-            self.tracer.emit(self, time.perf_counter(), outcome)
-        except Exception as e:
-            failure_log.warning("tracing: the spans of %s were not recorded: %s: %s", self.name, type(e).__name__, e)
+        """Hand it to the tracer, whose thread makes its spans: none are made on the
+        request's thread, which goes on to send its answer."""
+        self.tracer.record(self, time.perf_counter(), outcome)
 
 
 def open_tracing(otlp_endpoint: str, exporter=None) -> "Tracer":
