@@ -2,16 +2,17 @@
 (--trace-otlp-endpoint, every request sampled and its spans sent to a real OTLP/HTTP
 receiver), and with the code from before tracing existed, all in one run, as ratios.
 
-    python bench/trace_overhead.py [--before REF] [--requests 2000] [--json out.json]
+    python bench/trace_overhead.py [--before REF] [--rounds 3] [--requests 1000] [--json out.json]
 
-Three `python -m serve` processes over the same exported model with the same flags:
-`before` runs the `--before` commit's code (default: the parent of the commit that added
+Each round starts three `python -m serve` processes over the same exported model with the
+same flags: `before` runs the `--before` commit's code (default: the parent of the commit that added
 serve/core/tracing.py; `--before none` leaves it out), `off` and `on` this checkout's. One
 lean client process sends the same batch-1 ModelInfer (raw gRPC bytes, then KServe REST with
 a binary tensor over one keep-alive connection), each with a sampled W3C traceparent, to
-the three in turn, so the machine's noise falls on all alike. The receiver counts the spans
-it got, so `on` is seen to export them. Target: off / before within noise (about 1.00; no
-cost when off).
+the three in turn, so the machine's noise falls on all alike; each figure is the median of
+the rounds' ratios (fresh processes each round, as one process can be luckier than another
+for its whole life). The receiver counts the spans it got, so `on` is seen to export them.
+Target: off / before within noise (about 1.00; no cost when off).
 """
 
 from __future__ import annotations
@@ -125,56 +126,66 @@ def before_checkout(ref: str) -> tuple[Path, str]:
     return out, commit
 
 
+def one_round(models: Path, before: Path | None, receiver_port: int, requests: int) -> dict:
+    """Fresh servers (before, off, on), one client alternating between them: the latencies."""
+    flags = ("--http-port", "0")
+    servers = {}
+    try:
+        if before is not None:
+            servers["before"] = start_in(before, models, *flags)
+        servers["off"] = start_in(ROOT, models, *flags)
+        servers["on"] = start_in(ROOT, models, *flags, "--trace-otlp-endpoint", f"http://127.0.0.1:{receiver_port}")
+        addresses = {name: (s.address, s.http_address()) for name, s in servers.items()}
+        ctx = mp.get_context("spawn")
+        out_queue = ctx.Queue()
+        client = ctx.Process(target=alternating, args=(addresses, requests, out_queue))
+        client.start()
+        latencies = out_queue.get(timeout=900)
+        client.join(30)
+        return latencies
+    finally:
+        for server in servers.values():
+            server.stop()  # `on` sends its last spans as it stops
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", default="", help="the commit to compare with (default: the one before tracing); "
                                                      "none: compare off with on only")
     parser.add_argument("--models", help="models directory (default: a temporary one, lenet5-mnist exported)")
-    parser.add_argument("--requests", type=int, default=2000, help="batch-1 requests to each server per protocol "
-                                                                   "(default: 2000)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, each with fresh server processes (default: 3)")
+    parser.add_argument("--requests", type=int, default=1000, help="batch-1 requests to each server per protocol "
+                                                                   "and round (default: 1000)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     models = models_dir_with((MODEL,), args.models)
+    before, commit = before_checkout(args.before) if args.before != "none" else (None, "")
     receiver = SpanCounter()
-    flags = ("--http-port", "0")
-    servers = {}
     try:
-        if args.before != "none":
-            checkout, commit = before_checkout(args.before)
-            servers["before"] = start_in(checkout, models, *flags)
-        servers["off"] = start_in(ROOT, models, *flags)
-        servers["on"] = start_in(ROOT, models, *flags, "--trace-otlp-endpoint", f"http://127.0.0.1:{receiver.server_port}")
-        addresses = {name: (s.address, s.http_address()) for name, s in servers.items()}
-        ctx = mp.get_context("spawn")
-        out_queue = ctx.Queue()
-        client = ctx.Process(target=alternating, args=(addresses, args.requests, out_queue))
-        client.start()
-        latencies = out_queue.get(timeout=900)
-        client.join(30)
+        rounds = [one_round(models, before, receiver.server_port, args.requests) for _ in range(args.rounds)]
     finally:
-        for server in servers.values():
-            server.stop()  # `on` sends its last spans as it stops
         receiver.shutdown()
     spans = receiver.spans
-    p50 = {protocol: {name: percentile_ms(v, 50) for name, v in by.items()} for protocol, by in latencies.items()}
-    p99 = {protocol: {name: percentile_ms(v, 99) for name, v in by.items()} for protocol, by in latencies.items()}
-    figures: dict = {"requests_per_server_and_protocol": args.requests, "p50_ms_batch1": p50, "p99_ms_batch1": p99,
-                     "spans_exported_by_on": spans}
-    if "before" in servers:
-        figures["before_commit"] = commit
-    for protocol, by in p50.items():
-        figures[f"ratio_p50_{protocol}_on_over_off"] = by["on"] / by["off"]
-        if "before" in by:
-            figures[f"ratio_p50_{protocol}_off_over_before"] = by["off"] / by["before"]
-    for protocol, by in p50.items():
-        line = ", ".join(f"{name} {ms:.3f} ms" for name, ms in by.items())
-        ratios = f"on / off {figures[f'ratio_p50_{protocol}_on_over_off']:.3f}"
-        if "before" in by:
-            ratios = f"off / before {figures[f'ratio_p50_{protocol}_off_over_before']:.3f}, " + ratios
-        print(f"batch-1 p50 over {protocol}: {line} ({ratios})")
-    expected = 5 * 2 * (args.requests + WARMUP)  # 5 spans per request, both protocols
+    names = list(rounds[0]["grpc"])
+    figures: dict = {"rounds": args.rounds, "requests_per_server_protocol_and_round": args.requests,
+                     "spans_exported_by_on": spans, **({"before_commit": commit} if commit else {})}
+    for protocol in ("grpc", "http"):
+        p50 = [{name: percentile_ms(r[protocol][name], 50) for name in names} for r in rounds]
+        p99 = [{name: percentile_ms(r[protocol][name], 99) for name in names} for r in rounds]
+        figures[f"p50_ms_{protocol}"], figures[f"p99_ms_{protocol}"] = p50, p99
+        pairs = [("on", "off")] + ([("off", "before")] if before is not None else [])
+        for this, other in pairs:
+            ratios = [r[this] / r[other] for r in p50]
+            figures[f"ratio_p50_{protocol}_{this}_over_{other}"] = float(np.median(ratios))
+            figures[f"ratios_p50_{protocol}_{this}_over_{other}_by_round"] = ratios
+        print(f"batch-1 p50 over {protocol}, by round: " + "; ".join(
+            ", ".join(f"{name} {ms:.3f}" for name, ms in r.items()) + " ms" for r in p50))
+        print(f"  median of the rounds' ratios: " + ", ".join(
+            f"{this} / {other} {figures[f'ratio_p50_{protocol}_{this}_over_{other}']:.3f}" for this, other in pairs)
+            + "; p99 " + ", ".join(f"{name} {float(np.median([r[name] for r in p99])):.2f}" for name in names) + " ms")
+    expected = 5 * 2 * (args.requests + WARMUP) * args.rounds  # 5 spans per request, both protocols
     print(f"spans the receiver got from `on`: {spans:,} (5 per request: {expected:,})"
-          + (f"; before = {commit}" if "before" in servers else ""))
+          + (f"; before = {commit}" if commit else ""))
     print(json.dumps(figures))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))

@@ -188,6 +188,26 @@ def test_http_predict_with_a_version_continues_the_traceparent(server, exporter,
     assert attributes["http.route"] == "/v2/models/{model}/versions/{version}/predict"
 
 
+@pytest.mark.parametrize("host", ["[::1", "a:b:c", "x" * 300])
+def test_a_strange_host_header_is_answered_and_traced(server, exporter, mnist_batch, host):
+    import http.client
+
+    header, trace_id, _ = traceparent()
+    x = mnist_batch[1][:1]
+    body = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": list(x.shape),
+                                   "data": x.ravel().tolist()}]}).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port("http"), timeout=TIMEOUT)
+    connection.putrequest("POST", f"/v2/models/{MODEL}/infer", skip_host=True)
+    for key, value in (("Host", host), ("traceparent", header), ("Content-Type", "application/json"),
+                       ("Content-Length", str(len(body)))):
+        connection.putheader(key, value)
+    connection.endheaders(body)
+    assert connection.getresponse().status == 200
+    connection.close()
+    (root,) = [s for s in spans_of(server, exporter, trace_id) if s.kind is SpanKind.SERVER]
+    assert root.attributes["http.response.status_code"] == 200
+
+
 # -- errors, sampling, no traceparent -----------------------------------------------------
 
 
@@ -258,13 +278,15 @@ def test_a_traceparent_not_sampled_records_nothing(server, exporter, front_end, 
     assert spans_of(server, exporter, trace_id) == []
 
 
-def test_without_a_traceparent_a_request_starts_a_trace(server, exporter, mnist_batch):
+@pytest.mark.parametrize("metadata", [(), (("traceparent", "00-not-a-trace-01"),)], ids=["none", "malformed"])
+def test_without_a_valid_traceparent_a_request_starts_a_trace(server, exporter, mnist_batch, metadata):
     server.plane.tracing.flush()
     exporter.clear()
     with predictor_stub(server.port("grpc")) as stub:
         x = mnist_batch[1][:1]
         stub.Predict(pb.PredictRequest(model=MODEL, tensor=pb.Tensor(shape=list(x.shape), dtype=pb.DTYPE_FLOAT32,
-                                                                     data=x.tobytes())), timeout=TIMEOUT)
+                                                                     data=x.tobytes())),
+                     metadata=metadata, timeout=TIMEOUT)
     server.plane.tracing.flush()
     spans = exporter.get_finished_spans()
     (root,) = [s for s in spans if s.kind is SpanKind.SERVER]
@@ -363,6 +385,50 @@ def test_close_never_waits_long_for_a_collector_that_does_not_answer(caplog):
         assert tracer.close(timeout_s=0.5) is False
         assert time.perf_counter() - began < 2
     assert "were not sent within 0.5 s" in caplog.text
+
+
+def ended_trace(tracer: Tracer) -> None:
+    trace = tracer.begin("zoo.v1.Predictor/Predict", {}, {"traceparent": traceparent()[0]}, time.perf_counter(), MODEL)
+    trace.end(Outcome({"rpc.response.status_code": "OK"}))
+
+
+def test_spans_are_dropped_and_said_while_the_tracer_is_far_behind(monkeypatch, caplog):
+    exporter = InMemorySpanExporter()
+    tracer = Tracer("", exporter)
+    monkeypatch.setattr("serve.core.otel.MAX_PENDING", 0)  # as if 2048 requests were waiting
+    ended_trace(tracer)
+    assert tracer.flush() and exporter.get_finished_spans() == ()
+    assert "requests wait for their spans to be made; the spans of zoo.v1.Predictor/Predict were dropped" in caplog.text
+    monkeypatch.undo()
+    ended_trace(tracer)
+    assert tracer.flush() and len(exporter.get_finished_spans()) == 1
+    assert tracer.close()
+
+
+def test_a_fault_of_tracing_is_logged_and_the_next_request_traced(monkeypatch, caplog):
+    exporter = InMemorySpanExporter()
+    tracer = Tracer("", exporter)
+    monkeypatch.setattr(tracer, "_emit", lambda *args: 1 / 0)
+    ended_trace(tracer)
+    assert tracer.flush() and exporter.get_finished_spans() == ()
+    assert "the spans of zoo.v1.Predictor/Predict were not made: ZeroDivisionError" in caplog.text
+    monkeypatch.undo()
+    ended_trace(tracer)
+    assert tracer.flush() and len(exporter.get_finished_spans()) == 1
+    assert tracer.close()
+
+
+@pytest.mark.parametrize("host, expected", [
+    ("127.0.0.1:8000", {"server.address": "127.0.0.1", "server.port": 8000}),
+    ("[::1]:8000", {"server.address": "::1", "server.port": 8000}),
+    ("example.com", {"server.address": "example.com"}),
+    ("a:b:c", {"server.address": "a:b:c"}),
+    ("host:99999999999", {"server.address": "host"}),
+    ("[::1", {"server.address": "::1"})])
+def test_a_host_header_of_any_form_gives_attributes_never_an_error(host, expected):
+    from serve.http.tracing import _server
+
+    assert _server(host) == expected
 
 
 def test_traces_url_adds_the_otlp_path_to_a_base_address():

@@ -31,12 +31,14 @@ from .ratelimit import RateLimitedLog
 from .tracing import Outcome, RequestTrace, Stages
 
 log = logging.getLogger("serve")
-dropped_log = RateLimitedLog(log)
+dropped_log = RateLimitedLog(log)  # the tracer far behind: spans dropped
+fault_log = RateLimitedLog(log)  # a fault of tracing
 
 SERVICE_NAME = "cnn-zoo"
 TRACES_PATH = "/v1/traces"  # OTLP/HTTP's path for spans
 CLOSE_TIMEOUT_S = 5.0  # how long the server's stop waits for the last spans to be sent
 MAX_PENDING = 2048  # requests whose spans wait to be made (the batch processor's queue holds 2048 spans)
+MAKE_DELAY_S = 0.02  # spans are made this long after a request ends, with those of the requests ended meanwhile
 # Triton's attribute names for the model (its OpenTelemetry trace mode), so its users'
 # queries find ours; the batch size has no Triton name.
 MODEL_NAME, MODEL_VERSION, BATCH_SIZE = "triton.model_name", "triton.model_version", "cnn_zoo.batch_size"
@@ -84,14 +86,24 @@ class Tracer:
                                 MAX_PENDING, trace.name)
 
     def _make_spans(self) -> None:
-        while (item := self._pending.get()) is not None:
-            if isinstance(item, threading.Event):  # flush(): every request before it is done
-                item.set()
-                continue
-            try:
-                self._emit(*item)
-            except Exception as e:  # a fault of tracing is logged, and the next request traced
-                dropped_log.warning("tracing: the spans of %s were not made: %s: %s", item[0].name, type(e).__name__, e)
+        while True:
+            items = [self._pending.get()]
+            # Let the answers of the requests just ended be sent before taking the GIL for
+            # their spans, then make all that came meanwhile in one go.
+            time.sleep(MAKE_DELAY_S)
+            while not self._pending.empty():
+                items.append(self._pending.get())
+            for item in items:
+                if item is None:  # close()
+                    return
+                if isinstance(item, threading.Event):  # flush(): every request before it is done
+                    item.set()
+                    continue
+                try:
+                    self._emit(*item)
+                except Exception as e:  # a fault of tracing is logged, and the next request traced
+                    fault_log.warning("tracing: the spans of %s were not made: %s: %s", item[0].name,
+                                        type(e).__name__, e)
 
     def _emit(self, trace: RequestTrace, end: float, outcome: Outcome) -> None:
         offset = time.time_ns() - time.perf_counter_ns()  # perf_counter seconds -> epoch ns, once per request

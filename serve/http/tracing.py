@@ -14,13 +14,10 @@ TRACE = web.RequestKey("trace", RequestTrace)
 
 def begin(tracer, request: web.Request, start: float) -> RequestTrace:
     route = request.match_info.route.resource.canonical  # /v2/models/{model}/infer
-    url = request.url
     attributes = {"http.request.method": request.method, "http.route": route, "url.path": request.path,
-                  "url.scheme": request.scheme, "server.address": url.host or "",
+                  "url.scheme": request.scheme, **_server(request.host),
                   "network.protocol.version": f"{request.version.major}.{request.version.minor}",
                   "client.address": request.remote or ""}
-    if url.port is not None:
-        attributes["server.port"] = url.port
     if "User-Agent" in request.headers:
         attributes["user_agent.original"] = request.headers["User-Agent"]
     trace = tracer.begin(f"{request.method} {route}", attributes, request.headers, start,
@@ -33,6 +30,18 @@ def end(trace: RequestTrace, status: int, exception: str, message: str) -> None:
     fault = status >= 500  # a 4xx is the client's: no error status on a server span
     attributes = {"http.response.status_code": status, **({"error.type": str(status)} if fault else {})}
     trace.end(Outcome(attributes, exception, message, fault))
+
+
+def _server(host: str) -> dict[str, object]:
+    """server.address and server.port from the Host header as the client sent it, whatever it
+    is (never an error: a malformed one is the client's, and the request is still answered)."""
+    name, port = host, ""
+    if host.startswith("["):  # [::1]:8000
+        name, _, rest = host[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif host.count(":") == 1:
+        name, _, port = host.partition(":")
+    return {"server.address": name, **({"server.port": int(port)} if port.isdigit() and len(port) <= 5 else {})}
 
 
 def of(request: web.Request) -> RequestTrace | None:
