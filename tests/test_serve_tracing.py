@@ -498,6 +498,31 @@ def test_the_lean_install_serves_without_opentelemetry(models_dir):
     assert "loaded: []" in result.stdout
 
 
+def test_an_http_only_server_traces_without_grpcio(models_dir):
+    """The OTLP/HTTP exporter brings no gRPC stack: an HTTP-only server traces with grpcio unimportable."""
+    code = f"""
+import json, urllib.request
+from pathlib import Path
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from serve.config import HttpConfig, ModelsConfig, ServeConfig, TraceConfig
+from serve.server import create_server
+exporter = InMemorySpanExporter()
+server = create_server(ServeConfig(ModelsConfig(Path({str(models_dir)!r})), grpc=None, http=HttpConfig(port=0),
+                                   trace=TraceConfig(exporter=exporter)))
+server.start()
+body = json.dumps({{"inputs": [{{"name": "input", "datatype": "FP32", "shape": [1, 1, 28, 28], "data": [0.0] * 784}}]}})
+request = urllib.request.Request(f"http://127.0.0.1:{{server.port('http')}}/v2/models/lenet5-mnist/infer",
+                                 data=body.encode(), headers={{"traceparent": "{traceparent()[0]}"}})
+urllib.request.urlopen(request, timeout=10).read()
+server.stop(grace=1.0)
+import opentelemetry.exporter.otlp.proto.http.trace_exporter  # loaded, and without grpcio
+print("spans:", sorted(s.name for s in exporter.get_finished_spans()))
+"""
+    result = run_python(code, blocked=("grpc", "grpc_health", "grpc_reflection"), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "spans: ['POST /v2/models/{model}/infer', 'decode', 'encode', 'inference', 'queue']" in result.stdout
+
+
 def test_the_flag_without_the_extra_is_one_line(models_dir):
     result = run_module("serve", ["--models", str(models_dir), "--port", "0", "--trace-otlp-endpoint",
                                   "http://127.0.0.1:4318"], blocked=("opentelemetry",), timeout=120)

@@ -66,6 +66,9 @@ class Tracer:
         self.provider = TracerProvider(resource=_resource())
         self.provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter(endpoint=self.url)))
         self._tracer = self.provider.get_tracer("serve", __version__)
+        if exporter is None:
+            log.info("tracing inference requests: spans go over OTLP/HTTP to %s as service %s", self.url,
+                     self.provider.resource.attributes.get("service.name"))
         self._pending: queue.SimpleQueue = queue.SimpleQueue()  # C: a put takes no Python-level lock
         self._maker = threading.Thread(target=self._make_spans, name="trace-spans", daemon=True)
         self._maker.start()
