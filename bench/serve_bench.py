@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from bench.server_process import cpu_seconds, models_dir_with, start_server  # noqa: E402
+from bench.server_process import cpu_seconds, in_client_process, models_dir_with, start_server  # noqa: E402
 
 # The served model; an environment variable so that spawned client processes see --model too.
 MODEL = os.environ.setdefault("ZOO_BENCH_MODEL", "lenet5-mnist")
@@ -177,12 +177,7 @@ def paired_latency(echo_address: str, server_address: str, count: int, out_queue
 
 
 def run_paired(echo_address: str, server_address: str, count: int) -> dict:
-    ctx = mp.get_context("spawn")
-    out_queue = ctx.Queue()
-    proc = ctx.Process(target=paired_latency, args=(echo_address, server_address, count, out_queue))
-    proc.start()
-    latencies = out_queue.get(timeout=300)
-    proc.join(30)
+    latencies = in_client_process(paired_latency, echo_address, server_address, count, timeout=300)
     return {name: {"p50_ms": percentile_ms(v, 50), "p99_ms": percentile_ms(v, 99), "requests": len(v)}
             for name, v in latencies.items()}
 
@@ -317,12 +312,7 @@ def http_against_grpc(server, seconds: float) -> dict:
     """HTTP (tritonclient.http, binary and JSON) against gRPC on the same server: batch-1 p50
     alternately, and batch-64 images/s with 4 clients in alternating rounds."""
     addresses = {"grpc": server.address, "http": server.http_address(), "http-json": server.http_address()}
-    ctx = mp.get_context("spawn")
-    out_queue = ctx.Queue()
-    proc = ctx.Process(target=alternating_latency, args=(addresses, SEQUENTIAL_REQUESTS, out_queue))
-    proc.start()
-    latencies = out_queue.get(timeout=600)
-    proc.join(30)
+    latencies = in_client_process(alternating_latency, addresses, SEQUENTIAL_REQUESTS)
     p50 = {protocol: percentile_ms(v, 50) for protocol, v in latencies.items()}
     p99 = {protocol: percentile_ms(v, 99) for protocol, v in latencies.items()}
     print("batch 1, sequential, tritonclient alternating: p50 " + ", ".join(

@@ -21,7 +21,6 @@ import argparse
 import http.client
 import http.server
 import json
-import multiprocessing as mp
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.serve_bench import MODEL, batch1_request_bytes, percentile_ms  # noqa: E402
 from bench.serve_compare import start_in  # noqa: E402
-from bench.server_process import models_dir_with  # noqa: E402
+from bench.server_process import in_client_process, models_dir_with  # noqa: E402
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 WARMUP = 50
@@ -136,13 +135,7 @@ def one_round(models: Path, before: Path | None, receiver_port: int, requests: i
         servers["off"] = start_in(ROOT, models, *flags)
         servers["on"] = start_in(ROOT, models, *flags, "--trace-otlp-endpoint", f"http://127.0.0.1:{receiver_port}")
         addresses = {name: (s.address, s.http_address()) for name, s in servers.items()}
-        ctx = mp.get_context("spawn")
-        out_queue = ctx.Queue()
-        client = ctx.Process(target=alternating, args=(addresses, requests, out_queue))
-        client.start()
-        latencies = out_queue.get(timeout=900)
-        client.join(30)
-        return latencies
+        return in_client_process(alternating, addresses, requests, timeout=900)
     finally:
         for server in servers.values():
             server.stop()  # `on` sends its last spans as it stops
