@@ -17,6 +17,7 @@ from pathlib import Path
 # Only light imports up here: a typo must be refused before torch and onnx are loaded.
 from zoo.cli import CliError, exit_process, run_command
 from zoo.datasets import list_datasets
+from zoo.normalization import parse_normalization
 from zoo.weights import shipped
 
 from .options import (DEFAULT_OPSET, DEFAULT_TRITON_REPO, MAX_OPSET, MIN_OPSET, MissingExtra, check_opset,
@@ -156,7 +157,8 @@ def run_custom(args: argparse.Namespace) -> int:
     shape = tuple(parse_list(args.input_shape, "--input-shape", int))
     if len(shape) != 3 or min(shape) < 1:
         raise CliError(f"--input-shape {args.input_shape}: expected C,H,W, three positive integers")
-    mean, std = parse_list(args.mean, "--mean", float), parse_list(args.std, "--std", float)
+    norm = parse_normalization(args.mean, args.std, args.pixel_scale, channels=shape[0],
+                               keys=("--mean", "--std", "--pixel-scale"))
     labels = parse_list(args.labels, "--labels") if args.labels else None
     if ":" not in args.module:
         raise CliError(f"{args.module!r}: expected PKG.MODULE:CLASS, for example mypkg.models:MyNet")
@@ -169,7 +171,7 @@ def run_custom(args: argparse.Namespace) -> int:
     module, name = load_module(args.module, args.weights)
     out = Path(args.out) / f"{args.name or name}.onnx"
     return report_exports([lambda: export_checked(
-        module, out, input_shape=shape, labels=labels, mean=mean, std=std, pixel_scale=args.pixel_scale,
+        module, out, input_shape=shape, labels=labels, mean=norm.mean, std=norm.std, pixel_scale=norm.pixel_scale,
         samples=args.samples, opset=args.opset, weights=args.weights,
         triton_repo=Path(args.triton_repo) if args.triton_repo else None, triton_device=args.triton_device)],
         format_result)

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from zoo.normalization import DEFAULT_PIXEL_SCALE, parse_normalization
 from zoo.weights import WeightsError, sha256sum
 
 from .exporter import export_versions, to_onnx
@@ -16,15 +17,6 @@ from .metadata import build_custom_metadata, set_metadata
 from .options import DEFAULT_OPSET
 from .pipeline import ExportResult, WriteOptions, check_and_write
 from .samples import check_inputs
-
-
-def per_channel(values, channels: int, what: str) -> list[float]:
-    values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
-    if len(values) not in (1, channels):
-        raise ValueError(f"{what} has {len(values)} values for {channels} channels; give 1 or {channels}")
-    if what == "std" and min(values) <= 0:
-        raise ValueError(f"std {values} must be positive")
-    return values
 
 
 def num_outputs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -39,7 +31,7 @@ def num_outputs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 def export_checked(
     module: nn.Module, out_path: str | Path, *, input_shape: tuple[int, ...], labels: list[str] | None = None,
-    mean=0.0, std=1.0, pixel_scale: float = 1 / 255, samples=None, opset: int = DEFAULT_OPSET,
+    mean=0.0, std=1.0, pixel_scale: float = DEFAULT_PIXEL_SCALE, samples=None, opset: int = DEFAULT_OPSET,
     weights: str | Path | None = None, triton_repo: Path | None = None, triton_device: str = "cpu",
 ) -> ExportResult:
     """Export `module` ((N, *input_shape) float32 -> (N, classes) logits) to `out_path`
@@ -54,20 +46,19 @@ def export_checked(
     out_path = Path(out_path)
     if out_path.suffix != ".onnx":
         raise ValueError(f"{out_path}: the output path must end in .onnx")
-    channels = input_shape[0]
-    mean, std = per_channel(mean, channels, "mean"), per_channel(std, channels, "std")
+    norm = parse_normalization(mean, std, pixel_scale, channels=input_shape[0])
     classes = num_outputs(module, input_shape)
     labels = [str(i) for i in range(classes)] if labels is None else [str(label) for label in labels]
     if len(labels) != classes:
         raise ValueError(f"{len(labels)} labels for a module with {classes} outputs")
-    inputs = check_inputs(samples, input_shape, labels, pixel_scale, mean, std)
+    inputs = check_inputs(samples, input_shape, labels, norm)
     proto = to_onnx(module, opset, input_shape)
     proto.model_version = 1
     proto.doc_string = (f"{out_path.stem}: a custom model exported by cnn-zoo; input (N, "
                         f"{', '.join(map(str, input_shape))}) float32 normalized, output (N, {classes}) logits")
     sha = sha256sum(weights) if weights else None
     set_metadata(proto, build_custom_metadata(
-        out_path.stem, labels, input_shape, mean, std, pixel_scale,
+        out_path.stem, labels, input_shape, norm,
         sum(p.numel() for p in module.parameters()), export_versions(), sha))
     report = {"source": "custom", "model": type(module).__name__, "opset": opset, "input_shape": list(input_shape),
               "classes": classes, "weights_file": str(weights) if weights else None, "weights_sha256": sha}

@@ -18,12 +18,12 @@ import torch
 from torch import nn
 
 from zoo.atomic import atomic_write_bytes
+from zoo.datasets import get_dataset_info
+from zoo.records import INPUT_SHAPE
 from zoo.weights import load_pretrained, split_stem
 
 from .metadata import INPUT_NAME, OUTPUT_NAME, build_metadata, set_metadata
 from .options import DEFAULT_OPSET, check_opset
-
-ZOO_INPUT_SHAPE = (1, 28, 28)  # (C, H, W) of every zoo model
 
 
 def export_versions() -> dict[str, str]:
@@ -49,9 +49,9 @@ def _quiet_exporter():
 
 
 def to_onnx(net: nn.Module, opset: int = DEFAULT_OPSET,
-            input_shape: tuple[int, ...] = ZOO_INPUT_SHAPE) -> onnx.ModelProto:
+            input_shape: tuple[int, ...] = INPUT_SHAPE) -> onnx.ModelProto:
     """Export `net` (eval mode) for inputs (N, *input_shape) with a symbolic batch axis
-    named 'batch'."""
+    named 'batch' (by default the zoo's models' input, zoo.records.INPUT_SHAPE)."""
     check_opset(opset)
     example = torch.zeros(2, *input_shape)  # batch 2: a batch of 1 invites specialization
     with _quiet_exporter():
@@ -83,13 +83,16 @@ def export_model(model: str, dataset: str, opset: int = DEFAULT_OPSET) -> tuple[
 
 def export_with_card(net: nn.Module, card: dict, opset: int, source: str) -> onnx.ModelProto:
     """`net` as ONNX with the metadata of its zoo model card (shipped, or written by
-    `python -m zoo train`: `source` says which)."""
-    proto = to_onnx(net, opset)
+    `python -m zoo train`: `source` says which); its input, labels and normalization are
+    those of the card's dataset (zoo/datasets.py), which the card restates."""
+    info = get_dataset_info(card["dataset"])
+    proto = to_onnx(net, opset, info.image_shape)
     proto.model_version = 1
     who = "cnn-zoo" if source == "shipped" else "the user with python -m zoo train"
     proto.doc_string = (f"{card['model']} trained on {card['dataset']} by {who}; input {INPUT_NAME} "
-                        f"(N, 1, 28, 28) float32 normalized, output {OUTPUT_NAME} (N, {len(card['classes'])})")
-    set_metadata(proto, build_metadata(card, export_versions(), source))
+                        f"(N, {', '.join(map(str, info.image_shape))}) float32 normalized, output {OUTPUT_NAME} "
+                        f"(N, {info.num_classes})")
+    set_metadata(proto, build_metadata(card, info, export_versions(), source))
     return proto
 
 

@@ -16,9 +16,10 @@ from torch import nn
 
 from export import export_checked
 from export.__main__ import main
-from export.metadata import KEYS, parse_stat, read_metadata
+from export.metadata import KEYS, read_metadata
 from export.test_data import read_tensor
 from export.verify import verify
+from zoo.normalization import channel_values
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +128,7 @@ def test_a_cnn_written_here_through_the_api_then_verified(tmp_path, sample_folde
     meta = read_metadata(proto)
     assert meta["source"] == "custom" and json.loads(meta["labels"]) == LABELS
     assert json.loads(meta["input_shape"]) == [-1, 3, 32, 32]
-    assert parse_stat(meta["mean"]) == MEAN and parse_stat(meta["std"]) == STD
+    assert list(channel_values(meta["mean"], "mean")) == MEAN and list(channel_values(meta["std"], "std")) == STD
     assert set(meta) <= set(KEYS)
     x = read_tensor(out.with_suffix("") / "test_data_set_0" / "input_0.pb")
     assert x.shape == (8, 3, 32, 32) and x.dtype == np.float32

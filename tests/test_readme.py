@@ -112,3 +112,22 @@ def test_using_a_model_without_this_package(models_dir, tmp_path):
     result = run_python(snippet, ("onnx", "torch", "zoo", "export", "serve"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "7\n"
+
+
+def test_the_shipped_weights_section_states_the_records():
+    """The floors the README states are the records' (zoo/records.py), and the accuracy
+    table the shipped cards' figures."""
+    from zoo.records import RECORDS
+    from zoo.weights import read_card
+
+    section = README.read_text().split("## Shipped weights", 1)[1].split("\n## ", 1)[0]
+    sentence = re.search(r"these floors: (.*?)\.\s", " ".join(section.split()) + " ").group(1)
+    floors = {model: (float(mnist), float(fashion))
+              for model, mnist, fashion in re.findall(r"([\w-]+) ([\d.]+) / ([\d.]+)", sentence)}
+    assert floors == {model: (100 * RECORDS[(model, "mnist")].floor, 100 * RECORDS[(model, "fashion-mnist")].floor)
+                      for model, _ in RECORDS}
+    table = {model: (float(mnist), float(fashion))
+             for model, mnist, fashion in re.findall(r"\| `([\w-]+)` \| ([\d.]+) % \| ([\d.]+) % \|", section)}
+    assert table == {model: (round(100 * read_card(model, "mnist")["test_accuracy"], 2),
+                             round(100 * read_card(model, "fashion-mnist")["test_accuracy"], 2))
+                     for model, _ in RECORDS}

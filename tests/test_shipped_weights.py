@@ -11,21 +11,29 @@ from zoo.__main__ import main
 from zoo.evaluation import evaluate
 from zoo.weights import WEIGHTS_DIR, WeightsError, load_pretrained, read_card, shipped
 
-FLOORS = {
-    ("lenet5", "mnist"): 0.990,
-    ("lenet5", "fashion-mnist"): 0.900,
-    ("lenet5-classic", "mnist"): 0.988,
-    ("lenet5-classic", "fashion-mnist"): 0.890,
-    ("twoblock-cnn", "mnist"): 0.992,
-    ("twoblock-cnn", "fashion-mnist"): 0.915,
-    ("resnet-mini", "mnist"): 0.995,
-    ("resnet-mini", "fashion-mnist"): 0.930,
-}
+from zoo.records import RECORDS, card_input
+
+FLOORS = {key: record.floor for key, record in RECORDS.items()}
 
 
 def test_every_model_ships_for_both_datasets():
     assert sorted(shipped()) == sorted(FLOORS)
     assert {m for m, _ in FLOORS} == set(list_models())
+
+
+@pytest.mark.parametrize("model,dataset", sorted(RECORDS))
+def test_every_card_states_what_its_record_says(model, dataset):
+    """The shipped card was written from the record when the weights were trained: same
+    labels, input and recipe (a record changed since would no longer describe the weights)."""
+    from dataclasses import asdict
+
+    record, card = RECORDS[(model, dataset)], read_card(model, dataset)
+    assert (card["model"], card["dataset"]) == (record.model, record.dataset)
+    assert card["classes"] == list(record.labels)
+    assert card["input"] == card_input(record.info)
+    assert card["input"]["shape"][1:] == list(record.input_shape)
+    assert card["recipe"] == asdict(record.recipe)
+    assert card["test_accuracy"] >= record.floor
 
 
 @pytest.mark.parametrize("model,dataset", sorted(FLOORS))

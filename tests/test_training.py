@@ -12,7 +12,8 @@ import torch
 
 from zoo.__main__ import main
 from zoo.atomic import atomic_open
-from zoo.recipes import RECIPES, TrainConfig, recipe_for
+from zoo.recipes import TrainConfig
+from zoo.records import RECORDS, recipe_for
 from zoo.training import augment, train, write_outputs
 from zoo.weights import load_pretrained, sha256sum
 
@@ -107,7 +108,7 @@ def test_augment_flip_mirrors_columns():
 
 
 def test_every_shipped_pair_has_a_recipe():
-    assert {(m, d) for m, d in RECIPES} == {
+    assert {(m, d) for m, d in RECORDS} == {
         (m, d) for m in ["lenet5", "lenet5-classic", "twoblock-cnn", "resnet-mini"]
         for d in ["mnist", "fashion-mnist"]}
 

@@ -39,16 +39,17 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 def cmd_summary(args: argparse.Namespace) -> None:
     _check_choice("model", args.model, list_models())
+    from .records import INPUT_SHAPE
     from .registry import get_model
     from .summary import format_summary, summarize
 
-    print(format_summary(summarize(get_model(args.model), (1, 28, 28)), title=args.model))
+    print(format_summary(summarize(get_model(args.model), INPUT_SHAPE), title=args.model))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     _check_choice("model", args.model, list_models())
     _check_choice("dataset", args.dataset, list_datasets())
-    from .recipes import recipe_for
+    from .records import recipe_for
     from .training import train, write_outputs
 
     cfg = recipe_for(args.model, args.dataset, epochs=args.epochs, batch_size=args.batch_size,

@@ -28,7 +28,7 @@ class EvalReport:
 
 @torch.inference_mode()
 def predict_logits(net: nn.Module, x: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Logits for normalized float32 (N, 1, 28, 28) inputs, in eval mode, batch by batch."""
+    """Logits for normalized float32 (N, C, H, W) inputs, in eval mode, batch by batch."""
     was_training = net.training
     net.eval()
     x = torch.as_tensor(x)

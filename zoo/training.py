@@ -19,6 +19,7 @@ from .data import Split, load, normalize
 from .datasets import get_dataset_info
 from .evaluation import evaluate
 from .recipes import TrainConfig
+from .records import card_input
 from .registry import get_model
 from .weights import library_versions, save_weights, stem, write_card
 
@@ -121,7 +122,7 @@ def train(
     train_split = load(dataset, "train", data_dir=data_dir, progress=progress)
     test_split = load(dataset, "test", data_dir=data_dir, progress=progress)
     x, y = to_tensors(train_split, cfg.train_limit)
-    background = float((0.0 - train_split.info.mean) / train_split.info.std)
+    background = train_split.info.normalization.of_zero()
     net = get_model(model_name)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -224,8 +225,7 @@ def write_outputs(result: TrainResult, model_name: str, dataset: str, cfg: Train
         "weights_file": weights_file,
         "weights_sha256": sha,
         "classes": list(info.classes),
-        "input": {"layout": "NCHW", "shape": [None, 1, 28, 28], "dtype": "float32",
-                  "scale": 1 / 255, "mean": info.mean, "std": info.std},
+        "input": card_input(info),
         "recipe": asdict(cfg),
         "epochs_run": len(result.history),
         "train_seconds": round(sum(m.seconds for m in result.history), 2),
