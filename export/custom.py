@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from zoo.normalization import DEFAULT_PIXEL_SCALE, parse_normalization
-from zoo.weights import WeightsError, sha256sum
+from zoo.weights import load_weights_into, sha256sum
 
 from .exporter import export_versions, to_onnx
 from .metadata import build_custom_metadata, set_metadata
@@ -70,8 +70,6 @@ def export_checked(
 def load_module(spec: str, weights: str | None) -> tuple[nn.Module, str]:
     """'pkg.module:Class' (the current directory importable, as for python -m) built with no
     arguments, its weights loaded from a safetensors file; and a default output name."""
-    import safetensors.torch
-
     module_name, _, attr = spec.partition(":")
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
@@ -93,14 +91,5 @@ def load_module(spec: str, weights: str | None) -> tuple[nn.Module, str]:
     if not isinstance(net, nn.Module):
         raise ValueError(f"{spec}() returned a {type(net).__name__}, not an nn.Module")
     if weights:
-        try:
-            state = safetensors.torch.load_file(weights)
-        except FileNotFoundError:
-            raise WeightsError(f"{weights}: weights file is missing") from None
-        except Exception as e:  # safetensors raises its own SafetensorError
-            raise WeightsError(f"{weights}: not a readable safetensors file ({e})") from None
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as e:
-            raise WeightsError(f"{weights}: does not fit {spec} ({str(e).splitlines()[0]})") from None
+        load_weights_into(net, weights, spec)
     return net.eval(), attr.lower()

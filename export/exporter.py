@@ -3,7 +3,6 @@ the zoo's shipped models and weights trained by `python -m zoo train` with their
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import io
 import logging
@@ -103,13 +102,3 @@ def write_unchecked(name: str, directory: Path) -> Path:
     path = Path(directory) / f"{name}.onnx"
     atomic_write_bytes(path, proto.SerializeToString())
     return path
-
-
-def source_module(node: onnx.NodeProto) -> str:
-    """The PyTorch module a node was exported from (torch.onnx records its name scopes),
-    or the node's own name when there is no record."""
-    for prop in node.metadata_props:
-        if prop.key == "pkg.torch.onnx.name_scopes":
-            scopes = ast.literal_eval(prop.value)
-            return scopes[-2] if len(scopes) >= 2 else node.name
-    return node.name

@@ -29,6 +29,17 @@ from .weights import library_versions, save_weights, stem, write_card
 BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
 
 
+def default_threads() -> int:
+    """PyTorch's intra-op threads for training when --threads is not given."""
+    return torch.get_num_threads()
+
+
+def set_threads(threads: int | None) -> int:
+    """Train with `threads` CPU threads (default_threads() when None); the count set."""
+    torch.set_num_threads(threads or default_threads())
+    return torch.get_num_threads()
+
+
 @dataclass
 class EpochMetrics:
     epoch: int
