@@ -20,12 +20,19 @@ from .samples import check_inputs
 
 
 def num_outputs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
-    with torch.inference_mode():
-        out = module.eval()(torch.zeros(2, *input_shape))
+    """The module's class count, from one forward pass of zeros; a module that cannot take
+    the input shape is a ValueError in one line (torch's own message runs to 60 lines)."""
+    shape = f"(2, {', '.join(map(str, input_shape))})"
+    try:
+        with torch.inference_mode():
+            out = module.eval()(torch.zeros(2, *input_shape))
+    except Exception as e:  # RuntimeError from a layer of the wrong size, and whatever the user's code raises
+        reason = (str(e).strip().splitlines() or [""])[0][:300]
+        raise ValueError(f"the module cannot take inputs of shape {shape} ({type(e).__name__}: {reason}); "
+                         "check --input-shape (C,H,W of one input)") from None
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 2:
-        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"the module maps (2, {', '.join(map(str, input_shape))}) to {shape}; "
-                         "expected one (N, classes) tensor of logits")
+        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the module maps {shape} to {got}; expected one (N, classes) tensor of logits")
     return int(out.shape[1])
 
 

@@ -245,6 +245,9 @@ def check_goldens(proto: onnx.ModelProto, folder: Path) -> list[GoldenCheck]:
 
 def verify(path: str | Path, strict: bool = False) -> VerifyResult:
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not an ONNX file (python -m export verify takes folders: it "
+                         "verifies every .onnx in them)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such ONNX file")
     try:

@@ -23,6 +23,10 @@ def run_without(blocked, *args, cwd=None):
     (["lenet5", "--dataset", "cifar"], "unknown dataset 'cifar'"),
     (["lenet5", "--triton-repo", "triton"], "a folder named 'triton' here would shadow the Python package"),
     (["custom", "mynet", "--input-shape", "3,32"], "--input-shape 3,32: expected C,H,W"),
+    (["custom", "m:Net", "--input-shape", "3,32,32", "--mean", "0.5,0.5"],
+     "--mean has 2 values for 3 channels; expected 1 or 3"),
+    (["custom", "m:Net", "--input-shape", "1,28,28", "--std", "0"], "--std [0.0] must be positive"),
+    (["custom", "m:Net", "--input-shape", "1,28,28", "--mean", "x"], "--mean 'x' is not a number or a list"),
 ])
 def test_argument_errors_need_neither_torch_nor_onnx(args, message, tmp_path):
     result = run_without(LEAN, *args, cwd=tmp_path)
@@ -49,6 +53,15 @@ def test_verify_needs_no_torch(tmp_path):
     result = run_without(("torch", "safetensors", "onnxscript"), "verify", str(path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "  passed"
+
+
+@pytest.mark.parametrize("module", ["zoo", "export", "serve.client"])
+def test_every_command_line_says_its_version_without_torch(module):
+    from importlib.metadata import version
+
+    result = run_module(module, ["--version"], blocked=LEAN, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"python -m {module} (cnn-zoo {version('cnn-zoo')})\n"
 
 
 def test_max_opset_is_the_pinned_onnx_one():

@@ -173,6 +173,24 @@ def test_custom_command_line(tmp_path, sample_folder, monkeypatch, capsys):
     assert main(argv[:-2] + ["--labels", "a,b", "--out", "out2"]) == 2
     assert "2 labels for a module with 3 outputs" in capsys.readouterr().err
 
+    # Weights of another module name the keys that do not fit (they named none: issue 21, item 13).
+    (tmp_path / "other.py").write_text(
+        "from torch import nn\n\n\nclass Other(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.conv = nn.Conv2d(1, 8, 3)\n        self.head = nn.Linear(4, 3)\n")
+    assert main(["custom", "other:Other", "--weights", "small.safetensors", "--input-shape", "1,12,12",
+                 "--out", "out4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: small.safetensors: does not fit other:Other: missing keys head.weight, head.bias; "
+                   "unexpected keys fc.bias, fc.weight; other shapes: conv.weight ([4, 1, 3, 3] in the file, "
+                   "[8, 1, 3, 3] in the model), conv.bias ([4] in the file, [8] in the model)"], err
+    # An input shape the module cannot take is one line too (it was some 60 lines of torch).
+    assert main(["custom", "mynets:Small", "--input-shape", "3,12,12", "--out", "out5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the module cannot take inputs of shape (2, 3, 12, 12) "
+                                               "(RuntimeError: "), err
+    assert err[0].endswith("; check --input-shape (C,H,W of one input)")
+    assert not (tmp_path / "out4").exists() and not (tmp_path / "out5").exists()
+
     # Mistakes in the user's own module are one line each, never a traceback.
     (tmp_path / "broken.py").write_text("def oops(:\n")
     (tmp_path / "needsargs.py").write_text("class Net:\n    def __init__(self, width):\n        pass\n")
