@@ -82,3 +82,23 @@ def test_a_folder_that_would_shadow_a_package_is_refused(flag, folder, tmp_path,
 def test_the_triton_repository_defaults_to_tritons_own_name():
     assert zoo_parser().parse_args(["lenet5", "--triton-repo"]).triton_repo == "model_repository"
     assert zoo_parser().parse_args(["lenet5"]).triton_repo is None
+
+
+@pytest.mark.parametrize("made_by", [["--triton-repo"], ["--out"], ["viz --out"]])
+def test_what_the_commands_write_by_default_is_ignored_by_git(made_by):
+    """model_repository/ (export --triton-repo), models/ (export) and viz/ (zoo viz), made
+    in a checkout by the README's commands, are not offered for commit."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from export.options import DEFAULT_TRITON_REPO
+    from zoo.__main__ import build_parser
+
+    root = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    folder = {"--triton-repo": DEFAULT_TRITON_REPO, "--out": zoo_parser().parse_args(["lenet5"]).out,
+              "viz --out": build_parser().parse_args(["viz", "lenet5", "--index", "0"]).out}[made_by[0]]
+    result = subprocess.run(["git", "check-ignore", "-q", f"{folder}/lenet5-mnist/1/model.onnx"], cwd=root)
+    assert result.returncode == 0, f"{folder}/ is not in .gitignore"
