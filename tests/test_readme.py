@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCK = re.compile(r"<!-- runnable -->\n```console\n(.*?)```", re.S)
 
@@ -51,6 +53,7 @@ def test_readme_has_runnable_blocks():
     assert any(c.startswith("python -m serve.client") for c in commands)
 
 
+@pytest.mark.needs_data
 def test_readme_commands_print_what_the_readme_says(tmp_path):
     steps = [step for block in parse_blocks(README.read_text()) for step in block]
     marker = "@@README-STEP@@"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -151,3 +153,17 @@ def test_one_epoch_curve_is_readable(tiny_run):
     assert 0 <= low <= accuracy - 1 and accuracy + 1 <= high <= 100 or high == 100
     assert ax_loss.get_ylim()[0] == 0
     pyplot().close(fig)
+
+
+def test_a_log_gets_each_epochs_last_line_once(data_dir, tmp_path):
+    """Training with its progress bars written to a file, as a log is: every epoch's final
+    state (with its test accuracy) appears once, not twice."""
+    log = tmp_path / "train.log"
+    with log.open("w") as err:
+        subprocess.run([sys.executable, "-m", "zoo", "train", "lenet5", "--epochs", "2", "--train-limit", "256",
+                        "--batch-size", "64", "--out", str(tmp_path / "run"), "--data-dir", str(data_dir)],
+                       stdout=subprocess.DEVNULL, stderr=err, check=True, timeout=600)
+    lines = [seg for seg in log.read_text().replace("\n", "\r").split("\r") if seg.strip()]
+    finals = [seg for seg in lines if "test_acc=" in seg]
+    assert len(finals) == 2 and len(set(finals)) == 2, lines  # one per epoch
+    assert [seg.split(":")[0] for seg in finals] == ["lenet5 mnist epoch 1/2", "lenet5 mnist epoch 2/2"]

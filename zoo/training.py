@@ -148,8 +148,10 @@ def train(
                   unit="img", disable=not progress, leave=True, bar_format=BAR_FORMAT) as bar:
             loss, acc, seconds = train_epoch(net, x, y, cfg, optimizer, scheduler, background, g, bar)
             report = evaluate(net, test_split)
+            # refresh=False: closing the bar draws this last state, once (drawn here too, a
+            # log that is not a terminal showed the epoch's last line twice)
             bar.set_postfix({"loss": f"{loss:.4f}", "acc": f"{acc:.4f}", "test_acc": f"{report.accuracy:.4f}",
-                             "img/s": f"{len(x) / seconds:.0f}"})
+                             "img/s": f"{len(x) / seconds:.0f}"}, refresh=False)
         history.append(EpochMetrics(epoch, loss, acc, report.loss, report.accuracy, seconds,
                                     len(x) / seconds))
         if not progress:
