@@ -134,7 +134,7 @@ def threads_study(images: int, rounds: int, options: list[int | None]) -> dict:
                         run["loadavg_1min_before"] = round(loadavg, 2)
                         runs.setdefault(key, []).append(run)
                         print(f"  round {r + 1} {key:<20} {run['images_per_s']:>7,.0f} img/s  "
-                              f"({run['threads_used']} threads; machine busy {run['busy_cores']} of "
+                              f"({run['threads_used']} thread{'s' * (run['threads_used'] != 1)}; machine busy {run['busy_cores']} of "
                               f"{os.cpu_count()} cores; load {loadavg:.2f} before)", flush=True)
     medians = {key: statistics.median(r["images_per_s"] for r in rs) for key, rs in runs.items()}
     ratios = {key: medians[key] / medians[f"{key.split()[0]} --threads 1"] for key in medians}

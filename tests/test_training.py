@@ -167,3 +167,24 @@ def test_a_log_gets_each_epochs_last_line_once(data_dir, tmp_path):
     finals = [seg for seg in lines if "test_acc=" in seg]
     assert len(finals) == 2 and len(set(finals)) == 2, lines  # one per epoch
     assert [seg.split(":")[0] for seg in finals] == ["lenet5 mnist epoch 1/2", "lenet5 mnist epoch 2/2"]
+
+
+def test_training_leaves_one_core_to_the_rest_of_the_machine(data_dir, tmp_path):
+    """The default thread count (issue 21, item 11): on two cores, one thread, so that another
+    busy process does not stall every operation (bench/train_speed.py --threads-study);
+    --threads still sets it."""
+    import os
+
+    from zoo.training import default_threads
+
+    cores = sorted(os.sched_getaffinity(0))
+    assert default_threads() == max(1, len(cores) - 1)
+    if len(cores) < 2:
+        pytest.skip("needs two cores to pin the run to")
+    argv = [sys.executable, "-m", "zoo", "train", "lenet5", "--epochs", "1", "--train-limit", "64",
+            "--no-progress", "--out", str(tmp_path), "--data-dir", str(data_dir)]
+    for extra, said in (([], ", 1 thread"), (["--threads", "2"], ", 2 threads")):
+        result = subprocess.run(argv + extra, capture_output=True, text=True, timeout=600,
+                                preexec_fn=lambda: os.sched_setaffinity(0, cores[:2]))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[0].endswith(said), result.stdout

@@ -30,8 +30,16 @@ BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]
 
 
 def default_threads() -> int:
-    """PyTorch's intra-op threads for training when --threads is not given."""
-    return torch.get_num_threads()
+    """PyTorch's intra-op threads for training when --threads is not given: one per core this
+    process may run on, less one left to the rest of the machine, and at least one.
+
+    The intra-op threads meet at the end of every operation, so one of them sharing its core
+    with another busy process holds all of them back. With every core taken (PyTorch's own
+    default), one other busy process made an epoch 3-9x slower than a single thread on the
+    2-core development machine (bench/train_speed.py --threads-study; issue 21, item 11);
+    with one core left free, another process costs at most that core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
 
 
 def set_threads(threads: int | None) -> int:
