@@ -225,7 +225,7 @@ def test_zoo_help_lists_every_command_without_torch():
     result = run_module("zoo", ["--help"], blocked=("torch",))
     assert result.returncode == 0, result.stderr
     usage = result.stdout.splitlines()[0]
-    assert usage == "usage: python -m zoo [-h] {list,summary,train,evaluate,viz} ..."
+    assert usage == "usage: python -m zoo [-h] [--version] {list,summary,train,evaluate,viz} ..."
     assert result.stdout.split("\n\n")[1].startswith("python -m zoo {list,summary,train,evaluate,viz}")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -108,22 +107,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(format_report(report, f"{args.model} on {dataset}{source}"))
 
 
-@dataclass(frozen=True)
-class VizInput:
-    """The image a picture shows: its pixels at the model's size, as the model sees them;
-    the image as given, when it came from a file; what was done to it; its true class."""
-
-    pixels: np.ndarray  # (H, W) uint8
-    label: str | None
-    original: np.ndarray | None = None
-    steps: tuple[str, ...] = ()
-
-
-def load_image(args: argparse.Namespace, dataset: str, prepared: bool) -> VizInput:
-    """The --image PATH or test-set --index I, at the dataset's image size; an image file
+def load_image(args: argparse.Namespace, dataset: str, prepared: bool):
+    """A viz.VizInput: the --image PATH or test-set --index I, at the dataset's image size; an image file
     `prepared` as the server prepares it for a model trained on `dataset` (zoo.preprocess:
     inverted when its background is light, framed when a digit is not yet at the size)."""
     from .datasets import get_dataset_info
+    from .viz import VizInput
 
     size = get_dataset_info(dataset).image_shape[1:]
     if args.image:

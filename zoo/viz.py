@@ -34,6 +34,17 @@ EDGE_FILTERS: dict[str, np.ndarray] = {
 
 
 @dataclass(frozen=True)
+class VizInput:
+    """The image a picture shows: its pixels at the model's size, as the model sees them;
+    the image as given, when it came from a file; what was done to it; its true class."""
+
+    pixels: np.ndarray  # (H, W) uint8
+    label: str | None
+    original: np.ndarray | None = None
+    steps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class FeatureMap:
     module: str  # the module whose output this is
     kind: str  # the layer that made it: Conv2d, MaxPool2d or AvgPool2d
@@ -145,7 +156,7 @@ def tiles_figure(tiles: np.ndarray, title: str, colorbar_label: str):
     return fig
 
 
-def plot_input(picture, path: Path) -> Path:
+def plot_input(picture: VizInput, path: Path) -> Path:
     """The input as the model sees it (at its size, after any preparation), and beside it
     the image as given when it came from a file, with what was done to it."""
     plt = pyplot()
@@ -203,9 +214,9 @@ def map_title(name: str, fmap: FeatureMap) -> str:
     return f"{name}: {what}{when}\n{c} maps of {h}x{w}, tensor (N, {c}, {h}, {w})"
 
 
-def render_model(net, card: dict, picture, x: np.ndarray, out_dir: Path) -> list[Path]:
-    """Every picture for one image (`picture`, a zoo.__main__.VizInput; `x` its normalized
-    input): input, feature maps, filters, probabilities."""
+def render_model(net, card: dict, picture: VizInput, x: np.ndarray, out_dir: Path) -> list[Path]:
+    """Every picture for one image (`x`: the picture's normalized input): input, feature
+    maps, filters, probabilities."""
     import torch
 
     out_dir.mkdir(parents=True, exist_ok=True)
