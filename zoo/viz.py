@@ -194,7 +194,8 @@ def plot_probabilities(probabilities: np.ndarray, labels: list[str], title: str,
         bars[true_index].set_edgecolor(TRUE_COLOR)
         bars[true_index].set_linewidth(2.5)
         ax.annotate("true", (true_index, min(float(probabilities[true_index]), 0.88)), textcoords="offset points",
-                    xytext=(0, 4), ha="center", fontsize=8, color=TRUE_COLOR, fontweight="bold")
+                    xytext=(0, 4), ha="center", fontsize=8, color=TRUE_COLOR, fontweight="bold",
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
     if true_index is not None:
         tick = ax.get_xticklabels()[true_index]
