@@ -61,7 +61,7 @@ def test_every_command_line_says_its_version_without_torch(module):
 
     result = run_module(module, ["--version"], blocked=LEAN, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == f"python -m {module} (cnn-zoo {version('cnn-zoo')})\n"
+    assert result.stdout == f"python -m {module} {version('cnn-zoo')}\n"
 
 
 def test_max_opset_is_the_pinned_onnx_one():

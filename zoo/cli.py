@@ -17,15 +17,16 @@ class CliError(Exception):
 
 
 def version_text(prog: str) -> str:
-    """What `--version` prints on every command line of ours: the program and the version of
-    the installed cnn-zoo (or that it runs from a checkout that was never installed)."""
+    """What `--version` prints on every command line of ours, as `python -m serve --version`
+    does: the program and the version of the installed cnn-zoo (or that it runs from a
+    checkout that was never installed)."""
     from importlib import metadata
 
     try:
         version = metadata.version("cnn-zoo")
     except metadata.PackageNotFoundError:
         version = "(not installed: running from a source checkout)"
-    return f"{prog} (cnn-zoo {version})"
+    return f"{prog} {version}"
 
 
 def check_at_least(flag: str, value: int | float | None, least: int | float = 1, what: str = "") -> None:
