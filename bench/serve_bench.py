@@ -238,7 +238,7 @@ def alternating_latency(addresses: dict[str, str], count: int, out_queue) -> Non
 def encoded_bodies(batch: int) -> dict[str, tuple[bytes, dict]]:
     """The same request as JSON (as tritonclient.http and curl users send it) and with
     binary tensors, encoded once: the client's own encoding is not measured."""
-    x = np.random.default_rng(batch).standard_normal((batch, 1, 28, 28), dtype=np.float32)
+    x = np.random.default_rng(batch).standard_normal((batch, *INPUT_SHAPE), dtype=np.float32)
     as_json = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": list(x.shape),
                                       "data": x.ravel().tolist()}],
                           "outputs": [{"name": "logits", "parameters": {"binary_data": False}}]}).encode()
