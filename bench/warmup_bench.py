@@ -1,12 +1,12 @@
 """What warm-up buys: the first 20 requests after the server says it is ready, with warm-up
 (the default) and without (--no-warmup), against the same server's steady state, in one run.
 
-    python bench/warmup_bench.py [--models lenet5-mnist,resnet-mini-mnist] [--rounds 3] [--json out.json]
+    python bench/warmup_bench.py [--models lenet5-mnist,resnet-mini-mnist] [--batches 1,64] [--rounds 3]
 
-For each model and round, a fresh `python -m serve` starts (warm-up on, then off, then on
-...); one lean gRPC client, its channel connected and its health check answered before the
-first request, sends the same batch-1 ModelInfer 20 times at once after readiness, then 300
-more: the steady state. Each figure is the first 20's p50 and p99 over the steady state's
+For each model, batch size and round, a fresh `python -m serve` starts (warm-up on, then
+off, then on ...); one lean gRPC client, its channel connected and its health check
+answered before the first request, sends the same ModelInfer 20 times one after the other
+once the server is ready, then 300 more: the steady state. Each figure is the first 20's p50 and p99 over the steady state's
 p50 (1.0: no first-request penalty).
 """
 
@@ -56,18 +56,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="lenet5-mnist,resnet-mini-mnist", help="comma-separated shipped models")
     parser.add_argument("--dir", help="models directory (default: a temporary one, exported there)")
-    parser.add_argument("--rounds", type=int, default=3, help="server starts per model and setting (default: 3)")
+    parser.add_argument("--batches", default="1,64", help="comma-separated batch sizes (default: 1,64)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="server starts per model, batch size and setting (default: 3)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     names = tuple(args.models.split(","))
     models = models_dir_with(names, args.dir)
     figures: dict = {}
-    for name in names:
+    for name, batch in ((n, int(b)) for n in names for b in args.batches.split(",")):
         import onnxruntime as ort
 
-        shape = tuple(1 if not isinstance(d, int) or d < 0 else d for d in
-                      ort.InferenceSession(str(models / f"{name}.onnx"), providers=["CPUExecutionProvider"])
-                      .get_inputs()[0].shape)
+        shape = tuple(batch if i == 0 else d for i, d in enumerate(
+            ort.InferenceSession(str(models / f"{name}.onnx"), providers=["CPUExecutionProvider"])
+            .get_inputs()[0].shape))
         payload = request_bytes(name, shape)
         single = Path(models) / f"only-{name}" / f"{name}.onnx"  # a server of this model alone
         single.parent.mkdir(exist_ok=True)
@@ -89,10 +91,10 @@ def main() -> int:
                                   "first20_p99_over_steady": float(np.percentile(first, 99)) / base})
         summary = {setting: {key: float(np.median([r[key] for r in rs])) for key in rs[0]}
                    for setting, rs in runs.items()}
-        figures[name] = {"rounds": runs, "median": summary}
+        figures[f"{name} batch {batch}"] = {"rounds": runs, "median": summary}
         for setting in ("warmup", "no_warmup"):
             m = summary[setting]
-            print(f"{name}, {setting.replace('_', ' ')}: first request {m['first_ms']:.2f} ms; first 20 p50 "
+            print(f"{name} batch {batch}, {setting.replace('_', ' ')}: first request {m['first_ms']:.2f} ms; first 20 p50 "
                   f"{m['first20_p50_ms']:.2f} ms ({m['first20_p50_over_steady']:.2f}x steady), p99 "
                   f"{m['first20_p99_ms']:.2f} ms ({m['first20_p99_over_steady']:.2f}x); steady p50 "
                   f"{m['steady_p50_ms']:.2f} ms", flush=True)
