@@ -40,6 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 from bench.server_process import cpu_seconds, in_client_process, models_dir_with, start_server  # noqa: E402
+from zoo.records import INPUT_SHAPE  # noqa: E402  (the zoo's models' (C, H, W); imports no torch)
 
 # The served model; an environment variable so that spawned client processes see --model too.
 MODEL = os.environ.setdefault("ZOO_BENCH_MODEL", "lenet5-mnist")
@@ -62,7 +63,7 @@ def in_process_session(models: Path, device: str):
 
 def in_process_images_per_s(sess, batch: int, seconds: float) -> float:
     """Images/s of back-to-back runs at `batch` for `seconds` (after one warm-up run)."""
-    x = np.random.default_rng(0).standard_normal((batch, 1, 28, 28), dtype=np.float32)
+    x = np.random.default_rng(0).standard_normal((batch, *INPUT_SHAPE), dtype=np.float32)
     sess.run(["logits"], {"input": x})
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds and count < MAX_REQUESTS_PER_CLIENT:
@@ -73,7 +74,7 @@ def in_process_images_per_s(sess, batch: int, seconds: float) -> float:
 
 def in_process_p50_ms(sess, pause_s: float = 0.0) -> float:
     """p50 of sequential batch-1 runs, each after `pause_s` idle."""
-    one = np.random.default_rng(0).standard_normal((1, 1, 28, 28), dtype=np.float32)
+    one = np.random.default_rng(0).standard_normal((1, *INPUT_SHAPE), dtype=np.float32)
     latencies = []
     for _ in range(SEQUENTIAL_REQUESTS):
         if pause_s:
@@ -111,20 +112,20 @@ def batch1_request_bytes() -> bytes:
     from serve.gen import grpc_service_pb2 as service_pb2
 
     request = service_pb2.ModelInferRequest(model_name=MODEL)
-    request.inputs.add(name="input", datatype="FP32", shape=[1, 1, 28, 28])
-    request.raw_input_contents.append(np.zeros((1, 1, 28, 28), np.float32).tobytes())
+    request.inputs.add(name="input", datatype="FP32", shape=[1, *INPUT_SHAPE])
+    request.raw_input_contents.append(np.zeros((1, *INPUT_SHAPE), np.float32).tobytes())
     return request.SerializeToString()
 
 
 def tritonclient_call(protocol: str, address: str, batch: int):
     """A function sending one batch of random images with tritonclient: over gRPC, or over
     HTTP with binary tensors (`http`, tritonclient.http's default) or JSON (`http-json`)."""
-    x = np.random.default_rng().standard_normal((batch, 1, 28, 28), dtype=np.float32)
+    x = np.random.default_rng().standard_normal((batch, *INPUT_SHAPE), dtype=np.float32)
     if protocol == "grpc":
         import tritonclient.grpc as triton
 
         client = triton.InferenceServerClient(address)
-        tensor = triton.InferInput("input", [batch, 1, 28, 28], "FP32")
+        tensor = triton.InferInput("input", [batch, *INPUT_SHAPE], "FP32")
         tensor.set_data_from_numpy(x)
         outputs = [triton.InferRequestedOutput("logits")]
         return lambda: client.infer(MODEL, [tensor], outputs=outputs, client_timeout=10).as_numpy("logits")
@@ -132,7 +133,7 @@ def tritonclient_call(protocol: str, address: str, batch: int):
 
     binary = protocol == "http"
     client = triton.InferenceServerClient(address, network_timeout=10)
-    tensor = triton.InferInput("input", [batch, 1, 28, 28], "FP32")
+    tensor = triton.InferInput("input", [batch, *INPUT_SHAPE], "FP32")
     tensor.set_data_from_numpy(x, binary_data=binary)
     outputs = [triton.InferRequestedOutput("logits", binary_data=binary)]
     return lambda: client.infer(MODEL, [tensor], outputs=outputs).as_numpy("logits")
@@ -232,7 +233,7 @@ def alternating_latency(addresses: dict[str, str], count: int, out_queue) -> Non
 def encoded_bodies(batch: int) -> dict[str, tuple[bytes, dict]]:
     """The same request as JSON (as tritonclient.http and curl users send it) and with
     binary tensors, encoded once: the client's own encoding is not measured."""
-    x = np.random.default_rng(batch).standard_normal((batch, 1, 28, 28), dtype=np.float32)
+    x = np.random.default_rng(batch).standard_normal((batch, *INPUT_SHAPE), dtype=np.float32)
     as_json = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": list(x.shape),
                                       "data": x.ravel().tolist()}],
                           "outputs": [{"name": "logits", "parameters": {"binary_data": False}}]}).encode()

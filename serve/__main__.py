@@ -182,13 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = config_from_args(build_parser().parse_args(argv))
     try:
-        config.check()
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        server = create_server(config)
-    except (FileNotFoundError, NotADirectoryError) as e:
+        server = create_server(config)  # checks the config first, before any model loads
+    except (ConfigError, FileNotFoundError, NotADirectoryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (DeviceError, ModelLoadError, ValueError, OSError) as e:

@@ -51,6 +51,9 @@ PREDICT_CASES = [
      INVALID, "1568 non-finite values"),
     ("undecodable image", pb.PredictRequest(model="lenet5-mnist", images=pb.EncodedImages(images=[b"\x89PNG not really"])),
      INVALID, "images.images[0]: cannot decode 15 bytes as an image"),
+    ("not an image at all", pb.PredictRequest(model="lenet5-mnist", images=pb.EncodedImages(images=[b"hello"])),
+     INVALID, "images.images[0]: cannot decode 5 bytes as an image (no PNG or JPEG signature; the first bytes are "
+              "68 65 6c 6c 6f); expected a PNG or JPEG file"),  # not Pillow's "<_io.BytesIO object at 0x...>"
     ("no images", pb.PredictRequest(model="lenet5-mnist", images=pb.EncodedImages(images=[])),
      INVALID, "images.images: empty batch"),
     ("negative top_k", pb.PredictRequest(model="lenet5-mnist", top_k=-1, tensor=tensor([2, 1, 28, 28], GOOD.tobytes())),

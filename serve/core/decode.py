@@ -15,7 +15,9 @@ import warnings
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
+
+from zoo.preprocess import fit
 
 from .errors import invalid, too_large
 from .limits import MIB, DecodeBudget, Limits
@@ -169,12 +171,9 @@ def resolve_outputs(model: ServedModel, wanted: Sequence[tuple[str, int]], field
 
 
 def normalize_pixels(pixels: np.ndarray, model: ServedModel) -> np.ndarray:
-    """Raw pixels (N, C, H, W) -> the model's input: scaled, then normalized per channel."""
-    norm = model.normalization
-    mean = np.asarray(norm.mean, np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(norm.std, np.float32).reshape(1, -1, 1, 1)
-    x = pixels.astype(np.float32) * np.float32(norm.pixel_scale)
-    return (x - mean) / std
+    """Raw pixels (N, C, H, W) -> the model's input: scaled, then normalized per channel
+    (zoo.normalization: the export's and the zoo's own normalization)."""
+    return model.normalization.apply(pixels)
 
 
 # Bytes per pixel Pillow holds for an image of each mode: multi-band modes are stored as
@@ -188,6 +187,9 @@ def _open(data: bytes, field: str) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])
+    except UnidentifiedImageError:  # its message names the BytesIO object, not the field
+        raise invalid(f"{field}: cannot decode {len(data)} bytes as an image (no PNG or JPEG signature; "
+                      f"the first bytes are {data[:8].hex(' ') or 'none'}); expected a PNG or JPEG file") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as e:
         raise invalid(f"{field}: cannot decode {len(data)} bytes as an image ({e}); expected a PNG or "
@@ -221,9 +223,7 @@ def decode_image(image: Image.Image, data_size: int, classifier: Classifier, fie
     image.close()  # its pixels go now, not when the request ends
     if prepare is not None:
         converted = prepare(converted)
-    if converted.size != (classifier.width, classifier.height):
-        converted = converted.resize((classifier.width, classifier.height), Image.Resampling.BILINEAR)
-    pixels = np.asarray(converted, dtype=np.uint8)
+    pixels = np.asarray(fit(converted, (classifier.height, classifier.width)), dtype=np.uint8)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 

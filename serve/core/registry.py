@@ -22,6 +22,8 @@ from typing import Callable
 import numpy as np
 import onnxruntime as ort
 
+from zoo.normalization import DEFAULT_PIXEL_SCALE, Normalization, parse_normalization
+
 from .device import CPU, DeviceError, first_line, make_session
 from .errors import failed_precondition, invalid, not_found, unavailable
 from .repository import NAME_PATTERN, ModelSource, find_models, version_key
@@ -37,20 +39,10 @@ log = logging.getLogger("serve")
 # model uses every thread.
 SINGLE_THREAD_BELOW = 16
 CROWDED_MEMORY_S = 0.1
-DEFAULT_PIXEL_SCALE = 1 / 255  # raw 0..255 pixels to 0..1 when nothing else is said
 
 
 class ModelLoadError(Exception):
     """A model file that cannot be served; the message names the file."""
-
-
-@dataclass(frozen=True)
-class Normalization:
-    """Raw pixels -> model input: x * pixel_scale, then (x - mean) / std per channel."""
-
-    pixel_scale: float = DEFAULT_PIXEL_SCALE
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
 
 
 @dataclass(eq=False)  # compared and hashed by identity: two loads of one file are two versions
@@ -157,15 +149,6 @@ def validate_name(name: str) -> str:
     return name
 
 
-def _floats(text: str, key: str, channels: int, path: Path) -> tuple[float, ...]:
-    """A metadata value that is a float or a JSON list of one float per channel."""
-    value = json.loads(text)
-    values = tuple(float(v) for v in (value if isinstance(value, list) else [value]))
-    if len(values) not in (1, channels):
-        raise ModelLoadError(f"{path}: metadata {key} has {len(values)} values for {channels} channels")
-    return values
-
-
 def _described(source: ModelSource, meta: dict[str, str]) -> dict[str, str]:
     """The model's own metadata_props, with config.pbtxt's parameters over them."""
     merged = dict(meta)
@@ -198,13 +181,12 @@ def _normalization(source: ModelSource, meta: dict[str, str], classifier: Classi
     if "mean" not in meta or "std" not in meta:
         log.info("model %s version %s: no mean/std in its metadata or config.pbtxt: images are only scaled to 0..1",
                  source.name, source.version or "-")
-        return Normalization(float(meta.get("pixel_scale", DEFAULT_PIXEL_SCALE)))
-    channels = classifier.channels
-    std = _floats(meta["std"], "std", channels, source.path)
-    if any(s <= 0 for s in std):
-        raise ModelLoadError(f"{source.path}: metadata std {list(std)} must be positive")
-    return Normalization(float(meta.get("pixel_scale", DEFAULT_PIXEL_SCALE)),
-                         _floats(meta["mean"], "mean", channels, source.path), std)
+        return parse_normalization(0.0, 1.0, meta.get("pixel_scale", DEFAULT_PIXEL_SCALE))
+    try:
+        return parse_normalization(meta["mean"], meta["std"], meta.get("pixel_scale", DEFAULT_PIXEL_SCALE),
+                                   classifier.channels)
+    except ValueError as e:
+        raise ModelLoadError(f"{source.path}: metadata {e}") from None
 
 
 def _session_options(threads: int) -> ort.SessionOptions:
