@@ -7,7 +7,16 @@
    shapes and types (a symbolic dimension becomes SYMBOLIC_DIM);
 3. goldens: every test_data_set_*/ beside the file (the ONNX Model Zoo's layout,
    model.onnx next to test_data_set_0/, and ours, models/<name>.onnx with
-   models/<name>/test_data_set_0/) through onnxruntime and the reference.
+   models/<name>/test_data_set_0/) through onnxruntime and the reference;
+4. for a quantized (int8) file, fused: onnxruntime as users run it, its graph optimized
+   into fused integer kernels (QLinearConv and friends), against the reference on the
+   seeded inputs: an 8-bit kernel that saturates on this CPU shows here.
+
+In a quantized file, quantized tensors may differ from the reference by QUANT_STEPS
+quantization step (export/quantized.py says why), node by node with the reference reading
+each node's quantized inputs from onnxruntime's run; a whole-graph output that a
+DequantizeLinear computes may differ by that many of its steps, on top of the float
+tolerance.
 
 An operator the reference lacks is named as unchecked, never approximated, and so is every
 node that depends on its output; `strict` makes that a failure.
@@ -24,6 +33,7 @@ from onnx import helper, numpy_helper
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from . import reference
+from .quantized import QUANT_STEPS, anchored, is_anchor, is_quantized, is_quantized_dtype, output_steps
 from .runtime import compare, expose_intermediates, session
 from .test_data import read_tensor
 
@@ -44,6 +54,7 @@ class NodeCheck:
     max_abs: float | None = None
     max_rel: float | None = None
     reason: str = ""
+    steps: int | None = None  # a quantized output: its largest difference, in quantization steps
 
 
 @dataclass
@@ -57,6 +68,17 @@ class GoldenCheck:
 
 
 @dataclass
+class FusedCheck:
+    """One output of the optimized (fused) onnxruntime session against the reference."""
+    output: str
+    ok: bool | None  # None: the reference could not run this graph
+    max_abs: float | None = None
+    allowed: float | None = None  # float tolerance plus QUANT_STEPS of the output's step
+    step: float | None = None
+    reason: str = ""
+
+
+@dataclass
 class VerifyResult:
     path: str
     strict: bool
@@ -64,6 +86,7 @@ class VerifyResult:
     inputs: dict = field(default_factory=dict)
     nodes: list[NodeCheck] = field(default_factory=list)
     goldens: list[GoldenCheck] = field(default_factory=list)
+    fused: list[FusedCheck] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -134,23 +157,26 @@ def generated_inputs(proto: onnx.ModelProto, seed: int = SEED) -> dict[str, np.n
     return feeds
 
 
-def reference_values(proto: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> tuple[dict, dict]:
+def reference_values(proto: onnx.ModelProto, feeds: dict[str, np.ndarray],
+                     anchors: dict[str, np.ndarray] | None = None) -> tuple[dict, dict]:
     """Every value the reference can compute, and for each one it cannot (status, reason):
-    ("unchecked", what the reference lacks) or ("downstream", the unchecked node it depends on)."""
+    ("unchecked", what the reference lacks) or ("downstream", the unchecked node it depends on).
+    A quantized input found in `anchors` (onnxruntime's values) is read from there, so a node
+    after an unchecked one is still checked when what it reads is quantized."""
     values: dict[str, np.ndarray | None] = {"": None}
     values.update({i.name: numpy_helper.to_array(i) for i in proto.graph.initializer})
     values.update(feeds)
     missing: dict[str, tuple[str, str]] = {}
     origin: dict[str, str] = {}  # output name -> the unchecked node it comes from
     for node in proto.graph.node:
-        blocked = [origin[name] for name in node.input if name in origin]
+        blocked = [origin[name] for name in node.input if name in origin and not is_anchor(name, anchors)]
         if blocked:
             for name in filter(None, node.output):
                 origin[name] = blocked[0]
                 missing[name] = ("downstream", f"downstream of {blocked[0]}")
             continue
         try:
-            outputs = reference.run_node(node, [values[name] for name in node.input])
+            outputs = reference.run_node(node, [anchored(name, values, anchors) for name in node.input])
         except (reference.UnsupportedError, ValueError) as e:  # ValueError: an attribute value it lacks
             for name in filter(None, node.output):
                 origin[name] = f"{node.op_type} node {node.name!r}"
@@ -164,7 +190,7 @@ def check_nodes(proto: onnx.ModelProto, strict_inference: bool, feeds: dict[str,
     model = expose_intermediates(proto, strict=strict_inference)
     names = [o.name for o in model.graph.output]
     ort_values = dict(zip(names, session(model, optimize=False).run(names, feeds)))
-    ref_values, missing = reference_values(proto, feeds)
+    ref_values, missing = reference_values(proto, feeds, anchors=ort_values)
     checks = []
     for node in proto.graph.node:
         for name in filter(None, node.output):
@@ -173,8 +199,72 @@ def check_nodes(proto: onnx.ModelProto, strict_inference: bool, feeds: dict[str,
                 checks.append(NodeCheck(node.name, node.op_type, name, status, reason=reason))
                 continue
             max_abs, max_rel, ok = compare(ort_values[name], ref_values[name])
-            checks.append(NodeCheck(node.name, node.op_type, name, "ok" if ok else "differs", max_abs, max_rel))
+            status = "ok" if ok else "differs"
+            if is_quantized_dtype(ref_values[name].dtype):  # compare() counted quantization steps
+                checks.append(NodeCheck(node.name, node.op_type, name, status, steps=int(max_abs)))
+            else:
+                checks.append(NodeCheck(node.name, node.op_type, name, status, max_abs, max_rel))
     return checks
+
+
+def output_tolerance(want: np.ndarray, step: float) -> np.ndarray:
+    """Per element: the float tolerance of goldens, plus QUANT_STEPS of the output's
+    quantization step (0 for an output no DequantizeLinear computes)."""
+    return GOLDEN_ATOL + GOLDEN_RTOL * np.abs(want.astype(np.float64)) + QUANT_STEPS * step
+
+
+def quantization_range_inputs(proto: onnx.ModelProto, feeds: dict[str, np.ndarray],
+                              seed: int = SEED) -> dict[str, np.ndarray]:
+    """`feeds`, but each float input that a QuantizeLinear reads with a constant per-tensor
+    scale and zero point spread over that quantization's whole range, half of the values
+    at its two ends (as an image's background and strokes): what drives 8-bit kernels to
+    the sums that saturate, which inputs around 0 seldom do."""
+    rng = np.random.default_rng(seed)
+    constants = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    spread = dict(feeds)
+    for node in proto.graph.node:
+        name = node.input[0]
+        if (node.op_type != "QuantizeLinear" or name not in feeds or len(node.input) < 3
+                or node.input[1] not in constants or node.input[2] not in constants):
+            continue
+        scale, zero = constants[node.input[1]], constants[node.input[2]]
+        if scale.size != 1 or not is_quantized_dtype(zero.dtype):
+            continue
+        info = np.iinfo(zero.dtype)
+        low, high = (float(info.min) - float(zero)) * float(scale), (float(info.max) - float(zero)) * float(scale)
+        shape = feeds[name].shape
+        ends = np.where(rng.random(shape) < 0.5, low, high)
+        spread[name] = np.where(rng.random(shape) < 0.5, ends, rng.uniform(low, high, shape)).astype(feeds[name].dtype)
+    return spread
+
+
+def check_fused(proto: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[FusedCheck]:
+    """A quantized file as users run it: onnxruntime with every graph optimization (QDQ
+    groups fused into integer kernels) against the whole-graph reference, on `feeds`
+    spread over the input quantization's range."""
+    feeds = quantization_range_inputs(proto, feeds)
+    out_names = [o.name for o in proto.graph.output]
+    got = dict(zip(out_names, session(proto).run(out_names, feeds)))
+    try:
+        want = reference.run(proto, feeds)
+    except (reference.UnsupportedError, ValueError) as e:
+        return [FusedCheck(name, None, reason=f"the reference cannot run this graph: {first_line(e)}")
+                for name in out_names]
+    steps = output_steps(proto)
+    results = []
+    for name in out_names:
+        if got[name].shape != want[name].shape:
+            results.append(FusedCheck(name, False, reason=f"shape {list(got[name].shape)}, reference "
+                                                          f"{list(want[name].shape)}"))
+        elif is_quantized_dtype(want[name].dtype):
+            max_abs, _, ok = compare(got[name], want[name])
+            results.append(FusedCheck(name, ok, max_abs, float(QUANT_STEPS), 1.0))
+        else:
+            diff = np.abs(got[name].astype(np.float64) - want[name])
+            allowed = output_tolerance(want[name], steps.get(name, 0.0))
+            results.append(FusedCheck(name, bool(np.all(diff <= allowed)), float(diff.max(initial=0)),
+                                      float(allowed.max(initial=0)), steps.get(name)))
+    return results
 
 
 def test_data_dirs(path: Path) -> list[Path]:
@@ -214,6 +304,7 @@ def check_goldens(proto: onnx.ModelProto, folder: Path) -> list[GoldenCheck]:
         ref_reason = ""
     except (reference.UnsupportedError, ValueError) as e:
         ref_reason = f"the reference cannot run this graph: {first_line(e)}"
+    steps = output_steps(proto)
     results = []
     for i, (tensor_name, want) in enumerate(expected):
         name = tensor_name if tensor_name in out_names else out_names[i]
@@ -228,7 +319,7 @@ def check_goldens(proto: onnx.ModelProto, folder: Path) -> list[GoldenCheck]:
                                            reason=f"shape {list(value.shape)}, golden {list(want.shape)}"))
                 continue
             diff = np.abs(value.astype(np.float64) - want)
-            ok = bool(np.all(diff <= GOLDEN_ATOL + GOLDEN_RTOL * np.abs(want.astype(np.float64))))
+            ok = bool(np.all(diff <= output_tolerance(want, steps.get(name, 0.0))))
             results.append(GoldenCheck(where, name, runtime, ok, float(diff.max(initial=0))))
     return results
 
@@ -255,8 +346,18 @@ def verify(path: str | Path, strict: bool = False) -> VerifyResult:
         result.failures.append(f"onnxruntime cannot run this file: {first_line(e)}")
         return result
     result.failures += [f"nodes: {n.op_type} node {n.node!r} output {n.output!r} differs from the NumPy reference "
-                        f"(max |diff| {n.max_abs:.3g}, max rel {n.max_rel:.3g})"
+                        + (f"by {n.steps} quantization steps (allowed {QUANT_STEPS})" if n.steps is not None
+                           else f"(max |diff| {n.max_abs:.3g}, max rel {n.max_rel:.3g})")
                         for n in result.nodes if n.status == "differs"]
+    if is_quantized(proto):
+        try:
+            result.fused = check_fused(proto, feeds)
+        except ORT_ERRORS as e:
+            result.failures.append(f"fused: onnxruntime cannot run this file optimized: {first_line(e)}")
+        result.failures += [f"fused: output {f.output!r} of onnxruntime's optimized (fused int8) run differs from "
+                            f"the reference: " + (f.reason or f"max |diff| {f.max_abs:.3g} > {f.allowed:.3g}")
+                            + (f" ({f.max_abs / f.step:.1f} quantization steps of {f.step:.3g})" if f.step else "")
+                            for f in result.fused if f.ok is False]
     for folder in test_data_dirs(path):
         try:
             checks = check_goldens(proto, folder)
@@ -265,7 +366,8 @@ def verify(path: str | Path, strict: bool = False) -> VerifyResult:
             continue
         result.goldens += checks
         result.failures += [f"golden: {g.path} ({g.output}) vs {g.runtime}: "
-                            + (g.reason or f"max |diff| {g.max_abs:.3g} > {GOLDEN_ATOL} + {GOLDEN_RTOL} * |golden|")
+                            + (g.reason or f"max |diff| {g.max_abs:.3g} > {GOLDEN_ATOL} + {GOLDEN_RTOL} * |golden|"
+                               + (f" + {QUANT_STEPS} quantization step" if g.output in output_steps(proto) else ""))
                             for g in checks if g.ok is False]
     if strict and result.unchecked:
         result.failures.append(f"--strict: {len(result.unchecked)} node outputs unchecked "
@@ -288,6 +390,11 @@ def format_verify(result: VerifyResult) -> str:
         ok = sum(n.status == "ok" for n in result.nodes)
         worst = max(checked, key=lambda n: n.max_abs, default=None)
         tail = f"; worst: {worst.op_type} {worst.node!r} max |diff| {worst.max_abs:.1e}" if worst else ""
+        quantized = [n for n in result.nodes if n.steps is not None]
+        if quantized:
+            off = sum(n.steps > 0 for n in quantized)
+            tail += (f"; {len(quantized)} quantized, within {QUANT_STEPS} step of the reference read on "
+                     f"onnxruntime's inputs ({off} with a 1-step difference)")
         lines.append(f"  nodes       {ok}/{len(result.nodes)} node outputs match the NumPy reference{tail}")
         if result.unchecked:
             down = sum(n.status == "downstream" for n in result.nodes)
@@ -301,6 +408,18 @@ def format_verify(result: VerifyResult) -> str:
                      f"pass (onnxruntime and the reference)")
     else:
         lines.append("  goldens     none beside the file (no test_data_set_*)")
+    if result.fused:
+        ok = [f for f in result.fused if f.ok]
+        checked = [f for f in result.fused if f.ok is not None]
+        if not checked:
+            lines.append(f"  fused       not checked: {result.fused[0].reason}")
+        else:
+            worst = max(checked, key=lambda f: (f.max_abs / f.step) if f.step else f.max_abs)
+            within = (f"{worst.max_abs / worst.step:.0f} quantization steps (allowed {QUANT_STEPS})" if worst.step
+                      else f"max |diff| {worst.max_abs:.1e}")
+            lines.append(f"  fused       onnxruntime optimized (fused int8 kernels) vs the reference, inputs spread over "
+                         f"the input quantization's range: {len(ok)}/{len(result.fused)} outputs agree; "
+                         f"worst {worst.output!r}: {within}")
     lines += [f"  FAILED      {f}" for f in result.failures]
     lines.append("  passed" if result.passed else "  verify FAILED")
     return "\n".join(lines)
