@@ -35,6 +35,7 @@ import onnx
 import onnxruntime
 from onnx import version_converter
 
+from zoo.atomic import atomic_write_bytes
 from zoo.data import load, normalize
 
 from .metadata import read_metadata, set_metadata
@@ -189,3 +190,21 @@ def set_int8_metadata(proto: onnx.ModelProto, float_proto: onnx.ModelProto, floa
     set_metadata(proto, meta)
     proto.doc_string = (f"{float_proto.doc_string}; int8: static QDQ quantization ({SCHEME['activations']} "
                         f"activations, {SCHEME['weights']} weights), calibrated on {calibration.description}")
+
+
+def write_unchecked_int8(float_path: Path, calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
+                         data_dir=None) -> Path:
+    """A zoo model's float file (e.g. models/lenet5-mnist.onnx, from export.exporter.
+    write_unchecked) quantized as --int8 does, calibrated on its dataset's training images,
+    written beside it as lenet5-mnist-int8.onnx without the checks: for tests and
+    benchmarks that need a servable int8 file quickly (python -m export --int8 writes the
+    checked one)."""
+    float_path = Path(float_path)
+    float_proto = onnx.load(float_path)
+    dataset = read_metadata(float_proto)["dataset"]
+    calibration = training_calibration(dataset, Int8Options(calibration_images), data_dir)
+    proto = quantize(float_proto, calibration, int8_opset(float_proto.opset_import[0].version))
+    set_int8_metadata(proto, float_proto, float_path.name, calibration, None, "nothing: written unchecked")
+    path = float_path.with_name(f"{int8_name(float_path.stem)}.onnx")
+    atomic_write_bytes(path, proto.SerializeToString())
+    return path
