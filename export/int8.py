@@ -10,12 +10,13 @@ The scheme (SCHEME) is the one that computes what the ONNX spec says on every CP
   DequantizeLinear only from opset 19;
 - activations uint8, asymmetric, one scale per tensor, from the MinMax of the calibration
   images; the float file's ReLUs become the zero point of the tensor after them;
-- weights int8, symmetric, one scale per output channel, within 7 bits (reduce_range).
-  x86 CPUs without VNNI (AVX2 only) multiply uint8 by int8 with vpmaddubsw, which adds
-  each pair of products in 16 bits and saturates: with 8-bit weights, 255 * 127 * 2 >
-  32767, and onnxruntime's answers leave the spec by tens of quantization steps (int8
-  activations do no better: onnxruntime runs them as uint8 on x86). With 7-bit weights
-  255 * 64 * 2 < 32768 never saturates, on any CPU (README, int8);
+- weights int8, symmetric, one scale per output channel, within [-64, 64] (onnxruntime's
+  reduce_range, "7-bit" weights). x86 CPUs without VNNI (AVX2 only) multiply uint8 by
+  int8 with vpmaddubsw, which adds each pair of products in 16 bits and saturates: with
+  full-range weights 255 * 127 * 2 = 64,770 > 32,767, and onnxruntime's answers leave the
+  spec by tens of quantization steps (int8 activations do no better: onnxruntime runs
+  them as uint8 on x86). Within +-64, 255 * 64 * 2 = 32,640 never saturates, on any CPU
+  (README, int8); the activations keep all 8 bits;
 - biases int32, with scale input scale x weight scale and zero point 0.
 """
 
@@ -48,7 +49,7 @@ SUFFIX = "-int8"
 SCHEME = {
     "format": "QDQ (QuantizeLinear / DequantizeLinear around float operators)",
     "activations": "uint8, asymmetric, per tensor",
-    "weights": "int8, symmetric, per output channel, 7-bit range (reduce_range)",
+    "weights": "int8, symmetric, per output channel, within [-64, 64] (reduce_range)",
     "bias": "int32, scale = input scale x weight scale, zero point 0",
     "calibration_method": "MinMax",
 }

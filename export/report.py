@@ -54,7 +54,7 @@ def format_int8(result: ExportResult) -> str:
     r = result.report
     lines = [f"{result.name}  (opset {r['opset']}; int8 of {r['float_model']}, {SOURCES[r['source']]})"]
     if "quantize" in r:
-        lines.append(f"  quantized   static QDQ, uint8 activations per tensor, int8 weights per output channel in 7 bits; "
+        lines.append(f"  quantized   static QDQ, uint8 activations per tensor, int8 weights per output channel within +-64; "
                      f"calibrated on {r['calibration']['description']}")
     if "structure" in r:
         s = r["structure"]

@@ -128,12 +128,12 @@ def test_dequantize_an_int32_bias_per_channel():
 # onnxruntime's x86 u8s8 kernels (and s8s8, which it runs as u8s8) add pairs of 8-bit
 # products in 16 bits, saturating, unless the CPU has VNNI: with full-range weights they
 # leave the spec (test_full_range_weights_saturate_onnxruntime_without_vnni). Int8 weights
-# within 7 bits (reduce_range, as our int8 files have them) can never saturate, so the
+# within [-64, 64] (reduce_range, as our int8 files have them) can never saturate, so the
 # differential cases use those; u8u8 widens to 16 bits first and takes any weights.
 
 def weights(dtype, *shape) -> np.ndarray:
     if dtype == np.int8:
-        return rng.integers(-64, 63, shape, endpoint=True).astype(np.int8)  # 7 bits: 255 * 64 * 2 < 2**15
+        return rng.integers(-64, 64, shape, endpoint=True).astype(np.int8)  # 255 * 64 * 2 < 2**15
     return quantized(dtype, *shape)
 
 
