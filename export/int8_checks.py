@@ -2,14 +2,16 @@
 adapted to quantization steps; export/quantized.py says why a step may differ):
 
 1. structure: the float file's check (full_check, strict shape inference, [batch, classes]);
-2. batch axis: symbolic, and at batch 1, 7 and 64 onnxruntime (optimized: the fused int8
-   kernels users run) agrees with the reference within QUANT_STEPS of the output's step;
+2. batch axis: symbolic, and at batch 1, 7 and 64 the fused run (below) matches the
+   reference;
 3. nodes: every node of the unoptimized session against the reference, which reads each
    node's quantized inputs from onnxruntime's run; quantized tensors within QUANT_STEPS;
-4. test set: every image through the int8 file (onnxruntime, optimized), the float file
-   and the reference: the reference within QUANT_STEPS output steps of onnxruntime; the
-   accuracy at most MAX_ACCURACY_DROP below the float file's; top-1 agreement with the
-   float file reported.
+4. test set: every image through the int8 file as users run it (onnxruntime optimized,
+   its QDQ groups fused into integer kernels): every quantized tensor those kernels write
+   and the logits within QUANT_STEPS of the reference reading the same kernels' inputs
+   (verify.compare_fused); the accuracy at most MAX_ACCURACY_DROP below the float file's;
+   top-1 agreement with the float file, and with the reference run alone on the whole
+   graph (where one-step differences can add up), reported.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .exporter import source_module
 from .metadata import INPUT_NAME, OUTPUT_NAME
 from .quantized import QUANT_STEPS, is_quantized_dtype, output_steps
 from .runtime import NODE_ATOL, NODE_RTOL, compare, expose_intermediates, session
-from .verify import output_tolerance, reference_values
+from .verify import FusedSessions, compare_fused, fused_difference, reference_values
 
 MAX_ACCURACY_DROP = 0.003  # 0.3 points: the int8 file may lose at most this much accuracy
 
@@ -37,32 +39,32 @@ def in_steps(diff: float, step: float) -> float:
     return round(diff / step, 3) if step else float("nan")
 
 
-def check_against_reference(got: np.ndarray, want: np.ndarray, step: float, where: str) -> float:
-    """The largest |got - want| of the logits, after checking it is within QUANT_STEPS of
-    the output step (plus the float tolerance); raises naming `where` otherwise."""
-    diff = np.abs(got.astype(np.float64) - want)
-    allowed = output_tolerance(want, step)
-    if not np.all(diff <= allowed):
-        worst = float(diff.max())
-        raise CheckFailed(f"{where}: onnxruntime's int8 logits differ from the reference by {worst:.3g} "
-                          f"({in_steps(worst, step)} quantization steps of {step:.3g}; allowed {QUANT_STEPS})")
-    return float(diff.max(initial=0))
+def fused_steps(proto: onnx.ModelProto, sessions: FusedSessions, x: np.ndarray, where: str
+                ) -> tuple[dict[str, float], np.ndarray]:
+    """The fused run on `x` against the reference: each tensor's largest difference (in
+    quantization steps; a float output without a step, in absolute terms), and the logits.
+    Raises naming `where` and the tensor when one is beyond QUANT_STEPS."""
+    checks, plain = compare_fused(proto, {INPUT_NAME: x}, sessions)
+    for check in checks:
+        if check.ok is None:
+            raise CheckFailed(f"{where}: {check.tensor}: {check.reason}")
+        if not check.ok:
+            raise CheckFailed(f"{where}: onnxruntime's fused int8 kernels differ from the reference in {check.kind} "
+                              f"{check.tensor!r}: {fused_difference(check)}")
+    return {c.tensor: (c.steps if c.steps is not None else c.max_abs) for c in checks}, plain[OUTPUT_NAME]
 
 
-def check_batch_axis(proto: onnx.ModelProto, sess: ort.InferenceSession, images: np.ndarray) -> dict:
+def check_batch_axis(proto: onnx.ModelProto, sessions: FusedSessions, images: np.ndarray) -> dict:
     dim0 = proto.graph.input[0].type.tensor_type.shape.dim[0]
     if not dim0.dim_param:
         raise CheckFailed(f"batch axis: input dimension 0 is fixed at {dim0.dim_value}, not symbolic")
-    step = logits_step(proto)
     steps = {}
     for n in sorted({min(n, len(images)) for n in BATCH_SIZES}):
-        x = images[:n]
-        (got,) = sess.run([OUTPUT_NAME], {INPUT_NAME: x})
-        want = run_reference(proto, x)[OUTPUT_NAME]
-        if got.shape != want.shape:
-            raise CheckFailed(f"batch axis: batch {n} gave shape {got.shape}, the reference {want.shape}")
-        steps[n] = in_steps(check_against_reference(got, want, step, f"batch axis: batch {n}"), step)
-    return {"dim_param": dim0.dim_param, "logits_step": step, "steps_vs_reference": steps}
+        worst, logits = fused_steps(proto, sessions, images[:n], f"batch axis: batch {n}")
+        if logits.shape[0] != n:
+            raise CheckFailed(f"batch axis: batch {n} gave logits of shape {logits.shape}")
+        steps[n] = max(worst.values())
+    return {"dim_param": dim0.dim_param, "logits_step": logits_step(proto), "steps_vs_reference": steps}
 
 
 def check_nodes(proto: onnx.ModelProto, images: np.ndarray) -> list[dict]:
@@ -95,44 +97,47 @@ def check_nodes(proto: onnx.ModelProto, images: np.ndarray) -> list[dict]:
 
 
 class _Tally:
-    """Accuracy, agreement with the float file and with the reference, chunk by chunk."""
+    """Accuracy, agreement with the float file and with the whole-graph reference, and the
+    largest fused-run difference of each tensor, chunk by chunk."""
 
     def __init__(self) -> None:
         self.images = 0
         self.agree_float = 0
-        self.agree_reference = 0
-        self.max_vs_reference = 0.0
+        self.agree_whole = 0
+        self.whole_max = 0.0
+        self.steps: dict[str, float] = {}
         self.correct = {"int8": 0, "float": 0}
 
-    def add(self, int8: np.ndarray, float_: np.ndarray, ref: np.ndarray, diff: float, labels) -> None:
+    def add(self, int8: np.ndarray, float_: np.ndarray, whole: np.ndarray, steps: dict[str, float], labels) -> None:
         self.images += len(int8)
         top1 = int8.argmax(1)
         self.agree_float += int((top1 == float_.argmax(1)).sum())
-        self.agree_reference += int((top1 == ref.argmax(1)).sum())
-        self.max_vs_reference = max(self.max_vs_reference, diff)
+        self.agree_whole += int((top1 == whole.argmax(1)).sum())
+        self.whole_max = max(self.whole_max, float(np.abs(int8.astype(np.float64) - whole).max()))
+        for tensor, value in steps.items():
+            self.steps[tensor] = max(self.steps.get(tensor, 0.0), value)
         if labels is not None:
             self.correct["int8"] += int((top1 == labels).sum())
             self.correct["float"] += int((float_.argmax(1) == labels).sum())
 
 
-def check_test_set(proto: onnx.ModelProto, sess: ort.InferenceSession, float_sess: ort.InferenceSession,
+def check_test_set(proto: onnx.ModelProto, sessions: FusedSessions, float_sess: ort.InferenceSession,
                    images: np.ndarray, labels: np.ndarray | None, chunk: int = CHUNK) -> dict:
-    """The int8 file (onnxruntime, optimized), the float file and the int8 reference on
-    every image, `chunk` at a time."""
+    """The int8 file as users run it (checked against the reference tensor by tensor), the
+    float file and the whole-graph int8 reference on every image, `chunk` at a time."""
     step = logits_step(proto)
     tally = _Tally()
     for start in range(0, len(images), chunk):
         x = images[start : start + chunk]
-        int8 = sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-        ref = run_reference(proto, x)[OUTPUT_NAME]
-        diff = check_against_reference(int8, ref, step, f"test set: images {start} to {start + len(x) - 1}")
-        tally.add(int8, float_sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0], ref, diff,
-                  None if labels is None else labels[start : start + chunk])
+        steps, int8 = fused_steps(proto, sessions, x, f"test set: images {start} to {start + len(x) - 1}")
+        tally.add(int8, float_sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0], run_reference(proto, x)[OUTPUT_NAME],
+                  steps, None if labels is None else labels[start : start + chunk])
     n = tally.images
     result = {"images": n, "chunk": chunk, "top1_agreement_with_float": tally.agree_float / n,
-              "reference": {"max_abs_logit_diff": tally.max_vs_reference, "logits_step": step,
-                            "max_steps": in_steps(tally.max_vs_reference, step),
-                            "top1_agreement": tally.agree_reference / n}}
+              "fused_vs_reference_steps": tally.steps,
+              "whole_graph_reference": {"max_abs_logit_diff": tally.whole_max, "logits_step": step,
+                                        "max_steps": in_steps(tally.whole_max, step),
+                                        "top1_agreement": tally.agree_whole / n}}
     if labels is not None:
         accuracy = {k: c / n for k, c in tally.correct.items()}
         result["accuracy"] = accuracy

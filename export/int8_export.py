@@ -12,6 +12,7 @@ from .checks import CheckFailed, check_structure, session
 from .int8 import CalibrationSet, int8_name, int8_opset, quantize, scheme_json, set_int8_metadata
 from .int8_checks import check_batch_axis, check_nodes, check_test_set
 from .metadata import INPUT_NAME, OUTPUT_NAME
+from .verify import FusedSessions
 from .pipeline import NODE_CHECK_IMAGES, TEST_DATA_IMAGES, CheckInputs, ExportResult, WriteOptions, run_checks, \
     write_model, write_report
 
@@ -43,7 +44,7 @@ def export_int8(float_result: ExportResult, float_proto: onnx.ModelProto, inputs
             state["proto"] = proto = quantize(float_proto, calibration, opset)
         except Exception as e:  # onnxruntime's quantizer raises whatever its graph passes raise
             raise CheckFailed(f"quantization: onnxruntime's quantizer failed ({type(e).__name__}: {e})") from None
-        state["sess"] = session(proto)
+        state["sessions"] = FusedSessions.of(proto)
         ops = [node.op_type for node in proto.graph.node]
         return {"nodes": len(ops), "quantize_linear": ops.count("QuantizeLinear"),
                 "dequantize_linear": ops.count("DequantizeLinear")}
@@ -51,9 +52,9 @@ def export_int8(float_result: ExportResult, float_proto: onnx.ModelProto, inputs
     steps = [
         ("quantize", quantized),
         ("structure", lambda: check_structure(state["proto"], num_classes)),
-        ("batch_axis", lambda: check_batch_axis(state["proto"], state["sess"], images)),
+        ("batch_axis", lambda: check_batch_axis(state["proto"], state["sessions"], images)),
         ("nodes", lambda: check_nodes(state["proto"], images[:NODE_CHECK_IMAGES])),
-        ("test_set", lambda: check_test_set(state["proto"], state["sess"], session(float_proto), images,
+        ("test_set", lambda: check_test_set(state["proto"], state["sessions"], session(float_proto), images,
                                             inputs.labels)),
     ]
     run_checks(result, steps)
@@ -63,7 +64,7 @@ def export_int8(float_result: ExportResult, float_proto: onnx.ModelProto, inputs
                           inputs.description)
         report["float_onnx_bytes"] = float_result.report.get("onnx_bytes")
         sample = images[:TEST_DATA_IMAGES]
-        (expected,) = state["sess"].run([OUTPUT_NAME], {INPUT_NAME: sample})
+        (expected,) = state["sessions"].plain.run([OUTPUT_NAME], {INPUT_NAME: sample})
         result.written += write_model(name, proto, sample, expected, options, report)
     result.written.append(write_report(name, report, options.out_dir))
     return result

@@ -14,9 +14,7 @@ def format_result(result: ExportResult) -> str:
     lines = [f"{result.name}  (opset {r['opset']}; {SOURCES[r['source']]}"
              + (f" {r['weights_file']}" if r.get("weights_file") else "") + ")"]
     if "structure" in r:
-        s = r["structure"]
-        lines.append(f"  structure   onnx.checker full_check and strict shape inference pass; "
-                     f"{s['nodes']} nodes; output {s['inferred_output_shape']}")
+        lines.append(structure_line(r["structure"]))
     if "batch_axis" in r:
         b = r["batch_axis"]
         errs = " / ".join(f"{v:.1e}" for v in b["max_abs_vs_torch"].values())
@@ -35,6 +33,11 @@ def format_result(result: ExportResult) -> str:
         lines.append(f"  FAILED      {result.failure}")
     lines.append("  wrote       " + ", ".join(str(p) for p in result.written))
     return "\n".join(lines)
+
+
+def structure_line(s: dict) -> str:
+    return (f"  structure   onnx.checker full_check and strict shape inference pass; {s['nodes']} nodes; "
+            f"output {s['inferred_output_shape']}")
 
 
 def test_set_lines(r: dict) -> list[str]:
@@ -57,15 +60,13 @@ def format_int8(result: ExportResult) -> str:
         lines.append(f"  quantized   static QDQ, uint8 activations per tensor, int8 weights per output channel within +-64; "
                      f"calibrated on {r['calibration']['description']}")
     if "structure" in r:
-        s = r["structure"]
-        lines.append(f"  structure   onnx.checker full_check and strict shape inference pass; "
-                     f"{s['nodes']} nodes; output {s['inferred_output_shape']}")
+        lines.append(structure_line(r["structure"]))
     if "batch_axis" in r:
         b = r["batch_axis"]
         steps = " / ".join(f"{v:g}" for v in b["steps_vs_reference"].values())
         sizes = " / ".join(map(str, b["steps_vs_reference"]))
-        lines.append(f"  batch axis  symbolic '{b['dim_param']}'; batch {sizes} vs the reference: {steps} "
-                     f"quantization steps of the logits")
+        lines.append(f"  batch axis  symbolic '{b['dim_param']}'; batch {sizes}: the fused int8 kernels within {steps} "
+                     f"quantization steps of the reference")
     if "nodes" in r:
         lines.append("  nodes       " + int8_nodes_line(r["nodes"]))
     if "test_set" in r:
@@ -102,6 +103,10 @@ def int8_test_set_lines(r: dict) -> list[str]:
         head += (f"accuracy {100 * a['int8']:.2f}% (float {100 * a['float']:.2f}%: {change:+.2f} points, at most "
                  f"0.30 lost); ")
     head += f"top-1 agreement with the float file {100 * t['top1_agreement_with_float']:.2f}%"
-    ref = t["reference"]
+    fused = max(t["fused_vs_reference_steps"].values())
+    whole = t["whole_graph_reference"]
+    return [head, f"              onnxruntime's fused int8 kernels vs the reference: {len(t['fused_vs_reference_steps'])} "
+                  f"tensors within {fused:g} quantization steps; the reference on the whole graph: logits within "
+                  f"{whole['max_steps']:g} steps, top-1 agreement {100 * whole['top1_agreement']:.2f}%"]
     return [head, f"              the reference vs onnxruntime's int8 kernels: logits within {ref['max_steps']:g} "
                   f"quantization steps of {ref['logits_step']:.3g}, top-1 agreement {100 * ref['top1_agreement']:.2f}%"]

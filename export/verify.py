@@ -13,10 +13,10 @@
    seeded inputs: an 8-bit kernel that saturates on this CPU shows here.
 
 In a quantized file, quantized tensors may differ from the reference by QUANT_STEPS
-quantization step (export/quantized.py says why), node by node with the reference reading
-each node's quantized inputs from onnxruntime's run; a whole-graph output that a
-DequantizeLinear computes may differ by that many of its steps, on top of the float
-tolerance.
+quantization step (export/quantized.py says why), the reference reading each node's
+quantized inputs from onnxruntime's run (for the goldens and the fused check, from the
+optimized run): an output that a DequantizeLinear computes may differ by that many of its
+steps, on top of the float tolerance.
 
 An operator the reference lacks is named as unchecked, never approximated, and so is every
 node that depends on its output; `strict` makes that a failure.
@@ -24,11 +24,13 @@ node that depends on its output; `strict` makes that a failure.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import helper, numpy_helper
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
@@ -69,13 +71,23 @@ class GoldenCheck:
 
 @dataclass
 class FusedCheck:
-    """One output of the optimized (fused) onnxruntime session against the reference."""
-    output: str
-    ok: bool | None  # None: the reference could not run this graph
-    max_abs: float | None = None
-    allowed: float | None = None  # float tolerance plus QUANT_STEPS of the output's step
-    step: float | None = None
+    """One tensor of the optimized (fused) onnxruntime session against the reference: a
+    quantized tensor (in steps) or a graph output (float tolerance plus QUANT_STEPS of its
+    step)."""
+    tensor: str
+    kind: str  # "quantized" or "output"
+    ok: bool | None  # None: the reference could not compute it
+    max_abs: float | None = None  # a quantized tensor: in steps
+    allowed: float | None = None
+    step: float | None = None  # an output a DequantizeLinear computes: its step
     reason: str = ""
+
+    @property
+    def steps(self) -> float | None:
+        """The largest difference in quantization steps, where there are steps."""
+        if self.kind == "quantized":
+            return self.max_abs
+        return self.max_abs / self.step if self.step and self.max_abs is not None else None
 
 
 @dataclass
@@ -238,33 +250,76 @@ def quantization_range_inputs(proto: onnx.ModelProto, feeds: dict[str, np.ndarra
     return spread
 
 
-def check_fused(proto: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[FusedCheck]:
-    """A quantized file as users run it: onnxruntime with every graph optimization (QDQ
-    groups fused into integer kernels) against the whole-graph reference, on `feeds`
-    spread over the input quantization's range."""
-    feeds = quantization_range_inputs(proto, feeds)
-    out_names = [o.name for o in proto.graph.output]
-    got = dict(zip(out_names, session(proto).run(out_names, feeds)))
-    try:
-        want = reference.run(proto, feeds)
-    except (reference.UnsupportedError, ValueError) as e:
-        return [FusedCheck(name, None, reason=f"the reference cannot run this graph: {first_line(e)}")
-                for name in out_names]
+def writes_quantized(node: onnx.NodeProto) -> bool:
+    """QuantizeLinear, DynamicQuantizeLinear and the QLinear* operators (onnxruntime's
+    com.microsoft ones too) write a quantized tensor as their first output."""
+    return node.op_type in ("QuantizeLinear", "DynamicQuantizeLinear") or node.op_type.startswith("QLinear")
+
+
+@dataclass
+class FusedSessions:
+    """onnxruntime with every graph optimization, as users run it, and the same with every
+    quantized tensor exposed: the fused kernels write those tensors, so exposing them
+    leaves the kernels as they are (run() returns whether the outputs stayed identical)."""
+    plain: ort.InferenceSession
+    exposed: ort.InferenceSession
+    outputs: list[str]
+    quantized: list[str]
+
+    @classmethod
+    def of(cls, proto: onnx.ModelProto) -> FusedSessions:
+        outputs = [o.name for o in proto.graph.output]
+        quantized = [n.output[0] for n in proto.graph.node if writes_quantized(n) and n.output[0] not in outputs]
+        exposed = copy.deepcopy(proto)
+        exposed.graph.output.extend(onnx.ValueInfoProto(name=name) for name in quantized)
+        return cls(session(proto), session(exposed), outputs, quantized)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], bool]:
+        """(the plain session's outputs, every exposed tensor, whether the outputs agree)."""
+        plain = dict(zip(self.outputs, self.plain.run(self.outputs, feeds)))
+        names = self.outputs + self.quantized
+        exposed = dict(zip(names, self.exposed.run(names, feeds)))
+        return plain, exposed, all(np.array_equal(plain[n], exposed[n]) for n in self.outputs)
+
+
+def compare_fused(proto: onnx.ModelProto, feeds: dict[str, np.ndarray], sessions: FusedSessions
+                  ) -> tuple[list[FusedCheck], dict[str, np.ndarray]]:
+    """Every quantized tensor and output of the fused run against the reference, which
+    reads each node's quantized inputs from that run; if exposing the quantized tensors
+    changed the outputs, only the outputs, against the whole-graph reference. Returns the
+    checks and the plain session's outputs."""
+    plain, exposed, unchanged = sessions.run(feeds)
+    anchors = exposed if unchanged else None
+    values, missing = reference_values(proto, feeds, anchors=anchors)
     steps = output_steps(proto)
     results = []
-    for name in out_names:
-        if got[name].shape != want[name].shape:
-            results.append(FusedCheck(name, False, reason=f"shape {list(got[name].shape)}, reference "
-                                                          f"{list(want[name].shape)}"))
-        elif is_quantized_dtype(want[name].dtype):
-            max_abs, _, ok = compare(got[name], want[name])
-            results.append(FusedCheck(name, ok, max_abs, float(QUANT_STEPS), 1.0))
+    for name in (sessions.quantized if unchanged else []) + sessions.outputs:
+        kind = "output" if name in plain else "quantized"
+        if name in missing:
+            results.append(FusedCheck(name, kind, None, reason=missing[name][1]))
+            continue
+        got, want = (plain if kind == "output" else exposed)[name], values[name]
+        if got.shape != want.shape:
+            results.append(FusedCheck(name, kind, False, reason=f"shape {list(got.shape)}, reference {list(want.shape)}"))
+        elif is_quantized_dtype(want.dtype):
+            max_abs, _, ok = compare(got, want)
+            results.append(FusedCheck(name, "quantized", ok, max_abs, float(QUANT_STEPS)))
         else:
-            diff = np.abs(got[name].astype(np.float64) - want[name])
-            allowed = output_tolerance(want[name], steps.get(name, 0.0))
-            results.append(FusedCheck(name, bool(np.all(diff <= allowed)), float(diff.max(initial=0)),
+            diff = np.abs(got.astype(np.float64) - want)
+            allowed = output_tolerance(want, steps.get(name, 0.0))
+            results.append(FusedCheck(name, kind, bool(np.all(diff <= allowed)), float(diff.max(initial=0)),
                                       float(allowed.max(initial=0)), steps.get(name)))
-    return results
+    if not unchanged:
+        results.append(FusedCheck("(quantized tensors)", "quantized", None, reason=(
+            "exposing them changed onnxruntime's outputs, so its fused graph; outputs compared with the whole-graph "
+            "reference instead")))
+    return results, plain
+
+
+def check_fused(proto: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[FusedCheck]:
+    """A quantized file as users run it, on `feeds` spread over the input quantization's
+    range."""
+    return compare_fused(proto, quantization_range_inputs(proto, feeds), FusedSessions.of(proto))[0]
 
 
 def test_data_dirs(path: Path) -> list[Path]:
@@ -294,13 +349,27 @@ def golden_feeds(proto: onnx.ModelProto, folder: Path) -> dict[str, np.ndarray]:
     return {name: array for name, (_, array) in zip(declared, tensors)}
 
 
+def golden_reference(proto: onnx.ModelProto, feeds: dict[str, np.ndarray], out_names: list[str]) -> dict:
+    """The reference's outputs for golden inputs: of the whole graph for a float file; for
+    a quantized one, node by node reading the quantized tensors of onnxruntime's fused run
+    (one-step differences would otherwise add up from layer to layer)."""
+    if not is_quantized(proto):
+        return reference.run(proto, feeds)
+    _, exposed, unchanged = FusedSessions.of(proto).run(feeds)
+    values, missing = reference_values(proto, feeds, anchors=exposed if unchanged else None)
+    blocked = [name for name in out_names if name in missing]
+    if blocked:
+        raise reference.UnsupportedError(missing[blocked[0]][1])
+    return {name: values[name] for name in out_names}
+
+
 def check_goldens(proto: onnx.ModelProto, folder: Path) -> list[GoldenCheck]:
     feeds = golden_feeds(proto, folder)
     expected = read_tensors(folder, "output")
     out_names = [o.name for o in proto.graph.output]
     got = {"onnxruntime": dict(zip(out_names, session(proto).run(out_names, feeds)))}
     try:
-        got["reference"] = reference.run(proto, feeds)
+        got["reference"] = golden_reference(proto, feeds, out_names)
         ref_reason = ""
     except (reference.UnsupportedError, ValueError) as e:
         ref_reason = f"the reference cannot run this graph: {first_line(e)}"
@@ -354,10 +423,8 @@ def verify(path: str | Path, strict: bool = False) -> VerifyResult:
             result.fused = check_fused(proto, feeds)
         except ORT_ERRORS as e:
             result.failures.append(f"fused: onnxruntime cannot run this file optimized: {first_line(e)}")
-        result.failures += [f"fused: output {f.output!r} of onnxruntime's optimized (fused int8) run differs from "
-                            f"the reference: " + (f.reason or f"max |diff| {f.max_abs:.3g} > {f.allowed:.3g}")
-                            + (f" ({f.max_abs / f.step:.1f} quantization steps of {f.step:.3g})" if f.step else "")
-                            for f in result.fused if f.ok is False]
+        result.failures += [f"fused: {f.kind} {f.tensor!r} of onnxruntime's optimized (fused int8) run differs from "
+                            f"the reference: " + (f.reason or fused_difference(f)) for f in result.fused if f.ok is False]
     for folder in test_data_dirs(path):
         try:
             checks = check_goldens(proto, folder)
@@ -409,17 +476,29 @@ def format_verify(result: VerifyResult) -> str:
     else:
         lines.append("  goldens     none beside the file (no test_data_set_*)")
     if result.fused:
-        ok = [f for f in result.fused if f.ok]
-        checked = [f for f in result.fused if f.ok is not None]
-        if not checked:
-            lines.append(f"  fused       not checked: {result.fused[0].reason}")
-        else:
-            worst = max(checked, key=lambda f: (f.max_abs / f.step) if f.step else f.max_abs)
-            within = (f"{worst.max_abs / worst.step:.0f} quantization steps (allowed {QUANT_STEPS})" if worst.step
-                      else f"max |diff| {worst.max_abs:.1e}")
-            lines.append(f"  fused       onnxruntime optimized (fused int8 kernels) vs the reference, inputs spread over "
-                         f"the input quantization's range: {len(ok)}/{len(result.fused)} outputs agree; "
-                         f"worst {worst.output!r}: {within}")
+        lines.append(fused_line(result.fused))
     lines += [f"  FAILED      {f}" for f in result.failures]
     lines.append("  passed" if result.passed else "  verify FAILED")
     return "\n".join(lines)
+
+
+def fused_difference(check: FusedCheck) -> str:
+    if check.kind == "quantized":
+        return f"{check.max_abs:.0f} quantization steps (allowed {QUANT_STEPS})"
+    steps = f" ({check.steps:.1f} quantization steps of {check.step:.3g})" if check.step else ""
+    return f"max |diff| {check.max_abs:.3g} > {check.allowed:.3g}{steps}"
+
+
+def fused_line(checks: list[FusedCheck]) -> str:
+    checked = [c for c in checks if c.ok is not None]
+    quantized = [c for c in checked if c.kind == "quantized"]
+    outputs = [c for c in checked if c.kind == "output"]
+    if not checked:
+        return f"  fused       not checked: {checks[0].reason}"
+    worst = max((c.steps for c in checked if c.steps is not None), default=None)
+    most = f"; at most {worst:.0f} quantization steps (allowed {QUANT_STEPS})" if worst is not None else ""
+    line = (f"  fused       onnxruntime optimized (fused int8 kernels), inputs spread over the input quantization's "
+            f"range: {sum(c.ok for c in quantized)}/{len(quantized)} quantized tensors and "
+            f"{sum(c.ok for c in outputs)}/{len(outputs)} outputs match the reference{most}")
+    skipped = [c for c in checks if c.ok is None]
+    return line + "".join(f"\n              note: {c.tensor}: {c.reason}" for c in skipped[:1])

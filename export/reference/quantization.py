@@ -78,18 +78,24 @@ def clamp_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.clip(values, low, high).astype(dtype)
 
 
+def _only_float32_per_axis(op: str, scale: np.ndarray, block_size: int, attribute: str, float_type: int) -> None:
+    """What Q/DQ support here: float32 scales (and arithmetic, the `attribute` naming its
+    type), per tensor or per axis, not blocked."""
+    _float32(op, "scale", scale)
+    if block_size:
+        raise UnsupportedError(f"{op}: block_size {block_size} (blocked quantization) is not supported")
+    if float_type not in (0, TensorProto.FLOAT):
+        raise UnsupportedError(f"{op}: {attribute} {TensorProto.DataType.Name(float_type)} is not supported "
+                               "(only float32)")
+
+
 def quantize_linear(x, y_scale, y_zero_point=None, *, axis: int = 1, block_size: int = 0, output_dtype: int = 0,
                     saturate: int = 1, precision: int = 0):
     """y = saturate(round(x / y_scale) + y_zero_point), round half to even; the division in
     float32, the type of y_scale. `saturate` concerns float8 outputs only."""
     op = "QuantizeLinear"
     _float32(op, "x", x)
-    _float32(op, "y_scale", y_scale)
-    if block_size:
-        raise UnsupportedError(f"{op}: block_size {block_size} (blocked quantization) is not supported")
-    if precision not in (0, TensorProto.FLOAT):
-        raise UnsupportedError(f"{op}: precision {TensorProto.DataType.Name(precision)} is not supported "
-                               "(only float32)")
+    _only_float32_per_axis(op, y_scale, block_size, "precision", precision)
     if y_zero_point is not None:
         dtype = _quantized_type(op, "y_zero_point", y_zero_point.dtype)
         if output_dtype and helper.tensor_dtype_to_np_dtype(output_dtype) != dtype:
@@ -114,12 +120,7 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis: int = 1, block_siz
     quantized bias) has no zero point: the spec says it is 0."""
     op = "DequantizeLinear"
     dtype = _quantized_type(op, "x", x.dtype, tuple(QUANTIZED) + (np.dtype(np.int32),))
-    _float32(op, "x_scale", x_scale)
-    if block_size:
-        raise UnsupportedError(f"{op}: block_size {block_size} (blocked quantization) is not supported")
-    if output_dtype not in (0, TensorProto.FLOAT):
-        raise UnsupportedError(f"{op}: output_dtype {TensorProto.DataType.Name(output_dtype)} is not supported "
-                               "(only float32)")
+    _only_float32_per_axis(op, x_scale, block_size, "output_dtype", output_dtype)
     scale = _along_axis(op, "x_scale", x_scale, x.shape, axis)
     zero = _zero_point(op, "x_zero_point", x_zero_point, x_scale, dtype).reshape(scale.shape)
     if dtype == np.int32 and np.any(zero):
