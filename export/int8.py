@@ -144,9 +144,12 @@ def _quiet_quantizer():
         root.setLevel(level)
 
 
-def quantize(float_proto: onnx.ModelProto, calibration: CalibrationSet, opset: int) -> onnx.ModelProto:
-    """The float model as static QDQ int8 (SCHEME) at `opset` (at least INT8_MIN_OPSET),
-    its nodes keeping the float nodes' names and metadata (the PyTorch module of each)."""
+def quantize(float_proto: onnx.ModelProto, calibration: CalibrationSet, opset: int, *,
+             activation_type: str = "QUInt8", reduce_range: bool = True, extra_options: dict | None = None
+             ) -> onnx.ModelProto:
+    """The float model as static QDQ int8 at `opset` (at least INT8_MIN_OPSET), its nodes
+    keeping the float nodes' names and metadata (the PyTorch module of each). The defaults
+    are SCHEME; bench/int8_schemes.py passes the others onnxruntime offers, to compare."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     converted = copy.deepcopy(float_proto)
@@ -156,8 +159,9 @@ def quantize(float_proto: onnx.ModelProto, calibration: CalibrationSet, opset: i
     with tempfile.TemporaryDirectory(prefix="cnn-zoo-int8-") as folder, _quiet_quantizer():
         path = Path(folder) / "int8.onnx"
         quantize_static(converted, path, _Reader(input_name, calibration.images), quant_format=QuantFormat.QDQ,
-                        per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+                        per_channel=True, reduce_range=reduce_range, activation_type=QuantType[activation_type],
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                        extra_options=extra_options or {})
         proto = onnx.load(path)
     scopes = {node.name: list(node.metadata_props) for node in float_proto.graph.node}
     for node in proto.graph.node:
