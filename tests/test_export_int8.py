@@ -78,7 +78,6 @@ def test_the_report_records_every_check_in_quantization_steps(exported):
     assert test_set["top1_agreement_with_float"] >= 0.99
     fused = test_set["fused_vs_reference_steps"]  # every tensor the fused kernels write, and the logits
     assert len(fused) >= 9 and max(fused.values()) <= QUANT_STEPS
-    assert test_set["whole_graph_reference"]["top1_agreement"] >= 0.999
     assert report["onnx_bytes"] * 3 < report["float_onnx_bytes"]  # a third of the size, or less
 
 

@@ -108,11 +108,12 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis: int = 1, block_size:
         raise ValueError(f"{op}: x (shape {x.shape}) holds NaN, which has no quantized value")
     scale = _along_axis(op, "y_scale", y_scale, x.shape, axis)
     zero = _zero_point(op, "y_zero_point", y_zero_point, y_scale, dtype).reshape(scale.shape)
+    # in float32 throughout: the steps and zero points of 8- and 16-bit types are exact in
+    # it, and a step count too large for that is clamped to the range anyway
     steps = np.rint(np.divide(x, scale, dtype=np.float32))
+    steps += zero.astype(np.float32)
     low, high = QUANTIZED[dtype]
-    # clamp before the integer cast, so an overflowing float never wraps
-    steps = np.clip(steps, low - zero, high - zero).astype(np.int64)
-    return (steps + zero).astype(dtype)
+    return np.clip(steps, low, high, out=steps).astype(dtype)
 
 
 def dequantize_linear(x, x_scale, x_zero_point=None, *, axis: int = 1, block_size: int = 0, output_dtype: int = 0):
@@ -125,7 +126,13 @@ def dequantize_linear(x, x_scale, x_zero_point=None, *, axis: int = 1, block_siz
     zero = _zero_point(op, "x_zero_point", x_zero_point, x_scale, dtype).reshape(scale.shape)
     if dtype == np.int32 and np.any(zero):
         raise ValueError(f"{op}: an int32 x has zero point 0 by the spec; got {x_zero_point.tolist()}")
-    return ((x.astype(np.int64) - zero).astype(np.float32) * scale).astype(np.float32)
+    # x - zero point is exact in float32 for 8- and 16-bit types; an int32 x (zero point 0)
+    # rounds to float32 as onnxruntime's cast does
+    y = x.astype(np.float32)
+    if np.any(zero):
+        y -= zero.astype(np.float32)
+    y *= scale
+    return y
 
 
 def _scalar(op: str, name: str, value: np.ndarray) -> np.ndarray:
