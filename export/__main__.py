@@ -153,7 +153,7 @@ def run_zoo(args: argparse.Namespace) -> int:
 def report_exports(jobs, format_result) -> int:
     failures = exports = 0
     for job in jobs:
-        for result in job().all():  # the float file, and its int8 file with --int8
+        for result in job().results():  # the float file, and its int8 file with --int8
             print(format_result(result), flush=True)
             failures += not result.passed
             exports += 1

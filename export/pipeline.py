@@ -37,7 +37,7 @@ class ExportResult:
     written: list[Path] = field(default_factory=list)
     int8: ExportResult | None = None  # the int8 file made from this one, with --int8
 
-    def all(self) -> list[ExportResult]:
+    def results(self) -> list[ExportResult]:
         """This result and the int8 one made from it, if any."""
         return [self] + ([self.int8] if self.int8 else [])
 
