@@ -132,7 +132,7 @@ class _Reader:
 
 
 @contextlib.contextmanager
-def _quiet_quantizer():
+def quiet_quantizer():
     """The quantizer logs advice at WARNING on the root logger (pre-processing, which the
     exporter's own constant folding already did); keep the command's output short."""
     root = logging.getLogger()
@@ -156,7 +156,7 @@ def quantize(float_proto: onnx.ModelProto, calibration: CalibrationSet, opset: i
     if converted.opset_import[0].version != opset:
         converted = version_converter.convert_version(converted, opset)
     input_name = converted.graph.input[0].name
-    with tempfile.TemporaryDirectory(prefix="cnn-zoo-int8-") as folder, _quiet_quantizer():
+    with tempfile.TemporaryDirectory(prefix="cnn-zoo-int8-") as folder, quiet_quantizer():
         path = Path(folder) / "int8.onnx"
         quantize_static(converted, path, _Reader(input_name, calibration.images), quant_format=QuantFormat.QDQ,
                         per_channel=True, reduce_range=reduce_range, activation_type=QuantType[activation_type],

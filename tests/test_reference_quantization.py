@@ -4,7 +4,6 @@ cases the spec pins down exactly: round half to even, saturation, per-axis param
 
 from __future__ import annotations
 
-import platform
 import re
 
 import numpy as np
@@ -15,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from export import reference
 from export.reference import UnsupportedError
+from tests.cpu import SATURATION, u8s8_saturates
 from tests.naive import naive_conv
 
 OPSET = 21  # QuantizeLinear's output_dtype and the 16-bit types need 21
@@ -186,16 +186,7 @@ def exact_qlinear_conv(inputs: dict, **attrs) -> np.ndarray:
     return np.clip(np.rint(y), 0, 255).astype(np.uint8)
 
 
-def cpu_flags() -> set[str]:
-    try:
-        text = open("/proc/cpuinfo").read()
-    except OSError:
-        return set()
-    return set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
-
-
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or bool(cpu_flags() & {"avx512_vnni", "avx_vnni"})
-                    or not cpu_flags(), reason="onnxruntime's u8s8 kernels saturate only on x86 CPUs without VNNI")
+@pytest.mark.skipif(not u8s8_saturates(), reason=SATURATION)
 def test_full_range_weights_saturate_onnxruntime_without_vnni():
     """Full-range int8 weights: the reference computes the spec's formula (equal to direct
     loops within 1 step), onnxruntime's AVX2 kernel differs by tens of steps."""

@@ -13,9 +13,9 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
 from export.__main__ import main
-from export.int8 import _quiet_quantizer
+from export.int8 import quiet_quantizer
 from export.verify import verify
-from tests.test_reference_quantization import cpu_flags, platform
+from tests.cpu import SATURATION, u8s8_saturates
 
 def helper_cnn(head: str = "MatMul", seed: int = 3) -> onnx.ModelProto:
     """(2, 1, 8, 8) -> Conv 3x3 pad 1 -> Relu -> MaxPool 2 -> Flatten -> MatMul or Gemm -> (2, 3)."""
@@ -44,7 +44,7 @@ class Calibration:
 
 def quantized(tmp_path, name: str, head: str = "MatMul", seed: int = 3, **options):
     path = tmp_path / f"{name}.onnx"
-    with _quiet_quantizer():
+    with quiet_quantizer():
         if options.pop("dynamic", False):
             quantize_dynamic(helper_cnn(head, seed), path, weight_type=QuantType.QUInt8,
                              op_types_to_quantize=["MatMul", "Conv"])
@@ -90,8 +90,7 @@ def test_onnxruntime_only_operators_are_unchecked_but_what_follows_them_is_check
     assert not verify(path, strict=True).passed
 
 
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or bool(cpu_flags() & {"avx512_vnni", "avx_vnni"})
-                    or not cpu_flags(), reason="onnxruntime's u8s8 kernels saturate only on x86 CPUs without VNNI")
+@pytest.mark.skipif(not u8s8_saturates(), reason=SATURATION)
 def test_fused_kernels_that_saturate_fail_naming_the_tensor(tmp_path, capsys):
     """Full-range int8 weights (no reduce_range): the unoptimized graph is right, the fused
     QLinearConv of this CPU is not."""
