@@ -36,7 +36,7 @@ SCHEMES = {  # name -> (activation type, reduce_range, extra options of quantize
 def measure(proto, float_logits, images, labels, chunk: int = 500) -> dict:
     from export import reference
     from export.quantized import output_steps
-    from export.verify import FusedSessions, compare_fused
+    from export.verify import UNEXPOSED, FusedSessions, compare_fused
 
     sessions = FusedSessions.of(proto)
     step = output_steps(proto).get("logits", 0.0)
@@ -44,7 +44,7 @@ def measure(proto, float_logits, images, labels, chunk: int = 500) -> dict:
     for start in range(0, len(images), chunk):
         x = images[start : start + chunk]
         checks, plain = compare_fused(proto, {"input": x}, sessions)
-        unchanged &= not any(c.tensor == "(quantized tensors)" for c in checks)
+        unchanged &= not any(c.tensor == UNEXPOSED for c in checks)
         for c in checks:
             if c.steps is not None and c.steps > worst:
                 worst, worst_tensor = c.steps, c.tensor
