@@ -37,18 +37,20 @@ BatchHook = Callable[[int, float, float, float], None]
 
 
 class RunTiming:
-    """Filled in for a caller of `infer`: seconds of the onnxruntime run(s) that answered it."""
+    """Filled in for a caller of `infer`: seconds of the onnxruntime run(s) that answered it,
+    and seconds it waited in the queue before its run began (0 for one run at once)."""
 
-    __slots__ = ("compute_s",)
+    __slots__ = ("compute_s", "queue_s")
 
     def __init__(self) -> None:
         self.compute_s = 0.0
+        self.queue_s = 0.0
 
 
 class _Request:
     """One queued request: its images, and its answer once there is one."""
 
-    __slots__ = ("x", "is_active", "result", "error", "lead", "event", "compute_s")
+    __slots__ = ("x", "is_active", "result", "error", "lead", "event", "compute_s", "queued_at", "queue_s")
 
     def __init__(self, x: np.ndarray, is_active: Callable[[], bool]) -> None:
         self.x = x
@@ -58,6 +60,8 @@ class _Request:
         self.lead = False  # this request's thread has been made the leader
         self.event = threading.Event()  # set when answered, failed, or made leader
         self.compute_s = 0.0  # the run that answered it
+        self.queued_at = time.perf_counter()
+        self.queue_s = 0.0  # from queued_at to the start of the run that answered it
 
     @property
     def finished(self) -> bool:
@@ -182,11 +186,12 @@ class Batcher:
                     self._hand_over()
         if lead or self._follow(request, deadline):
             self._lead(request)
-        timing.compute_s = request.compute_s
+        timing.compute_s, timing.queue_s = request.compute_s, request.queue_s
         return request.output()
 
     def _run_full(self, x: np.ndarray, is_active: Callable[[], bool], timeout: float | None,
                   announcement: Announcement | None, timing: RunTiming) -> np.ndarray:
+        arrived = time.perf_counter()
         with self._lock:
             self._admit(announcement)
             slot = self._full_slots.acquire(blocking=False)
@@ -202,6 +207,7 @@ class Batcher:
                 if not acquired:
                     raise concurrent.futures.TimeoutError()
             try:
+                timing.queue_s = time.perf_counter() - arrived  # waiting for a run slot
                 parts = []
                 for i in range(0, len(x), self.max_batch):
                     if not is_active():
@@ -277,11 +283,11 @@ class Batcher:
         active = [request.is_active() for request in batch]
         live = [request for request, ok in zip(batch, active) if ok]
         out, failure, seconds, gather_s = None, None, 0.0, 0.0
+        began = time.perf_counter()
         if live:
             try:
-                start = time.perf_counter()
                 x = live[0].x if len(live) == 1 else np.concatenate([r.x for r in live])
-                gather_s = time.perf_counter() - start
+                gather_s = time.perf_counter() - began
                 out, seconds = self._run(x)
             except Exception as e:  # onnxruntime failure: every caller in the batch learns of it
                 failure = e
@@ -295,7 +301,7 @@ class Batcher:
                     request.error = failure
                 else:
                     request.result = out[offset : offset + len(request.x)]
-                    request.compute_s = seconds
+                    request.compute_s, request.queue_s = seconds, began - request.queued_at
                     offset += len(request.x)
                 request.event.set()
         if out is not None and self.on_batch:

@@ -254,9 +254,9 @@ class DataPlane:
 
             def record(images: int, began: float, decoded: float, ran: float, timing: RunTiming) -> None:
                 done = time.perf_counter()
-                counter.success(images, RequestTimes(compute_input=decoded - began,
-                                                     queue=max(ran - decoded - timing.compute_s, 0.0),
-                                                     compute_infer=timing.compute_s, compute_output=done - ran))
+                counter.success(images, RequestTimes(compute_input=decoded - began, queue=timing.queue_s,
+                                                     compute_infer=timing.compute_s, compute_output=done - ran,
+                                                     total=done - began))
                 if trace is not None:
                     trace.answered(images, Stages(began, decoded, ran, timing.compute_s, done))
 

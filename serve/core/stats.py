@@ -1,11 +1,14 @@
 """Per model version statistics with the meaning of Triton's statistics extension.
 
 Per request (InferStatistics), counted once for each successful inference request:
-`queue` (waiting in the batcher's queue until its run began), `compute_input` (decoding
-the request's tensors or images into the model's input), `compute_infer` (the onnxruntime
-run that answered it: a batch's whole run for each request in it, as Triton counts it),
+`queue` (waiting in the batcher's queue, for company or for a run slot, until the run that
+answered it began; 0 for a request run at once), `compute_input` (decoding the request's
+tensors or images into the model's input), `compute_infer` (the onnxruntime run that
+answered it: a batch's whole run for each request in it, as Triton counts it),
 `compute_output` (encoding the outputs); `success` is the whole request from the model's
-lookup to its encoded answer, `fail` a request that failed after its model was found.
+lookup to its encoded answer, so what lies in none of the four (handing the request to
+the batcher and back, the metrics and statistics recorded after each run) is what
+perf_analyzer reports as "overhead"; `fail` a request that failed after its model was found.
 There is no response cache: `cache_hit` and `cache_miss` stay 0.
 
 Per batch size (InferBatchStatistics), counted once per onnxruntime run of that many images:
@@ -55,16 +58,13 @@ class ModelStatistics:
 
 @dataclass(frozen=True)
 class RequestTimes:
-    """Seconds one successful request spent in each stage."""
+    """Seconds one successful request spent in each stage, and in all (at least their sum)."""
 
     compute_input: float
     queue: float
     compute_infer: float
     compute_output: float
-
-    @property
-    def total(self) -> float:
-        return self.compute_input + self.queue + self.compute_infer + self.compute_output
+    total: float
 
 
 def _ns(seconds: float) -> int:
