@@ -9,9 +9,10 @@ lenet5-mnist-batch1 (the same network with its batch axis fixed at 1, as torch.o
 writes a model by default: ModelConfig max_batch_size 0, no batcher). perf_analyzer runs
 `-m MODEL -i grpc|http -u 127.0.0.1:PORT` and nothing else for each model on each front end
 (Triton's defaults: concurrency 1, synchronous requests, random input, 5 s windows until
-three in a row agree within 10 %, at most 10), then once with `--concurrency-range 1:4`
-for lenet5-mnist over gRPC, where the server's execution count falling below its inference
-count shows requests batched together. Its tables are printed as it writes them; the
+three in a row agree within 10 %, at most 10), then with `--concurrency-range N` for N = 2,
+3 and 4 (one command each, defaults otherwise) for lenet5-mnist over gRPC, where the
+server's execution count falling below its inference count shows requests batched
+together. Its tables are printed as it writes them; the
 figures (throughput, latency percentiles, the server's queue / compute input / infer /
 output breakdown and counts, the machine's load average) go to --json. On these shared,
 noisy machines a window sequence may not settle ("Failed to obtain stable measurement"):
@@ -67,6 +68,7 @@ PLATFORM = "manylinux_2_38_x86_64"
 DYNAMIC, FIXED = "lenet5-mnist", "lenet5-mnist-batch1"
 UNSTABLE = "Failed to obtain stable measurement"
 RUN_TIMEOUT_S = 150  # one concurrency level: at most 10 windows of 5 s, plus start and statistics calls
+SWEEP = (2, 3, 4)  # concurrency levels for the dynamic model over gRPC, beside the default 1
 DEFAULT_CACHE = Path.home() / ".cache" / "cnn-zoo" / "perf-analyzer"
 
 
@@ -273,34 +275,28 @@ def parse_levels(output: str) -> list[dict]:
 
 
 def run_perf_analyzer(root: Path, binary: str, server, http: str, run: Run, attempts: int) -> Run:
-    """The command, repeated unchanged while a level's windows never settled (at most
-    `attempts` times); the attempt with the most settled levels is kept."""
+    """The command (one concurrency level), repeated unchanged while its windows never
+    settled, at most `attempts` times; the settled attempt is kept, else the last."""
     address = server.address if run.protocol == "grpc" else http
     command = [binary, "-m", run.model, "-i", run.protocol, "-u", address, *run.extra]
-    levels = 1 + sum(int(b) - int(a) for a, b in re.findall(r"(\d+):(\d+)", " ".join(run.extra)))
-    timeout = RUN_TIMEOUT_S * levels
     print(f"\n=== perf_analyzer {' '.join(command[1:])}", flush=True)
-    start, best = time.monotonic(), None
+    start = time.monotonic()
     for attempt in range(1, attempts + 1):
         run.attempts = attempt
         run.load_average.append(round(os.getloadavg()[0], 2))
-        code, output = chroot_streamed(root, *command, timeout=timeout)
-        parsed = parse_levels(output)
-        settled = sum(level["stable"] for level in parsed)
-        if best is None or settled > best[0]:
-            best = (settled, code, output, parsed)
-        if (code == 0 and settled == levels) or UNSTABLE not in output:
+        run.returncode, run.output = chroot_streamed(root, *command, timeout=RUN_TIMEOUT_S)
+        run.levels = parse_levels(run.output)
+        if UNSTABLE not in run.output:
             break  # done, or failed for another reason than noise: a repeat would not help
-        print(f"--- {levels - settled} of {levels} levels not stable on attempt {attempt} of {attempts} "
-              f"(load average {run.load_average[-1]})" + ("; again, unchanged" if attempt < attempts else ""),
-              flush=True)
-    _, run.returncode, run.output, run.levels = best
+        print(f"--- not stable on attempt {attempt} of {attempts} (load average {run.load_average[-1]})"
+              + ("; again, unchanged" if attempt < attempts else ""), flush=True)
     run.seconds = round(time.monotonic() - start, 1)
     if run.returncode is None:
-        run.error = f"killed: still running after {timeout} s"
+        run.error = f"killed: still running after {RUN_TIMEOUT_S} s"
     elif run.returncode != 0 or not all(level["stable"] for level in run.levels):
-        lines = [line for line in run.output.splitlines() if line.strip()]
-        run.error = lines[-1] if lines else f"exit status {run.returncode}"
+        lines = [line.strip() for line in run.output.splitlines() if line.strip()]
+        said = [line for line in lines if re.search(r"fail|error", line, re.I)] or lines
+        run.error = said[-1] if said else f"exit status {run.returncode}"
     return run
 
 
@@ -365,7 +361,9 @@ def main() -> int:
     print(f"server: gRPC {server.address}, HTTP {http}, models in {models}; {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     runs = [Run(model, protocol) for model in (DYNAMIC, FIXED) for protocol in ("grpc", "http")]
-    runs.append(Run(DYNAMIC, "grpc", ["--concurrency-range", "1:4"]))
+    # Concurrency 2 to 4 (1 is the default run above), one level per command, so that a level
+    # whose windows never settle is repeated alone.
+    runs += [Run(DYNAMIC, "grpc", ["--concurrency-range", str(n)]) for n in SWEEP]
     try:
         for run in runs:
             run_perf_analyzer(root, binary, server, http, run, args.attempts)
