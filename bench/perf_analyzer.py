@@ -12,12 +12,12 @@ writes a model by default: ModelConfig max_batch_size 0, no batcher). perf_analy
 three in a row agree within 10 %, at most 10), then with `--concurrency-range N` for N = 2,
 3 and 4 (one command each, defaults otherwise) for lenet5-mnist over gRPC, where the
 server's execution count falling below its inference count shows requests batched
-together. Its tables are printed as it writes them; the
-figures (throughput, latency percentiles, the server's queue / compute input / infer /
-output breakdown and counts, the machine's load average) go to --json. On these shared,
-noisy machines a window sequence may not settle ("Failed to obtain stable measurement"):
-such a run is repeated, unchanged, up to --attempts times, and the JSON says so. Every run
-is bounded by a timeout.
+together. Its tables are printed as it writes them, then a summary of all runs; the
+figures (throughput, latency percentiles, the server's overhead / queue / compute input /
+infer / output breakdown and counts, the machine's load average) go to --json. On these
+shared, noisy machines a window sequence may not settle ("Failed to obtain stable
+measurement"): such a run is repeated, unchanged, up to --attempts times, and the JSON
+says how often. Every run is bounded by a timeout.
 
 How it gets a newer C library. The perf-analyzer 2.x wheels on PyPI are
 manylinux_2_38 (glibc 2.38 and GLIBCXX_3.4.32); this machine is Debian 12 (glibc 2.36),
@@ -338,7 +338,8 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                         help=f"where the {SUITE} root and the wheel are kept (default: {DEFAULT_CACHE})")
     parser.add_argument("--mirror", default=MIRROR, help=f"Debian mirror for debootstrap (default: {MIRROR})")
-    parser.add_argument("--version", default=VERSION, help=f"perf-analyzer release (default: {VERSION})")
+    parser.add_argument("--perf-analyzer-version", default=VERSION, metavar="VERSION",
+                        help=f"perf-analyzer release from PyPI (default: {VERSION})")
     parser.add_argument("--models", help="models directory; the two models are written there if missing "
                                          "(default: a temporary one)")
     parser.add_argument("--attempts", type=int, default=3,
@@ -348,7 +349,7 @@ def main() -> int:
     if args.attempts < 1:
         parser.error(f"--attempts must be at least 1, got {args.attempts}")
     try:
-        root, binary, facts = prepare(args.cache.expanduser(), args.mirror, args.version)
+        root, binary, facts = prepare(args.cache.expanduser(), args.mirror, args.perf_analyzer_version)
     except SetupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
