@@ -2,6 +2,7 @@
 against both our front ends, for a dynamically batched model and a fixed-batch one.
 
     sudo python bench/perf_analyzer.py [--json out.json] [--cache DIR] [--attempts 3] [--models DIR]
+                                       [--only defaults|sweep]
 
 One server (`python -m serve`, its defaults, gRPC and HTTP on free loopback ports) serves
 lenet5-mnist (dynamic batch axis: the batcher forms batches of up to 64) and
@@ -344,6 +345,9 @@ def main() -> int:
                                          "(default: a temporary one)")
     parser.add_argument("--attempts", type=int, default=3,
                         help="runs of the same command when the windows never settle (default: 3)")
+    parser.add_argument("--only", choices=("defaults", "sweep"),
+                        help="run only the default runs or only the concurrency sweep, e.g. to repeat what the "
+                             "machine's noise spoiled (default: both)")
     parser.add_argument("--json", help="also write the figures to this file (default: stdout only)")
     args = parser.parse_args()
     if args.attempts < 1:
@@ -361,10 +365,10 @@ def main() -> int:
     http = server.http_address()
     print(f"server: gRPC {server.address}, HTTP {http}, models in {models}; {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
-    runs = [Run(model, protocol) for model in (DYNAMIC, FIXED) for protocol in ("grpc", "http")]
-    # Concurrency 2 to 4 (1 is the default run above), one level per command, so that a level
-    # whose windows never settle is repeated alone.
-    runs += [Run(DYNAMIC, "grpc", ["--concurrency-range", str(n)]) for n in SWEEP]
+    runs = [] if args.only == "sweep" else [Run(model, protocol) for model in (DYNAMIC, FIXED)
+                                             for protocol in ("grpc", "http")]
+    if args.only != "defaults":  # concurrency 2 to 4 (1 is the default run), one level per command,
+        runs += [Run(DYNAMIC, "grpc", ["--concurrency-range", str(n)]) for n in SWEEP]  # each repeated alone
     try:
         for run in runs:
             run_perf_analyzer(root, binary, server, http, run, args.attempts)
