@@ -258,7 +258,7 @@ class DataPlane:
                                                      compute_infer=timing.compute_s, compute_output=done - ran,
                                                      total=done - began))
                 if trace is not None:
-                    trace.answered(images, Stages(began, decoded, ran, timing.compute_s, done))
+                    trace.answered(images, Stages(began, decoded, ran, timing.compute_s, done, timing.queue_s))
 
             try:
                 yield model, record

@@ -162,9 +162,11 @@ class Tracer:
 
 
 def _stage_times(stages: Stages) -> tuple[tuple[str, tuple[float, float]], ...]:
-    """Each stage's (start, end): the run ends as the answer arrives, the queue is the wait before it."""
+    """Each stage's (start, end): the run ends as the answer arrives, the queue is the
+    batcher's wait after decoding; the time between them is no stage's (as in the statistics)."""
     run_start = max(stages.ran - stages.compute_s, stages.decoded)
-    return (("decode", (stages.start, stages.decoded)), ("queue", (stages.decoded, run_start)),
+    queued = min(stages.decoded + stages.queue_s, run_start)
+    return (("decode", (stages.start, stages.decoded)), ("queue", (stages.decoded, queued)),
             ("inference", (run_start, stages.ran)), ("encode", (stages.ran, stages.done)))
 
 

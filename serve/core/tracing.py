@@ -36,14 +36,16 @@ class TracingUnavailable(ValueError):
 
 @dataclass(frozen=True)
 class Stages:
-    """perf_counter() seconds at the edges of a request's stages in the data plane, and the
-    seconds of the run(s) that answered it (the inference ends as the answer arrives)."""
+    """perf_counter() seconds at the edges of a request's stages in the data plane, the
+    seconds of the run(s) that answered it (the inference ends as the answer arrives), and
+    the seconds it waited in the batcher's queue (from the end of decoding)."""
 
     start: float
     decoded: float
     ran: float
     compute_s: float
     done: float
+    queue_s: float = 0.0
 
 
 @dataclass(frozen=True)
