@@ -85,8 +85,8 @@ else
 fi
 
 step "image $TAG: buildah build --from $BASE -f deploy/Containerfile"
-# --format docker: the OCI format has no HEALTHCHECK. --layers off: nothing cached between
-# builds, each build is a clean one.
+# --format docker: the OCI format has no HEALTHCHECK. No --layers: buildah caches no
+# intermediate layers, so every build starts clean from the base.
 buildah build --isolation chroot --network host --format docker --from "$BASE" \
   --secret id=pip_ca,src="$CA" -f "$ROOT/deploy/Containerfile" -t "$TAG" "$ROOT"
 
