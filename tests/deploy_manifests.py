@@ -216,11 +216,11 @@ def launch(doc: dict, *, name: str | None = None, mounts: dict[str, Path], pytho
     if metrics:
         declared.add(int(metrics))
     ports = {p: free_port() for p in sorted(declared)}
-    argv = [_with_ports(a, ports) for a in argv]
+    argv = [with_ports(a, ports) for a in argv]
     return Launch(argv, env, ports, named)
 
 
-def _with_ports(arg: str, ports: dict[int, int]) -> str:
+def with_ports(arg: str, ports: dict[int, int]) -> str:
     flag, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
     return f"{flag}{eq}{ports[int(value)]}" if value.isdigit() and int(value) in ports else arg
 

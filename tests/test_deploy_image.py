@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.deploy_manifests import DEPLOY, _with_ports, free_port
+from tests.deploy_manifests import DEPLOY, with_ports, free_port
 
 TAG = "localhost/cnn-zoo-serve:test"
 PORTS = (8080, 8081, 8082)  # the image's HTTP, gRPC and metrics ports (EXPOSE)
@@ -117,7 +117,7 @@ def test_server_from_the_image_answers_tritonclient_http(image, models_dir, mnis
 
     config = image["config"]
     ports = {p: free_port() for p in PORTS}
-    argv = [_with_ports(a, ports) for a in config["Entrypoint"] + config["Cmd"]]  # /mnt/models, 0.0.0.0 as they are
+    argv = [with_ports(a, ports) for a in config["Entrypoint"] + config["Cmd"]]  # /mnt/models, 0.0.0.0 as they are
     models = tmp_path / "models"
     models.mkdir()
     shutil.copy(models_dir / "lenet5-mnist.onnx", models)
