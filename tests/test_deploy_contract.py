@@ -165,6 +165,7 @@ def test_container_runs_as_declared(kind, directory, layout, name, model, models
     try:
         wait_ready(proc, f"http://127.0.0.1:{http_port}{readiness['path']}", log)
         assert http_status(f"http://127.0.0.1:{run.port(liveness['port'])}{liveness['path']}") == 200
+        assert http_status(f"http://127.0.0.1:{http_port}/v2/models/{model}/ready") == 200
 
         _, x, _ = mnist_batch
         x = np.ascontiguousarray(x[:4].reshape(4, 1, 28, 28), dtype=np.float32)
@@ -187,3 +188,20 @@ def test_container_runs_as_declared(kind, directory, layout, name, model, models
             proc.wait()
             raise
     assert code == 0, log.read_text()
+
+
+def test_a_name_the_repository_lacks_stops_the_start_in_one_line(models_dir, tmp_path):
+    """An InferenceService whose name is none of its Triton repository's models: the pod
+    must fail at once with a line saying which models there are (CrashLoopBackOff with a
+    reason), not stay unready for ever."""
+    mnt = tmp_path / "mnt-models"
+    mnt.mkdir()
+    triton_repository(mnt, models_dir, MODELS[0])
+    run = launch(manifest("ServingRuntime", "kserve"), name="digits", mounts={"/mnt/models": mnt},
+                 python=sys.executable)
+    result = subprocess.run(without_workers_until_supported(run.argv), cwd=REPO, env={**os.environ, **run.env},
+                            capture_output=True, text=True, timeout=READY_WITHIN_S)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert "digits" in line and all(name in line for name in MODELS), result.stderr
