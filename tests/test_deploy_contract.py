@@ -55,6 +55,19 @@ def triton_repository(folder: Path, models_dir: Path, model: str) -> Path:
     return folder / model / "1" / "model.onnx"
 
 
+def model_folder(folder: Path, models_dir: Path, model: str) -> Path:
+    """A folder storageUri holding one Triton model folder: config.pbtxt, 1/model.onnx."""
+    import onnx
+
+    from export.triton import write_model_repository
+
+    written = write_model_repository(folder / "repo", "lenet5-mnist", onnx.load(models_dir / "lenet5-mnist.onnx"))
+    for part in sorted(written.iterdir()):
+        part.rename(folder / part.name)
+    shutil.rmtree(folder / "repo")
+    return folder / "1" / "model.onnx"
+
+
 def configmap_volume(folder: Path, models_dir: Path, model: str) -> Path:
     """What kubelet makes of `kubectl create configmap --from-file=...`: each key a symlink
     through ..data to a hidden timestamped folder (swapped atomically on update)."""
@@ -71,6 +84,7 @@ def configmap_volume(folder: Path, models_dir: Path, model: str) -> Path:
 # {{.Name}} (None: the manifest has none), the model to ask for)
 CASES = [
     pytest.param("ServingRuntime", "kserve", single_file, "digits", "digits", id="kserve-single-file"),
+    pytest.param("ServingRuntime", "kserve", model_folder, "digits", "digits", id="kserve-model-folder"),
     pytest.param("ServingRuntime", "kserve", triton_repository, "lenet5-fashion-mnist", "lenet5-fashion-mnist",
                  id="kserve-triton-repository"),
     pytest.param("Deployment", "kubernetes", configmap_volume, None, "lenet5-mnist", id="kubernetes-configmap"),
@@ -82,8 +96,8 @@ def server_has_worker_processes() -> bool:
     handler threads, and the manifests' process count must not be read as that."""
     from serve.__main__ import build_parser
 
-    (action,) = [a for a in build_parser()._actions if "--workers" in a.option_strings]
-    return "process" in (action.help or "")
+    actions = [a for a in build_parser()._actions if "--workers" in a.option_strings]
+    return any("process" in (a.help or "") for a in actions)
 
 
 def without_workers_until_supported(argv: list[str]) -> list[str]:
