@@ -211,13 +211,19 @@ def launch(doc: dict, *, name: str | None = None, mounts: dict[str, Path], pytho
         port = container.get(probe, {}).get("httpGet", {}).get("port")
         if port is not None:
             declared.add(named[port] if isinstance(port, str) else int(port))
-    metrics = doc["spec"].get("annotations", {}).get("prometheus.kserve.io/port") or \
-        doc["spec"].get("template", {}).get("metadata", {}).get("annotations", {}).get("prometheus.io/port")
-    if metrics:
-        declared.add(int(metrics))
+    metrics = metrics_port(doc)
+    if metrics is not None:
+        declared.add(metrics)
     ports = {p: free_port() for p in sorted(declared)}
     argv = [with_ports(a, ports) for a in argv]
     return Launch(argv, env, ports, named)
+
+
+def metrics_port(doc: dict) -> int | None:
+    """The port Prometheus is told to scrape: KServe's runtime annotation, or the pod's."""
+    port = doc["spec"].get("annotations", {}).get("prometheus.kserve.io/port") or \
+        doc["spec"].get("template", {}).get("metadata", {}).get("annotations", {}).get("prometheus.io/port")
+    return None if port is None else int(port)
 
 
 def with_ports(arg: str, ports: dict[int, int]) -> str:

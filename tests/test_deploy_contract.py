@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.deploy_manifests import REPO, Launch, launch, manifest, only_container
+from tests.deploy_manifests import REPO, launch, manifest, metrics_port, only_container
 
 READY_WITHIN_S = 90  # a loaded 2-core machine; the server is ready in about 3 s when idle
 TIMEOUT = 10.0
@@ -118,11 +118,11 @@ def http_status(url: str) -> int:
         return 0  # not listening yet
 
 
-def wait_ready(proc: subprocess.Popen, url: str, log: Path) -> float:
+def wait_ready(proc: subprocess.Popen, url: str, log: Path) -> None:
     start = time.monotonic()
     while time.monotonic() - start < READY_WITHIN_S:
         if http_status(url) == 200:
-            return time.monotonic() - start
+            return
         if proc.poll() is not None:
             pytest.fail(f"the server exited with {proc.returncode} before {url} was 200:\n{log.read_text()}")
         time.sleep(0.2)
@@ -136,7 +136,7 @@ def reference_logits(model_file: Path, x: np.ndarray) -> np.ndarray:
     return session.run(["logits"], {"input": x})[0]
 
 
-def infer_both_protocols(run: Launch, http_port: int, grpc_port: int, name: str, x: np.ndarray):
+def infer_both_protocols(http_port: int, grpc_port: int, name: str, x: np.ndarray):
     import tritonclient.grpc as triton_grpc
     import tritonclient.http as triton_http
 
@@ -184,13 +184,11 @@ def test_container_runs_as_declared(kind, directory, layout, name, model, models
         _, x, _ = mnist_batch
         x = np.ascontiguousarray(x[:4].reshape(4, 1, 28, 28), dtype=np.float32)
         expected = reference_logits(model_file, x)
-        for protocol, logits in infer_both_protocols(run, http_port, grpc_port, model, x).items():
+        for protocol, logits in infer_both_protocols(http_port, grpc_port, model, x).items():
             assert logits.shape == expected.shape and logits.dtype == np.float32, protocol
             np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5, err_msg=protocol)
 
-        metrics_port = int(doc["spec"].get("annotations", {}).get("prometheus.kserve.io/port")
-                           or doc["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"])
-        with urllib.request.urlopen(f"http://127.0.0.1:{run.ports[metrics_port]}/metrics", timeout=TIMEOUT) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{run.port(metrics_port(doc))}/metrics", timeout=TIMEOUT) as r:
             assert b"zoo_requests_total" in r.read()
     finally:
         if proc.poll() is None:

@@ -25,7 +25,7 @@ READY_WITHIN_S = 120
 
 def why_no_image_test() -> str | None:
     if os.environ.get("ZOO_TEST_IMAGE") != "1":
-        return "builds the container image with buildah (about 2-3 minutes, as root); set ZOO_TEST_IMAGE=1"
+        return "builds the container image with buildah (2 to 5 minutes, as root); set ZOO_TEST_IMAGE=1"
     if not (shutil.which("buildah") and shutil.which("debootstrap")):
         return "ZOO_TEST_IMAGE=1, but buildah and debootstrap are not installed (Debian: apt-get install buildah debootstrap)"
     if os.geteuid() != 0:
