@@ -23,11 +23,13 @@ from .config import ConfigError, GrpcConfig, HttpConfig, ModelsConfig, ServeConf
 from .core.device import DEVICES, DeviceError
 from .core.limits import MIB, Limits
 from .core.registry import ModelLoadError
+from .cpus import available_cpus
 from .server import create_server
 
 log = logging.getLogger("serve")
 M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 OFF = "off"
+AUTO = "auto"
 
 
 def port_or_off(text: str) -> int | None:
@@ -38,6 +40,16 @@ def port_or_off(text: str) -> int | None:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number or 'off'") from None
+
+
+def workers_count(text: str) -> int:
+    """A number of worker processes, or 'auto': the CPUs this process may use."""
+    if text.lower() == AUTO:
+        return available_cpus()
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes or 'auto'") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,11 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "false: when at least one is. Never ready with none, nor while draining (default: true)")
     p.add_argument("--grace", type=float, default=d.grace,
                    help=f"seconds in-flight requests get to finish on shutdown (default: {d.grace:g})")
+    p.add_argument("--workers", type=workers_count, default=AUTO, metavar="N|auto",
+                   help="server processes: N worker processes, each with the models loaded, on the same ports "
+                        "(SO_REUSEPORT: the kernel spreads connections), one server to the outside (one readiness, "
+                        "one --metrics-port summing them all, a worker that dies replaced); 1: this process "
+                        f"alone; auto: the CPUs this process may use, by its affinity and cgroup quota "
+                        f"(default: auto, {available_cpus()} here)")
     p.add_argument("--threads", type=int, default=grpc_d.threads,
-                   help=f"handler threads of each front end: the cap on requests each serves at once "
-                        f"(default: {grpc_d.threads})")
+                   help=f"handler threads of each front end in each process: the cap on requests each serves at "
+                        f"once (this was --workers before worker processes) (default: {grpc_d.threads})")
     p.add_argument("--ort-threads", type=int, default=d.models.ort_threads,
-                   help="onnxruntime intra-op threads per model; 0 lets onnxruntime choose "
+                   help="onnxruntime intra-op threads per model; 0: onnxruntime's choice with one worker, the "
+                        "CPUs divided by the workers with several, so that they never exceed the CPUs "
                         f"(default: {d.models.ort_threads})")
     return p
 
@@ -109,7 +128,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     grpc = None if args.grpc_port is None else GrpcConfig(
         args.grpc_port, args.threads, args.tls_cert and Path(args.tls_cert), args.tls_key and Path(args.tls_key))
     http = None if args.http_port is None else HttpConfig(args.http_port, args.threads, tuple(args.cors_origin))
-    return ServeConfig(models, args.host, grpc, http, args.metrics_port, args.grace)
+    return ServeConfig(models, args.host, grpc, http, args.metrics_port, args.grace, args.workers)
 
 
 def plural(count: int, word: str) -> str:
@@ -125,6 +144,15 @@ def keep_freed_memory_returnable() -> None:
         ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
     except (OSError, AttributeError):
         pass
+
+
+# What stops the start with one line and no traceback: a --models path that is no models
+# directory (exit 2), a device, model, setting or port that will not do (exit 1).
+START_UP_FAULTS = (FileNotFoundError, NotADirectoryError, DeviceError, ModelLoadError, ValueError, OSError)
+
+
+def exit_code_of(fault: Exception) -> int:
+    return 2 if isinstance(fault, (FileNotFoundError, NotADirectoryError)) else 1
 
 
 SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -160,14 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if config.workers > 1:
+        from .supervisor import supervise  # loads no model and no grpc: the workers do
+
+        return supervise(config, catch_shutdown_signals())
     try:
         server = create_server(config)
-    except (FileNotFoundError, NotADirectoryError) as e:
+    except START_UP_FAULTS as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (DeviceError, ModelLoadError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return exit_code_of(e)
     log_models(server)
     keep_freed_memory_returnable()
     gc.freeze()  # the models and modules loaded so far are permanent: keep them out of collections

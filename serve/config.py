@@ -48,6 +48,7 @@ class GrpcConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    reuse_port: bool = False  # SO_REUSEPORT: every worker process listens on the port, the kernel spreads connections
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,15 @@ class HttpConfig:
     threads: int = HANDLER_THREADS  # for decoding and inference
     cors_origins: tuple[str, ...] = ()  # none: browsers on other origins are refused
     max_body: int = MAX_MESSAGE_BYTES
+    reuse_port: bool = False  # SO_REUSEPORT, as GrpcConfig's
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    """Which of several worker processes this server is (serve.supervisor starts them)."""
+
+    number: int  # 1 to `of`; a replacement takes the number of the worker it replaces
+    of: int
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,10 @@ class ServeConfig:
     http: HttpConfig | None = None
     metrics_port: int | None = None  # Prometheus /metrics; None: off
     grace: float = 10.0  # seconds in-flight requests get to finish on shutdown
+    # Server processes: 1 serves in this process; more start serve.supervisor, which runs
+    # that many copies of this config, each a worker (`worker` set) on the same ports.
+    workers: int = 1
+    worker: WorkerSlot | None = None
 
     def check(self) -> None:
         """ConfigError naming the first setting that makes no sense."""
@@ -83,6 +97,7 @@ class ServeConfig:
         _check_port("--metrics-port", self.metrics_port)
         if self.grace < 0:
             raise ConfigError(f"--grace {self.grace:g}: expected 0 or more seconds")
+        self._check_workers()
         if self.grpc is not None:
             _check_port("--grpc-port", self.grpc.port)
             _check_threads("--threads", self.grpc.threads)
@@ -91,6 +106,21 @@ class ServeConfig:
         if self.http is not None:
             _check_port("--http-port", self.http.port)
             _check_threads("--threads", self.http.threads)
+
+
+    def _check_workers(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"--workers {self.workers}: expected auto or at least 1 process")
+        threads = self.models.ort_threads
+        if self.workers > 1 and threads > 1:
+            from .cpus import available_cpus
+
+            cpus = available_cpus()
+            if self.workers * threads > max(cpus, self.workers):
+                raise ConfigError(
+                    f"--workers {self.workers} x --ort-threads {threads} = {self.workers * threads} onnxruntime "
+                    f"threads on {cpus} CPUs: expected at most {cpus} (leave --ort-threads out: each worker "
+                    f"then gets {max(1, cpus // self.workers)})")
 
 
 def _check_port(option: str, port: int | None) -> None:

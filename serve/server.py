@@ -30,7 +30,8 @@ class ZooServer:
 
     def __init__(self, plane: DataPlane, front_ends: dict[str, object], metrics_port: int | None) -> None:
         self.plane = plane
-        self.front_ends = front_ends  # name -> a front end: port, scheme, start(), begin_drain(), stop(grace)
+        # name -> a front end: port, scheme, start(), readiness_changed(), begin_drain(), stop(grace)
+        self.front_ends = front_ends
         self.metrics_port = metrics_port
         self._stopped = threading.Event()
 
@@ -40,6 +41,16 @@ class ZooServer:
     def start(self) -> None:
         for front_end in self.front_ends.values():
             front_end.start()
+
+    def set_fleet_ready(self, ready: bool) -> None:
+        """In a worker of several: the supervisor's word on the whole server's readiness,
+        which this worker's readiness signals follow from now on."""
+        fleet = self.plane.readiness.fleet
+        if fleet is None or fleet.is_set() == ready:
+            return
+        fleet.set() if ready else fleet.clear()
+        for front_end in self.front_ends.values():
+            front_end.readiness_changed()
 
     def stop(self, grace: float | None = 5.0) -> None:
         """Drain: readiness false and health NOT_SERVING at once, new inference requests
@@ -86,6 +97,8 @@ def create_server(config: ServeConfig) -> ZooServer:
     config.check()
     metrics = Metrics()
     plane = build_plane(config, metrics)
+    if config.worker is not None:  # one of several: not ready until the supervisor says all are
+        plane.readiness.fleet = threading.Event()
     front_ends: dict[str, object] = {}
     try:
         if config.grpc is not None:

@@ -75,9 +75,10 @@ def method_calls(servicers: list[tuple[object, object]]) -> dict[str, Call]:
     return calls
 
 
-def _check_free(host: str, port: int, address: str) -> None:
+def _check_free(host: str, port: int, address: str, reuse_port: bool = False) -> None:
     """OSError naming the address if it is taken: asked of the OS first, since grpc core
-    logs its own multi-line error before grpcio reports the failure."""
+    logs its own multi-line error before grpcio reports the failure. With `reuse_port`,
+    taken means taken by a socket that does not share it (the other workers' do)."""
     if port == 0:
         return
     try:
@@ -87,6 +88,8 @@ def _check_free(host: str, port: int, address: str) -> None:
         return  # grpc reports an address it cannot resolve itself
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds: TIME_WAIT is no obstacle
+        if reuse_port:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             probe.bind(sockaddr)
         except OSError as e:
@@ -101,7 +104,7 @@ def _bind(server: grpc.Server, host: str, config: GrpcConfig) -> int:
     """The bound port; OSError naming the address when it cannot be bound (grpcio returns 0
     or, in newer releases, raises RuntimeError)."""
     address = f"{host}:{config.port}"
-    _check_free(host, config.port, address)
+    _check_free(host, config.port, address, config.reuse_port)
     try:
         if config.tls_cert:
             port = server.add_secure_port(address, _credentials(config.tls_cert, config.tls_key))
@@ -124,7 +127,7 @@ class GrpcFrontEnd:
         self.calls = method_calls(servicers)
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", config.max_message_bytes),
-                   ("grpc.so_reuseport", 0)]
+                   ("grpc.so_reuseport", int(config.reuse_port))]
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="grpc"),
                                   interceptors=[Admission(plane, self.calls)], options=options)
         for servicer, service in servicers:
@@ -139,6 +142,10 @@ class GrpcFrontEnd:
 
     def start(self) -> None:
         self.server.start()
+        self.readiness_changed()
+
+    def readiness_changed(self) -> None:
+        """Health by the readiness rule, now (ignored once draining began)."""
         serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
         readiness = self.plane.readiness
         for name, model in self.plane.registry.models.items():
