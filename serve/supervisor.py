@@ -72,6 +72,12 @@ class Worker:
     restart_at: float | None = None  # when to start its replacement
 
 
+def fleet_ready(states: list[State]) -> bool:
+    """The one readiness rule over the workers: every one has loaded and is ready, or is
+    being replaced after it was, and at least one serves."""
+    return all(s in (State.READY, State.REPLACING) for s in states) and State.READY in states
+
+
 def default_ort_threads(workers: int, cpus: int) -> int:
     """onnxruntime intra-op threads per model when --ort-threads is left out: with several
     workers, their share of the CPUs (workers x threads never exceeds them)."""
@@ -291,7 +297,7 @@ class Supervisor:
         if not self.started and State.STARTING not in states:
             self.started = True
             self.log_serving()
-        ready = all(s in (State.READY, State.REPLACING) for s in states) and State.READY in states
+        ready = fleet_ready(states)
         if ready == self.fleet_ready:
             return
         self.fleet_ready = ready
