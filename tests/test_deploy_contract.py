@@ -22,7 +22,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -91,23 +90,6 @@ CASES = [
 ]
 
 
-def server_has_worker_processes() -> bool:
-    """Whether `--workers` means processes yet (issue 22, part 1); before, it named the
-    handler threads, and the manifests' process count must not be read as that."""
-    from serve.__main__ import build_parser
-
-    actions = [a for a in build_parser()._actions if "--workers" in a.option_strings]
-    return any("process" in (a.help or "") for a in actions)
-
-
-def without_workers_until_supported(argv: list[str]) -> list[str]:
-    if server_has_worker_processes() or "--workers" not in argv:
-        return argv
-    i = argv.index("--workers")
-    warnings.warn(f"--workers {argv[i + 1]} left out: this server's --workers is not worker processes yet")
-    return argv[:i] + argv[i + 2:]
-
-
 def http_status(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -168,7 +150,7 @@ def test_container_runs_as_declared(kind, directory, layout, name, model, models
     mnt.mkdir()
     model_file = layout(mnt, models_dir, model)
     run = launch(doc, name=name, mounts={"/mnt/models": mnt}, python=sys.executable)
-    argv = without_workers_until_supported(run.argv)
+    argv = run.argv  # --workers as the manifest says: the Deployment's CPU limit of 2 is two worker processes
     readiness, liveness = container["readinessProbe"]["httpGet"], container["livenessProbe"]["httpGet"]
     http_port = run.port(readiness["port"])
     grpc_port = run.port("h2c" if "h2c" in run.named_ports else "grpc")
@@ -190,6 +172,8 @@ def test_container_runs_as_declared(kind, directory, layout, name, model, models
 
         with urllib.request.urlopen(f"http://127.0.0.1:{run.port(metrics_port(doc))}/metrics", timeout=TIMEOUT) as r:
             assert b"zoo_requests_total" in r.read()
+        workers = int(argv[argv.index("--workers") + 1])
+        assert workers == 1 or f"{workers} workers (pids" in log.read_text()  # processes, as many as CPUs
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -211,7 +195,7 @@ def test_a_name_the_repository_lacks_stops_the_start_in_one_line(models_dir, tmp
     triton_repository(mnt, models_dir, MODELS[0])
     run = launch(manifest("ServingRuntime", "kserve"), name="digits", mounts={"/mnt/models": mnt},
                  python=sys.executable)
-    result = subprocess.run(without_workers_until_supported(run.argv), cwd=REPO, env={**os.environ, **run.env},
+    result = subprocess.run(run.argv, cwd=REPO, env={**os.environ, **run.env},
                             capture_output=True, text=True, timeout=READY_WITHIN_S)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
