@@ -96,10 +96,17 @@ def worker_config(config: ServeConfig, number: int, ports: dict[str, int], cpus:
                    worker=WorkerSlot(number, config.workers))
 
 
-def reserve_port(host: str, port: int, option: str) -> socket.socket:
+# How each front end says its port cannot be bound (the single process's words).
+BIND_ERRORS = {"grpc": "cannot bind {address}: {reason}", "http": "cannot bind HTTP {address} ({reason})"}
+
+
+def reserve_port(host: str, port: int, front_end: str) -> socket.socket:
     """A socket bound (not listening) to host:port with SO_REUSEPORT, the port a free one
     for port 0. It must be free first: bound by a socket without SO_REUSEPORT, so another
     server (another supervisor of the same user included) is never joined by mistake."""
+    def refused(error: OSError, port: int) -> OSError:
+        return OSError(BIND_ERRORS[front_end].format(address=f"{host}:{port}", reason=error.strerror or error))
+
     family, kind, proto, _, sockaddr = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM,
                                                           flags=socket.AI_PASSIVE)[0]
     with socket.socket(family, kind, proto) as probe:
@@ -107,7 +114,7 @@ def reserve_port(host: str, port: int, option: str) -> socket.socket:
         try:
             probe.bind(sockaddr)
         except OSError as e:
-            raise OSError(f"cannot bind {option} {host}:{port}: {e.strerror or e}") from None
+            raise refused(e, port) from None
         sockaddr = (sockaddr[0], probe.getsockname()[1], *sockaddr[2:])
     reservation = socket.socket(family, kind, proto)
     reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -116,7 +123,7 @@ def reserve_port(host: str, port: int, option: str) -> socket.socket:
         reservation.bind(sockaddr)
     except OSError as e:
         reservation.close()
-        raise OSError(f"cannot bind {option} {host}:{sockaddr[1]}: {e.strerror or e}") from None
+        raise refused(e, sockaddr[1]) from None
     return reservation
 
 
@@ -176,7 +183,7 @@ class Supervisor:
         config = self.config
         for name, front in (("grpc", config.grpc), ("http", config.http)):
             if front is not None:
-                reservation = reserve_port(config.host, front.port, f"--{name}-port")
+                reservation = reserve_port(config.host, front.port, name)
                 self.reservations.append(reservation)
                 self.ports[name] = reservation.getsockname()[1]
         if config.metrics_port is not None:

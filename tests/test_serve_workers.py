@@ -305,7 +305,7 @@ def test_a_start_up_fault_is_one_line_with_two_workers(tmp_path, models_dir, fau
             args, expected, code = ["--models", str(missing)], f"error: models directory {missing} does not exist", 2
         else:
             args, expected, code = (["--models", str(models_dir), "--port", str(busy.getsockname()[1])],
-                                    "error: cannot bind --grpc-port", 1)
+                                    f"error: cannot bind 127.0.0.1:{busy.getsockname()[1]}: Address already in use", 1)
         result = subprocess.run([sys.executable, "-m", "serve", "--workers", "2", *args], capture_output=True,
                                 text=True, timeout=90)
     assert result.returncode == code
