@@ -49,7 +49,10 @@ class Metrics:
         latency.observe(seconds)
 
     def observe_admitted(self, call: str) -> None:
-        self.admitted.labels(call).inc()
+        child = self._children.get(("admitted", call))
+        if child is None:
+            child = self._children[("admitted", call)] = self.admitted.labels(call)
+        child.inc()
 
     def observe_undecodable(self, api: str, method: str) -> None:
         self.undecodable.labels(api, method).inc()
