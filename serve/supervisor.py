@@ -42,6 +42,7 @@ from enum import Enum
 from multiprocessing.connection import Connection, wait
 
 from .config import ServeConfig, WorkerSlot
+from .core.metrics import MetricsEndpoint
 from .cpus import available_cpus
 from .worker import FleetReady, Loaded, StartFailed, log_format, run_worker
 
@@ -127,7 +128,7 @@ def reserve_port(host: str, port: int, front_end: str) -> socket.socket:
     return reservation
 
 
-class SupervisorMetrics:
+class SupervisorMetrics(MetricsEndpoint):
     """/metrics for the whole server: the workers' files summed, and the supervisor's own."""
 
     def __init__(self, folder: str) -> None:
@@ -140,22 +141,6 @@ class SupervisorMetrics:
                                 "(crash, OOM kill, kill -9)", registry=self.registry)
         self.workers = Gauge("zoo_workers", "Worker processes serving now (loaded and listening)",
                              registry=self.registry)
-        self._http = None
-
-    def serve(self, port: int, host: str) -> int:
-        from prometheus_client import start_http_server
-
-        try:
-            self._http, _ = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as e:
-            raise OSError(f"cannot bind the metrics endpoint {host}:{port} (--metrics-port): "
-                          f"{e.strerror or e}") from None
-        return self._http.server_port
-
-    def close(self) -> None:
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
 
 
 class Supervisor:

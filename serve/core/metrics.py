@@ -8,7 +8,30 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
-class Metrics:
+class MetricsEndpoint:
+    """/metrics over HTTP for the subclass's `registry` (one server's, or a supervisor's sum
+    over its workers)."""
+
+    registry: CollectorRegistry
+    _http = None
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Expose /metrics over HTTP; returns the bound port (port 0 picks a free one)."""
+        try:
+            self._http, _ = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as e:
+            raise OSError(f"cannot bind the metrics endpoint {host}:{port} (--metrics-port): "
+                          f"{e.strerror or e}") from None
+        return self._http.server_port
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+
+
+class Metrics(MetricsEndpoint):
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -29,7 +52,6 @@ class Metrics:
         self.admitted = Counter(
             "zoo_requests_admitted", "Inference requests taken in as they arrived, before any drain began: "
             "each runs to the end", ["call"], registry=self.registry)
-        self._http = None
         self._children: dict[tuple, tuple] = {}  # label values -> metric children (labels() is slow)
 
     def _child(self, *key):
@@ -61,18 +83,3 @@ class Metrics:
         size, duration = self._child("batch", model)
         size.observe(images)
         duration.observe(seconds)
-
-    def serve(self, port: int, host: str = "127.0.0.1") -> int:
-        """Expose /metrics over HTTP; returns the bound port (port 0 picks a free one)."""
-        try:
-            self._http, _ = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as e:
-            raise OSError(f"cannot bind the metrics endpoint {host}:{port} (--metrics-port): "
-                          f"{e.strerror or e}") from None
-        return self._http.server_port
-
-    def close(self) -> None:
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-            self._http = None
