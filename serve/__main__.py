@@ -22,7 +22,7 @@ from . import __version__
 from .config import ConfigError, GrpcConfig, HttpConfig, ModelsConfig, ServeConfig
 from .core.device import DEVICES, DeviceError
 from .core.limits import MIB, Limits
-from .core.registry import ModelLoadError
+from .core.registry import ModelLoadError, ModelRegistry
 from .cpus import available_cpus
 from .server import create_server
 
@@ -191,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     if config.workers > 1:
         from .supervisor import supervise  # loads no model and no grpc: the workers do
 
+        try:  # a --models path that serves nothing is said at once, before N interpreters start
+            ModelRegistry.sources(config.models.models_dir, config.models.model_name)
+        except START_UP_FAULTS as e:
+            print(f"error: {e}", file=sys.stderr)
+            return exit_code_of(e)
         return supervise(config, catch_shutdown_signals())
     try:
         server = create_server(config)

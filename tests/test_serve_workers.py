@@ -294,20 +294,26 @@ def test_a_replacement_that_cannot_load_its_models_makes_the_server_unready(mode
         assert server.stop(timeout=60) == 0
 
 
-@pytest.mark.parametrize("fault", ["no models", "port in use"])
+@pytest.mark.parametrize("fault", ["no models", "port in use", "a broken model with --strict"])
 def test_a_start_up_fault_is_one_line_with_two_workers(tmp_path, models_dir, fault):
-    """As the single process: one line, its exit code, no traceback, nothing left running."""
+    """As the single process: one line, its exit code, no traceback. Found by the command
+    line (no models), the supervisor (the port) or the workers (loading the models: the
+    first to fail says it, once)."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         if fault == "no models":
             missing = tmp_path / "missing"
             args, expected, code = ["--models", str(missing)], f"error: models directory {missing} does not exist", 2
+        elif fault == "a broken model with --strict":
+            shutil.copy(models_dir / "lenet5-mnist.onnx", tmp_path)
+            (tmp_path / "broken.onnx").write_bytes(b"not a model")
+            args, expected, code = ["--models", str(tmp_path), "--strict"], f"error: {tmp_path / 'broken.onnx'}: ", 1
         else:
             args, expected, code = (["--models", str(models_dir), "--port", str(busy.getsockname()[1])],
                                     f"error: cannot bind 127.0.0.1:{busy.getsockname()[1]}: Address already in use", 1)
-        result = subprocess.run([sys.executable, "-m", "serve", "--workers", "2", *args], capture_output=True,
-                                text=True, timeout=90)
+        result = subprocess.run([sys.executable, "-m", "serve", "--workers", "2", "--port", "0", *args],
+                                capture_output=True, text=True, timeout=90)
     assert result.returncode == code
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith(expected), result.stderr
 

@@ -237,16 +237,23 @@ class ModelRegistry:
         self.versions = versions  # name -> version -> model
         self.models = {name: _latest(v) for name, v in versions.items()}  # name -> its default version
 
+    @staticmethod
+    def sources(directory: Path, model_name: str | None = None) -> list[ModelSource]:
+        """What load_dir would load, found without loading it: FileNotFoundError,
+        NotADirectoryError or ValueError (a --model-name it lacks) in one line otherwise."""
+        sources = find_models(directory, model_name)
+        if not sources:
+            raise FileNotFoundError(f"no models in {directory}: expected <name>.onnx files or "
+                                    "<name>/<version>/model.onnx folders")
+        return sources
+
     @classmethod
     def load_dir(cls, directory: Path, device: str, *, strict: bool = False, threads: int = 0,
                  model_name: str | None = None) -> "ModelRegistry":
         """Every model version in `directory` (the one there under `model_name`, if given:
         see find_models). A broken one is kept as not ready with its error, unless `strict`,
         which raises instead. A DeviceError always raises."""
-        sources = find_models(directory, model_name)
-        if not sources:
-            raise FileNotFoundError(f"no models in {directory}: expected <name>.onnx files or "
-                                    "<name>/<version>/model.onnx folders")
+        sources = cls.sources(directory, model_name)
         versions: dict[str, dict[str, ServedModel]] = {}
         for source in sources:
             try:
