@@ -12,20 +12,24 @@ processes:
      with dynamic batching on, and batch 1 at 16 clients with it off;
   4. HTTP against gRPC on that server, tritonclient.http in binary (its default) and JSON
      modes against tritonclient.grpc: batch-1 p50 with one client alternating the three,
-     and batch-64 images/s with 4 clients in alternating rounds (`--only http`: just this).
+     and batch-64 images/s with 4 clients in alternating rounds; and JSON against binary
+     tensors with bodies encoded beforehand (the client's own JSON encoding, about 59 ms
+     per 64 images in tritonclient, would hide the server's): the server's CPU per request
+     and the p50 (`--only http`: just this part; `--only json`: just the JSON one).
   `--only latency`: 1 to 3 alone (the p50 and CPU-per-request targets).
   `--workers 1,2`: instead, the server with 1 and with 2 worker processes, in alternating
      rounds: req/s at batch 1 x 16 clients, img/s at batch 64 x 4 clients, the ratio 2 / 1,
      and how much of the CPUs the server and the clients took.
 
     python bench/serve_bench.py [--models DIR] [--device cpu|cuda] [--seconds 3] [--json out.json]
-                                [--only http|latency] [--workers 1,2]
+                                [--only http|json|latency] [--workers 1,2]
 
 Targets: p50 at batch 1 within 1.3x of (echo p50 + in-process p50), server CPU per batch-1
 request at most 1.5x the echo server's; batch 64 with 4 clients at least 50 % of in-process
 images/s; batching raises batch-1 throughput at 16 clients; HTTP binary p50 within 1.5x of
-gRPC's, and its batch-64 images/s at least 70 % of gRPC's; 2 workers / 1 at least 1.3x req/s
-at batch 1 on 2 cores (the clients share them), 6x with 8 workers on 16 cores.
+gRPC's, and its batch-64 images/s at least 70 % of gRPC's; JSON at most 8 ms of server CPU
+per 64-image request, and its batch-1 p50 within 1.5x of binary's; 2 workers / 1 at least
+1.3x req/s at batch 1 on 2 cores (the clients share them), 6x with 8 workers on 16 cores.
 """
 
 from __future__ import annotations
@@ -42,8 +46,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from bench.server_process import models_dir_with, start_server, tree_cpu_seconds  # noqa: E402
+from bench.server_process import cpu_seconds, models_dir_with, start_server, tree_cpu_seconds  # noqa: E402
 from serve.cpus import available_cpus  # noqa: E402
+from zoo.records import INPUT_SHAPE  # noqa: E402  (the zoo's models' (C, H, W); imports no torch)
 
 # The served model; an environment variable so that spawned client processes see --model too.
 MODEL = os.environ.setdefault("ZOO_BENCH_MODEL", "lenet5-mnist")
@@ -67,7 +72,7 @@ def in_process_session(models: Path, device: str):
 
 def in_process_images_per_s(sess, batch: int, seconds: float) -> float:
     """Images/s of back-to-back runs at `batch` for `seconds` (after one warm-up run)."""
-    x = np.random.default_rng(0).standard_normal((batch, 1, 28, 28), dtype=np.float32)
+    x = np.random.default_rng(0).standard_normal((batch, *INPUT_SHAPE), dtype=np.float32)
     sess.run(["logits"], {"input": x})
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds and count < MAX_REQUESTS_PER_CLIENT:
@@ -78,7 +83,7 @@ def in_process_images_per_s(sess, batch: int, seconds: float) -> float:
 
 def in_process_p50_ms(sess, pause_s: float = 0.0) -> float:
     """p50 of sequential batch-1 runs, each after `pause_s` idle."""
-    one = np.random.default_rng(0).standard_normal((1, 1, 28, 28), dtype=np.float32)
+    one = np.random.default_rng(0).standard_normal((1, *INPUT_SHAPE), dtype=np.float32)
     latencies = []
     for _ in range(SEQUENTIAL_REQUESTS):
         if pause_s:
@@ -116,20 +121,20 @@ def batch1_request_bytes() -> bytes:
     from serve.gen import grpc_service_pb2 as service_pb2
 
     request = service_pb2.ModelInferRequest(model_name=MODEL)
-    request.inputs.add(name="input", datatype="FP32", shape=[1, 1, 28, 28])
-    request.raw_input_contents.append(np.zeros((1, 1, 28, 28), np.float32).tobytes())
+    request.inputs.add(name="input", datatype="FP32", shape=[1, *INPUT_SHAPE])
+    request.raw_input_contents.append(np.zeros((1, *INPUT_SHAPE), np.float32).tobytes())
     return request.SerializeToString()
 
 
 def tritonclient_call(protocol: str, address: str, batch: int):
     """A function sending one batch of random images with tritonclient: over gRPC, or over
     HTTP with binary tensors (`http`, tritonclient.http's default) or JSON (`http-json`)."""
-    x = np.random.default_rng().standard_normal((batch, 1, 28, 28), dtype=np.float32)
+    x = np.random.default_rng().standard_normal((batch, *INPUT_SHAPE), dtype=np.float32)
     if protocol == "grpc":
         import tritonclient.grpc as triton
 
         client = triton.InferenceServerClient(address)
-        tensor = triton.InferInput("input", [batch, 1, 28, 28], "FP32")
+        tensor = triton.InferInput("input", [batch, *INPUT_SHAPE], "FP32")
         tensor.set_data_from_numpy(x)
         outputs = [triton.InferRequestedOutput("logits")]
         return lambda: client.infer(MODEL, [tensor], outputs=outputs, client_timeout=10).as_numpy("logits")
@@ -137,7 +142,7 @@ def tritonclient_call(protocol: str, address: str, batch: int):
 
     binary = protocol == "http"
     client = triton.InferenceServerClient(address, network_timeout=10)
-    tensor = triton.InferInput("input", [batch, 1, 28, 28], "FP32")
+    tensor = triton.InferInput("input", [batch, *INPUT_SHAPE], "FP32")
     tensor.set_data_from_numpy(x, binary_data=binary)
     outputs = [triton.InferRequestedOutput("logits", binary_data=binary)]
     return lambda: client.infer(MODEL, [tensor], outputs=outputs).as_numpy("logits")
@@ -286,6 +291,85 @@ def alternating_latency(addresses: dict[str, str], count: int, out_queue) -> Non
     out_queue.put(latencies)
 
 
+def encoded_bodies(batch: int) -> dict[str, tuple[bytes, dict]]:
+    """The same request as JSON (as tritonclient.http and curl users send it) and with
+    binary tensors, encoded once: the client's own encoding is not measured."""
+    x = np.random.default_rng(batch).standard_normal((batch, *INPUT_SHAPE), dtype=np.float32)
+    as_json = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": list(x.shape),
+                                      "data": x.ravel().tolist()}],
+                          "outputs": [{"name": "logits", "parameters": {"binary_data": False}}]}).encode()
+    header = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": list(x.shape),
+                                     "parameters": {"binary_data_size": x.nbytes}}],
+                         "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}).encode()
+    return {"json": (as_json, {"Content-Type": "application/json"}),
+            "binary": (header + x.tobytes(), {"Inference-Header-Content-Length": str(len(header))})}
+
+
+def pre_encoded_client(address: str, batch: int, kind: str, count: int, seconds: float, go, out_queue) -> None:
+    """One lean client (http.client, one kept-alive connection) posting one pre-encoded body
+    `count` times or for `seconds`; puts its latencies."""
+    import http.client
+
+    body, headers = encoded_bodies(batch)[kind]
+    host, port = address.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    path = f"/v2/models/{MODEL}/infer"
+    for _ in range(20):  # warm-up, outside the measurement
+        connection.request("POST", path, body, headers)
+        connection.getresponse().read()
+    go.wait(60)
+    latencies, end = [], time.monotonic() + seconds
+    while len(latencies) < count and time.monotonic() < end:
+        start = time.perf_counter()
+        connection.request("POST", path, body, headers)
+        response = connection.getresponse()
+        response.read()
+        latencies.append(time.perf_counter() - start)
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}")
+    connection.close()
+    out_queue.put(latencies)
+
+
+def server_cpu_per_request(server, batch: int, kind: str, seconds: float, count: int = 2000) -> dict:
+    """Server CPU ms per request (from /proc, the server's every thread) and the client's p50,
+    for one pre-encoded body sent back to back by one client process."""
+    ctx = mp.get_context("spawn")
+    go, out_queue = ctx.Event(), ctx.Queue()
+    proc = ctx.Process(target=pre_encoded_client, args=(server.http_address(), batch, kind, count, seconds, go,
+                                                        out_queue))
+    proc.start()
+    time.sleep(1.0)  # its warm-up
+    cpu = cpu_seconds(server.pid)
+    go.set()
+    latencies = out_queue.get(timeout=seconds + 120)
+    cpu = cpu_seconds(server.pid) - cpu
+    proc.join(30)
+    return {"requests": len(latencies), "server_cpu_ms_per_request": 1000 * cpu / len(latencies),
+            "p50_ms": percentile_ms(latencies, 50)}
+
+
+def json_against_binary(server, seconds: float) -> dict:
+    """The server's cost of JSON tensors against binary ones, bodies encoded beforehand."""
+    figures = {f"{kind}_batch{batch}": server_cpu_per_request(server, batch, kind, seconds)
+               for batch in (1, 64) for kind in ("binary", "json")}
+    for batch in (1, 64):
+        b, j = figures[f"binary_batch{batch}"], figures[f"json_batch{batch}"]
+        print(f"pre-encoded bodies, batch {batch}: server CPU per request JSON {j['server_cpu_ms_per_request']:.2f} ms, "
+              f"binary {b['server_cpu_ms_per_request']:.2f} ms; p50 JSON {j['p50_ms']:.3f} ms, binary "
+              f"{b['p50_ms']:.3f} ms ({j['p50_ms'] / b['p50_ms']:.2f}x)", flush=True)
+    figures["targets"] = {
+        "json_batch64_server_cpu_ms": figures["json_batch64"]["server_cpu_ms_per_request"],
+        "json_batch64_cpu_target_met": figures["json_batch64"]["server_cpu_ms_per_request"] <= 8.0,
+        "json_over_binary_p50_batch1": figures["json_batch1"]["p50_ms"] / figures["binary_batch1"]["p50_ms"],
+    }
+    figures["targets"]["json_p50_target_met"] = figures["targets"]["json_over_binary_p50_batch1"] <= 1.5
+    print(f"targets: JSON batch 64 server CPU {figures['targets']['json_batch64_server_cpu_ms']:.2f} ms per request "
+          f"(<= 8); JSON / binary batch-1 p50 {figures['targets']['json_over_binary_p50_batch1']:.2f} (<= 1.5)",
+          flush=True)
+    return figures
+
+
 def http_against_grpc(server, seconds: float) -> dict:
     """HTTP (tritonclient.http, binary and JSON) against gRPC on the same server: batch-1 p50
     alternately, and batch-64 images/s with 4 clients in alternating rounds."""
@@ -330,10 +414,10 @@ def main() -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="execution provider, in process and in the servers (default: cpu)")
     parser.add_argument("--json", help="also write the figures to this file (default: stdout only)")
-    parser.add_argument("--only", choices=("http", "latency"),
-                        help="run only this part: http = HTTP against gRPC on one server; latency = batch-1 p50 and "
-                             "server CPU per request against the echo server and in-process onnxruntime "
-                             "(default: everything)")
+    parser.add_argument("--only", choices=("http", "json", "latency"),
+                        help="run only this part: http = HTTP against gRPC on one server, json = JSON against "
+                             "binary tensors with pre-encoded bodies, latency = batch-1 p50 and server CPU per "
+                             "request against the echo server and in-process onnxruntime (default: everything)")
     parser.add_argument("--workers", type=lambda text: [int(n) for n in text.split(",")],
                         help="compare these worker counts instead (e.g. 1,2): batch 1 x 16 clients and batch 64 x 4 "
                              "clients on each, the ratio to the first (default: the single-process bench)")
@@ -347,10 +431,12 @@ def main() -> int:
         figures["workers"] = workers_comparison(models, args.workers, args.seconds,
                                                 ["--device", args.device, *args.server_args])
         return report(figures, args.json)
-    if args.only == "http":
+    if args.only in ("http", "json"):
         server = start_server(models, "--device", args.device, "--http-port", "0", *args.server_args)
         try:
-            figures["http_against_grpc"] = http_against_grpc(server, args.seconds)
+            figures["json_against_binary"] = json_against_binary(server, args.seconds)
+            if args.only == "http":
+                figures["http_against_grpc"] = http_against_grpc(server, args.seconds)
         finally:
             server.stop()
         return report(figures, args.json)
@@ -403,6 +489,7 @@ def main() -> int:
                 print(f"{batch:>6}{clients:>8}{row['requests_per_s']:>10,.0f}{row['images_per_s']:>11,.0f}"
                       f"{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['server_cpu_ms_per_request']:>19.3f}"
                       f"{row['client_cpu_ms_per_request']:>19.3f}", flush=True)
+        figures["json_against_binary"] = json_against_binary(server, args.seconds)
         figures["http_against_grpc"] = http_against_grpc(server, args.seconds)
         # Batch 64, 4 clients, against in-process onnxruntime measured just before and after.
         shares, bounds = [], []

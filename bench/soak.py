@@ -82,7 +82,7 @@ def invalid_request(rng: random.Random, api: str, x: np.ndarray, name: str):
     if mistake == "model":
         model = "no-such-model"
     elif mistake == "shape":
-        shape = [len(x), 2, 28, 28]
+        shape = [len(x), x.shape[1] + 1, *x.shape[2:]]  # one channel too many
     elif mistake == "bytes":
         data = data[:-3]
     elif mistake == "nan":
@@ -90,7 +90,7 @@ def invalid_request(rng: random.Random, api: str, x: np.ndarray, name: str):
         bad.flat[rng.randrange(bad.size)] = np.nan
         data = bad.tobytes()
     else:
-        shape, data = [0, 1, 28, 28], b""
+        shape, data = [0, *x.shape[1:]], b""
     code = grpc.StatusCode.NOT_FOUND if mistake == "model" else grpc.StatusCode.INVALID_ARGUMENT
     if api == "predictor":
         return pb.PredictRequest(model=model, tensor=pb.Tensor(shape=shape, dtype=pb.DTYPE_FLOAT32, data=data)), code

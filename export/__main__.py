@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 # Only light imports up here: a typo must be refused before torch and onnx are loaded.
-from zoo.cli import CliError, exit_process, run_command
+from zoo.cli import CliError, exit_process, run_command, version_text
 from zoo.datasets import list_datasets
+from zoo.normalization import parse_normalization
 from zoo.weights import shipped
 
 from .options import (DEFAULT_OPSET, DEFAULT_TRITON_REPO, MAX_OPSET, MIN_OPSET, MissingExtra, check_opset,
@@ -40,6 +41,7 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
 def zoo_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=version_text("python -m export"))
     parser.add_argument("model", nargs="?", help=f"one of: {', '.join(shipped_models())}")
     parser.add_argument("--all", action="store_true", help="every shipped model and dataset (default: off)")
     parser.add_argument("--dataset", help="mnist or fashion-mnist (default: mnist; with --weights, the card's)")
@@ -78,7 +80,8 @@ def verify_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m export verify",
                                      description="Check any ONNX file: structure, every node against the "
                                                  "NumPy reference, every test_data_set_* beside it.")
-    parser.add_argument("files", nargs="+", help="ONNX files")
+    parser.add_argument("files", nargs="+", help="ONNX files, or folders: every .onnx file in them (a Triton "
+                                                 "repository's too)")
     parser.add_argument("--strict", action="store_true",
                         help="an operator the reference lacks is a failure (default: reported as unchecked)")
     parser.add_argument("--json", help="also write the full report as JSON to this file (default: none)")
@@ -147,7 +150,7 @@ def report_exports(jobs, format_result) -> int:
     if failures:
         print(f"{failures} of {len(jobs)} exports FAILED their checks", file=sys.stderr)
         return 1
-    print(f"all {len(jobs)} exports passed every check")
+    print("the export passed every check" if len(jobs) == 1 else f"all {len(jobs)} exports passed every check")
     return 0
 
 
@@ -156,7 +159,8 @@ def run_custom(args: argparse.Namespace) -> int:
     shape = tuple(parse_list(args.input_shape, "--input-shape", int))
     if len(shape) != 3 or min(shape) < 1:
         raise CliError(f"--input-shape {args.input_shape}: expected C,H,W, three positive integers")
-    mean, std = parse_list(args.mean, "--mean", float), parse_list(args.std, "--std", float)
+    norm = parse_normalization(args.mean, args.std, args.pixel_scale, channels=shape[0],
+                               keys=("--mean", "--std", "--pixel-scale"))
     labels = parse_list(args.labels, "--labels") if args.labels else None
     if ":" not in args.module:
         raise CliError(f"{args.module!r}: expected PKG.MODULE:CLASS, for example mypkg.models:MyNet")
@@ -169,10 +173,26 @@ def run_custom(args: argparse.Namespace) -> int:
     module, name = load_module(args.module, args.weights)
     out = Path(args.out) / f"{args.name or name}.onnx"
     return report_exports([lambda: export_checked(
-        module, out, input_shape=shape, labels=labels, mean=mean, std=std, pixel_scale=args.pixel_scale,
+        module, out, input_shape=shape, labels=labels, mean=norm.mean, std=norm.std, pixel_scale=norm.pixel_scale,
         samples=args.samples, opset=args.opset, weights=args.weights,
         triton_repo=Path(args.triton_repo) if args.triton_repo else None, triton_device=args.triton_device)],
         format_result)
+
+
+def onnx_files(paths: list[str]) -> list[Path]:
+    """The files to verify: each file named, and every .onnx below each folder named (a
+    models/ folder, a Triton repository's <name>/<version>/model.onnx), in order."""
+    files = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(path.rglob("*.onnx"))
+            if not found:
+                raise CliError(f"{path} is a folder with no .onnx file in it; name ONNX files, or a folder holding them")
+            files += found
+        else:
+            files.append(path)
+    return files
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -183,7 +203,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
     from .verify import format_verify, verify
 
-    results = [verify(path, strict=args.strict) for path in args.files]
+    results = [verify(path, strict=args.strict) for path in onnx_files(args.files)]
     for result in results:
         print(format_verify(result), flush=True)
     if args.json:
@@ -192,6 +212,8 @@ def run_verify(args: argparse.Namespace) -> int:
     if failed:
         print(f"{len(failed)} of {len(results)} files FAILED verification: {', '.join(failed)}", file=sys.stderr)
         return 1
+    if len(results) > 1:
+        print(f"all {len(results)} files passed verification")
     return 0
 
 

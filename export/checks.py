@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import onnx
@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from . import reference
-from .exporter import source_module
 from .metadata import INPUT_NAME, OUTPUT_NAME
-from .runtime import NODE_ATOL, NODE_RTOL, compare, expose_intermediates, session
+from .runtime import NODE_ATOL, NODE_RTOL, session
+from .verify import NodeCheck, compare_nodes
 
 LOGIT_ATOL = 1e-4  # max |logit difference| allowed between any two implementations
 BATCH_SIZES = (1, 7, 64)
@@ -33,7 +33,10 @@ class CheckFailed(Exception):
     """A check did not pass; the message names the check and the node or figure."""
 
 
-def check_structure(proto: onnx.ModelProto, num_classes: int) -> dict:
+def check_strict_structure(proto: onnx.ModelProto, num_classes: int) -> dict:
+    """onnx.checker's full check and strict shape inference must pass, and the output be
+    [batch, num_classes]. (verify, for any file, reports the strictest that pass:
+    export.verify.structure_report.)"""
     try:
         onnx.checker.check_model(proto, full_check=True)
         inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
@@ -71,39 +74,21 @@ def check_batch_axis(proto: onnx.ModelProto, sess: ort.InferenceSession, net: nn
     return {"dim_param": dim0.dim_param, "max_abs_vs_torch": errors}
 
 
-def run_reference(proto: onnx.ModelProto, images: np.ndarray, intermediates: bool = False) -> dict:
+def run_reference(proto: onnx.ModelProto, images: np.ndarray) -> dict:
     try:
-        return reference.run(proto, {INPUT_NAME: images}, intermediates=intermediates)
+        return reference.run(proto, {INPUT_NAME: images})
     except (reference.UnsupportedError, ValueError) as e:
         raise CheckFailed(f"reference: {e}") from None
 
 
-@dataclass
-class NodeResult:
-    node: str
-    op_type: str
-    module: str  # the PyTorch module it came from
-    output: str
-    shape: list[int]
-    max_abs: float
-    max_rel: float  # max of |ort - ref| / max(|ref|, atol) over the elements
-    ok: bool
-
-
-def check_nodes(proto: onnx.ModelProto, images: np.ndarray) -> list[NodeResult]:
-    """Every node's output from onnxruntime (unoptimized) against the NumPy reference."""
-    exposed = expose_intermediates(proto)
-    names = [o.name for o in exposed.graph.output]
-    ort_values = dict(zip(names, session(exposed, optimize=False).run(names, {INPUT_NAME: images})))
-    ref_values = run_reference(proto, images, intermediates=True)
-    results = []
-    for node in proto.graph.node:
-        for name in filter(None, node.output):
-            got, want = ort_values[name], ref_values[name]
-            max_abs, max_rel, ok = compare(got, want)
-            results.append(NodeResult(node.name, node.op_type, source_module(node), name, list(want.shape),
-                                      max_abs, max_rel, ok))
-    failed = [r for r in results if not r.ok]
+def check_nodes_match(proto: onnx.ModelProto, images: np.ndarray) -> list[NodeCheck]:
+    """verify's node comparison on `images`, every node required to match: an operator the
+    reference lacks fails the export as much as a node that differs."""
+    results = compare_nodes(proto, {INPUT_NAME: images})
+    unchecked = next((r for r in results if r.status == "unchecked"), None)
+    if unchecked:
+        raise CheckFailed(f"reference: {unchecked.reason}")
+    failed = [r for r in results if r.status != "ok"]
     if failed:
         r = failed[0]
         raise CheckFailed(
@@ -163,5 +148,5 @@ def check_test_set(proto: onnx.ModelProto, sess: ort.InferenceSession, net: nn.M
     return result
 
 
-def node_summary(results: list[NodeResult]) -> list[dict]:
-    return [asdict(r) for r in results]
+def node_summary(results: list[NodeCheck]) -> list[dict]:
+    return [{**asdict(r), "ok": r.status == "ok"} for r in results]

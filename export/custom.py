@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from zoo.weights import WeightsError, sha256sum
+from zoo.normalization import DEFAULT_PIXEL_SCALE, parse_normalization
+from zoo.weights import load_weights_into, sha256sum
 
 from .exporter import export_versions, to_onnx
 from .metadata import build_custom_metadata, set_metadata
@@ -18,28 +19,26 @@ from .pipeline import ExportResult, WriteOptions, check_and_write
 from .samples import check_inputs
 
 
-def per_channel(values, channels: int, what: str) -> list[float]:
-    values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
-    if len(values) not in (1, channels):
-        raise ValueError(f"{what} has {len(values)} values for {channels} channels; give 1 or {channels}")
-    if what == "std" and min(values) <= 0:
-        raise ValueError(f"std {values} must be positive")
-    return values
-
-
 def num_outputs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
-    with torch.inference_mode():
-        out = module.eval()(torch.zeros(2, *input_shape))
+    """The module's class count, from one forward pass of zeros; a module that cannot take
+    the input shape is a ValueError in one line (torch's own message runs to 60 lines)."""
+    shape = f"(2, {', '.join(map(str, input_shape))})"
+    try:
+        with torch.inference_mode():
+            out = module.eval()(torch.zeros(2, *input_shape))
+    except Exception as e:  # RuntimeError from a layer of the wrong size, and whatever the user's code raises
+        reason = (str(e).strip().splitlines() or [""])[0][:300]
+        raise ValueError(f"the module cannot take inputs of shape {shape} ({type(e).__name__}: {reason}); "
+                         "check --input-shape (C,H,W of one input)") from None
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 2:
-        shape = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"the module maps (2, {', '.join(map(str, input_shape))}) to {shape}; "
-                         "expected one (N, classes) tensor of logits")
+        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the module maps {shape} to {got}; expected one (N, classes) tensor of logits")
     return int(out.shape[1])
 
 
 def export_checked(
     module: nn.Module, out_path: str | Path, *, input_shape: tuple[int, ...], labels: list[str] | None = None,
-    mean=0.0, std=1.0, pixel_scale: float = 1 / 255, samples=None, opset: int = DEFAULT_OPSET,
+    mean=0.0, std=1.0, pixel_scale: float = DEFAULT_PIXEL_SCALE, samples=None, opset: int = DEFAULT_OPSET,
     weights: str | Path | None = None, triton_repo: Path | None = None, triton_device: str = "cpu",
 ) -> ExportResult:
     """Export `module` ((N, *input_shape) float32 -> (N, classes) logits) to `out_path`
@@ -54,20 +53,19 @@ def export_checked(
     out_path = Path(out_path)
     if out_path.suffix != ".onnx":
         raise ValueError(f"{out_path}: the output path must end in .onnx")
-    channels = input_shape[0]
-    mean, std = per_channel(mean, channels, "mean"), per_channel(std, channels, "std")
+    norm = parse_normalization(mean, std, pixel_scale, channels=input_shape[0])
     classes = num_outputs(module, input_shape)
     labels = [str(i) for i in range(classes)] if labels is None else [str(label) for label in labels]
     if len(labels) != classes:
         raise ValueError(f"{len(labels)} labels for a module with {classes} outputs")
-    inputs = check_inputs(samples, input_shape, labels, pixel_scale, mean, std)
+    inputs = check_inputs(samples, input_shape, labels, norm)
     proto = to_onnx(module, opset, input_shape)
     proto.model_version = 1
     proto.doc_string = (f"{out_path.stem}: a custom model exported by cnn-zoo; input (N, "
                         f"{', '.join(map(str, input_shape))}) float32 normalized, output (N, {classes}) logits")
     sha = sha256sum(weights) if weights else None
     set_metadata(proto, build_custom_metadata(
-        out_path.stem, labels, input_shape, mean, std, pixel_scale,
+        out_path.stem, labels, input_shape, norm,
         sum(p.numel() for p in module.parameters()), export_versions(), sha))
     report = {"source": "custom", "model": type(module).__name__, "opset": opset, "input_shape": list(input_shape),
               "classes": classes, "weights_file": str(weights) if weights else None, "weights_sha256": sha}
@@ -79,8 +77,6 @@ def export_checked(
 def load_module(spec: str, weights: str | None) -> tuple[nn.Module, str]:
     """'pkg.module:Class' (the current directory importable, as for python -m) built with no
     arguments, its weights loaded from a safetensors file; and a default output name."""
-    import safetensors.torch
-
     module_name, _, attr = spec.partition(":")
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
@@ -102,14 +98,5 @@ def load_module(spec: str, weights: str | None) -> tuple[nn.Module, str]:
     if not isinstance(net, nn.Module):
         raise ValueError(f"{spec}() returned a {type(net).__name__}, not an nn.Module")
     if weights:
-        try:
-            state = safetensors.torch.load_file(weights)
-        except FileNotFoundError:
-            raise WeightsError(f"{weights}: weights file is missing") from None
-        except Exception as e:  # safetensors raises its own SafetensorError
-            raise WeightsError(f"{weights}: not a readable safetensors file ({e})") from None
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as e:
-            raise WeightsError(f"{weights}: does not fit {spec} ({str(e).splitlines()[0]})") from None
+        load_weights_into(net, weights, spec)
     return net.eval(), attr.lower()

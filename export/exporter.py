@@ -3,7 +3,6 @@ the zoo's shipped models and weights trained by `python -m zoo train` with their
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import io
 import logging
@@ -18,12 +17,12 @@ import torch
 from torch import nn
 
 from zoo.atomic import atomic_write_bytes
+from zoo.datasets import get_dataset_info
+from zoo.records import INPUT_SHAPE
 from zoo.weights import load_pretrained, split_stem
 
 from .metadata import INPUT_NAME, OUTPUT_NAME, build_metadata, set_metadata
 from .options import DEFAULT_OPSET, check_opset
-
-ZOO_INPUT_SHAPE = (1, 28, 28)  # (C, H, W) of every zoo model
 
 
 def export_versions() -> dict[str, str]:
@@ -49,9 +48,9 @@ def _quiet_exporter():
 
 
 def to_onnx(net: nn.Module, opset: int = DEFAULT_OPSET,
-            input_shape: tuple[int, ...] = ZOO_INPUT_SHAPE) -> onnx.ModelProto:
+            input_shape: tuple[int, ...] = INPUT_SHAPE) -> onnx.ModelProto:
     """Export `net` (eval mode) for inputs (N, *input_shape) with a symbolic batch axis
-    named 'batch'."""
+    named 'batch' (by default the zoo's models' input, zoo.records.INPUT_SHAPE)."""
     check_opset(opset)
     example = torch.zeros(2, *input_shape)  # batch 2: a batch of 1 invites specialization
     with _quiet_exporter():
@@ -83,13 +82,16 @@ def export_model(model: str, dataset: str, opset: int = DEFAULT_OPSET) -> tuple[
 
 def export_with_card(net: nn.Module, card: dict, opset: int, source: str) -> onnx.ModelProto:
     """`net` as ONNX with the metadata of its zoo model card (shipped, or written by
-    `python -m zoo train`: `source` says which)."""
-    proto = to_onnx(net, opset)
+    `python -m zoo train`: `source` says which); its input, labels and normalization are
+    those of the card's dataset (zoo/datasets.py), which the card restates."""
+    info = get_dataset_info(card["dataset"])
+    proto = to_onnx(net, opset, info.image_shape)
     proto.model_version = 1
     who = "cnn-zoo" if source == "shipped" else "the user with python -m zoo train"
     proto.doc_string = (f"{card['model']} trained on {card['dataset']} by {who}; input {INPUT_NAME} "
-                        f"(N, 1, 28, 28) float32 normalized, output {OUTPUT_NAME} (N, {len(card['classes'])})")
-    set_metadata(proto, build_metadata(card, export_versions(), source))
+                        f"(N, {', '.join(map(str, info.image_shape))}) float32 normalized, output {OUTPUT_NAME} "
+                        f"(N, {info.num_classes})")
+    set_metadata(proto, build_metadata(card, info, export_versions(), source))
     return proto
 
 
@@ -100,13 +102,3 @@ def write_unchecked(name: str, directory: Path) -> Path:
     path = Path(directory) / f"{name}.onnx"
     atomic_write_bytes(path, proto.SerializeToString())
     return path
-
-
-def source_module(node: onnx.NodeProto) -> str:
-    """The PyTorch module a node was exported from (torch.onnx records its name scopes),
-    or the node's own name when there is no record."""
-    for prop in node.metadata_props:
-        if prop.key == "pkg.torch.onnx.name_scopes":
-            scopes = ast.literal_eval(prop.value)
-            return scopes[-2] if len(scopes) >= 2 else node.name
-    return node.name

@@ -11,6 +11,9 @@ import json
 
 import onnx
 
+from zoo.datasets import DatasetInfo
+from zoo.normalization import Normalization, format_channels
+
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
@@ -39,33 +42,23 @@ KEYS = {
 }
 
 
-def format_stat(values) -> str:
-    """mean or std as metadata: one channel stays a plain number, several a JSON list."""
-    values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
-    return repr(values[0]) if len(values) == 1 else json.dumps(values)
-
-
-def parse_stat(text: str) -> list[float]:
-    """The inverse of format_stat, always as a per-channel list."""
-    value = json.loads(text)
-    return [float(v) for v in value] if isinstance(value, list) else [float(value)]
-
-
-def build_metadata(card: dict, export_versions: dict[str, str], source: str = "shipped") -> dict[str, str]:
-    """metadata_props for a model from its zoo model card (shipped, or trained by the user)."""
-    spec = card["input"]
+def build_metadata(card: dict, info: DatasetInfo, export_versions: dict[str, str],
+                   source: str = "shipped") -> dict[str, str]:
+    """metadata_props for a model from its zoo model card (shipped, or trained by the user)
+    and its dataset's record (input shape, labels, normalization)."""
+    norm = info.normalization
     return {
         "source": source,
         "model": card["model"],
         "dataset": card["dataset"],
-        "labels": json.dumps(card["classes"]),
+        "labels": json.dumps(list(info.classes)),
         "input_name": INPUT_NAME,
-        "input_layout": spec["layout"],
-        "input_shape": json.dumps([-1 if d is None else d for d in spec["shape"]]),
-        "input_dtype": spec["dtype"],
-        "pixel_scale": repr(spec["scale"]),
-        "mean": format_stat(spec["mean"]),
-        "std": format_stat(spec["std"]),
+        "input_layout": "NCHW",
+        "input_shape": json.dumps([-1, *info.image_shape]),
+        "input_dtype": "float32",
+        "pixel_scale": repr(norm.pixel_scale),
+        "mean": format_channels(norm.mean),
+        "std": format_channels(norm.std),
         "output_name": OUTPUT_NAME,
         "output_kind": "logits",
         "test_accuracy": repr(card["test_accuracy"]),
@@ -76,9 +69,9 @@ def build_metadata(card: dict, export_versions: dict[str, str], source: str = "s
     }
 
 
-def build_custom_metadata(name: str, labels: list[str], input_shape: tuple[int, ...], mean: list[float],
-                          std: list[float], pixel_scale: float, num_params: int,
-                          export_versions: dict[str, str], weights_sha256: str | None = None) -> dict[str, str]:
+def build_custom_metadata(name: str, labels: list[str], input_shape: tuple[int, ...], norm: Normalization,
+                          num_params: int, export_versions: dict[str, str],
+                          weights_sha256: str | None = None) -> dict[str, str]:
     """metadata_props for a model the user wrote: what the export knows, nothing invented."""
     meta = {
         "source": "custom",
@@ -88,9 +81,9 @@ def build_custom_metadata(name: str, labels: list[str], input_shape: tuple[int, 
         "input_layout": "NCHW",
         "input_shape": json.dumps([-1, *input_shape]),
         "input_dtype": "float32",
-        "pixel_scale": repr(float(pixel_scale)),
-        "mean": format_stat(mean),
-        "std": format_stat(std),
+        "pixel_scale": repr(float(norm.pixel_scale)),
+        "mean": format_channels(norm.mean),
+        "std": format_channels(norm.std),
         "output_name": OUTPUT_NAME,
         "output_kind": "logits",
         "num_params": str(num_params),

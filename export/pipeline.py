@@ -15,7 +15,7 @@ from torch import nn
 
 from zoo.atomic import atomic_write_bytes, atomic_write_text
 from zoo.data import load, normalize
-from zoo.weights import WeightsError, load_weights_file, shipped, stem
+from zoo.weights import WeightsError, check_not_shipped_name, load_weights_file, stem
 
 from . import checks
 from .exporter import export_model, export_with_card
@@ -74,14 +74,8 @@ def export_and_check(
 
 def trained_name(weights_path: Path, name: str | None) -> str:
     """The output name for weights the user trained: --name, else the weights file's stem,
-    but never silently the name of a shipped model (a server would then serve the user's
-    weights under the zoo's name)."""
-    chosen = name or weights_path.stem
-    if chosen in {stem(m, d) for m, d in shipped()}:
-        how = "choose another --name" if name else "choose a name with --name"
-        raise WeightsError(f"{weights_path}: would be exported as {chosen!r}, the name of the shipped "
-                           f"model; {how} (for example my-{chosen})")
-    return chosen
+    never silently a shipped model's."""
+    return check_not_shipped_name(weights_path, name, "would be exported as")
 
 
 def export_trained(
@@ -115,9 +109,9 @@ def check_and_write(name: str, proto: onnx.ModelProto, net: nn.Module, inputs: C
     result = ExportResult(name, passed=False, report=report)
     sess = checks.session(proto)  # the optimized session, as users will run it
     steps = [
-        ("structure", lambda: checks.check_structure(proto, num_classes)),
+        ("structure", lambda: checks.check_strict_structure(proto, num_classes)),
         ("batch_axis", lambda: checks.check_batch_axis(proto, sess, net, images)),
-        ("nodes", lambda: checks.node_summary(checks.check_nodes(proto, images[:NODE_CHECK_IMAGES]))),
+        ("nodes", lambda: checks.node_summary(checks.check_nodes_match(proto, images[:NODE_CHECK_IMAGES]))),
         ("test_set", lambda: checks.check_test_set(proto, sess, net, images, inputs.labels, card_accuracy)),
     ]
     try:

@@ -4,6 +4,7 @@ runs where only onnx and onnxruntime are installed."""
 
 from __future__ import annotations
 
+import ast
 import copy
 
 import numpy as np
@@ -45,3 +46,13 @@ def compare(got: np.ndarray, want: np.ndarray) -> tuple[float, float, bool]:
     ok = bool(np.all(diff <= NODE_ATOL + NODE_RTOL * np.abs(want)))
     rel = diff / np.maximum(np.abs(want), NODE_ATOL)
     return float(diff.max(initial=0)), float(rel.max(initial=0)), ok
+
+
+def source_module(node: onnx.NodeProto) -> str:
+    """The PyTorch module a node was exported from (torch.onnx records its name scopes),
+    or the node's own name when there is no record."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            scopes = ast.literal_eval(prop.value)
+            return scopes[-2] if len(scopes) >= 2 else node.name
+    return node.name

@@ -7,20 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.normalization import Normalization
+
 from .pipeline import CheckInputs
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 RANDOM_INPUTS = 64
 SEED = 0
 MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # channels -> the Pillow mode images are converted to
-
-
-def normalize_pixels(pixels: np.ndarray, scale: float, mean: list[float], std: list[float]) -> np.ndarray:
-    """(N, C, H, W) raw pixels -> (pixels * scale - mean[c]) / std[c] as float32."""
-    channels = pixels.shape[1]
-    m = np.asarray(mean * channels if len(mean) == 1 else mean, np.float32).reshape(1, channels, 1, 1)
-    s = np.asarray(std * channels if len(std) == 1 else std, np.float32).reshape(1, channels, 1, 1)
-    return ((pixels.astype(np.float32) * np.float32(scale) - m) / s).astype(np.float32)
 
 
 def read_image(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
@@ -38,7 +32,7 @@ def read_image(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
     return array[None] if channels == 1 else array.transpose(2, 0, 1)  # (C, H, W)
 
 
-def folder_inputs(folder: Path, shape, labels: list[str] | None, scale, mean, std) -> CheckInputs:
+def folder_inputs(folder: Path, shape, labels: list[str] | None, norm: Normalization) -> CheckInputs:
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise ValueError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in it")
@@ -47,11 +41,11 @@ def folder_inputs(folder: Path, shape, labels: list[str] | None, scale, mean, st
     labelled = labels is not None and all(p.parent != folder for p in files) and set(classes) <= set(labels)
     targets = np.array([labels.index(c) for c in classes]) if labelled else None
     how = " in class-named subfolders" if labelled else ""
-    return CheckInputs(normalize_pixels(pixels, scale, mean, std), targets,
+    return CheckInputs(norm.apply(pixels), targets,
                        f"{len(files)} images from {folder}{how}", "samples")
 
 
-def npy_inputs(path: Path, shape, scale, mean, std) -> CheckInputs:
+def npy_inputs(path: Path, shape, norm: Normalization) -> CheckInputs:
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -61,7 +55,7 @@ def npy_inputs(path: Path, shape, scale, mean, std) -> CheckInputs:
     if array.ndim != 4 or tuple(array.shape[1:]) != tuple(shape):
         raise ValueError(f"{path}: shape {list(array.shape)}, expected [N, {', '.join(map(str, shape))}]")
     if array.dtype == np.uint8:  # raw pixels: scaled and normalized like images
-        return CheckInputs(normalize_pixels(array, scale, mean, std), None,
+        return CheckInputs(norm.apply(array), None,
                            f"{len(array)} raw uint8 inputs from {path}", "samples")
     if not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"{path}: dtype {array.dtype}; expected uint8 pixels or floats already normalized")
@@ -73,7 +67,7 @@ def random_inputs(shape, n: int = RANDOM_INPUTS, seed: int = SEED) -> CheckInput
     return CheckInputs(x, None, f"{n} random inputs (standard normal, seed {seed}; no samples given)", "random")
 
 
-def check_inputs(samples, shape, labels, scale, mean, std) -> CheckInputs:
+def check_inputs(samples, shape, labels, norm: Normalization) -> CheckInputs:
     """samples: None (random), a folder, an .npy path, or an array of raw uint8 pixels or
     normalized floats shaped (N, C, H, W)."""
     if samples is None:
@@ -82,12 +76,12 @@ def check_inputs(samples, shape, labels, scale, mean, std) -> CheckInputs:
         if samples.ndim != 4 or tuple(samples.shape[1:]) != tuple(shape):
             raise ValueError(f"samples: shape {list(samples.shape)}, expected [N, {', '.join(map(str, shape))}]")
         if samples.dtype == np.uint8:
-            return CheckInputs(normalize_pixels(samples, scale, mean, std), None,
+            return CheckInputs(norm.apply(samples), None,
                                f"{len(samples)} raw uint8 inputs given", "samples")
         return CheckInputs(samples.astype(np.float32), None, f"{len(samples)} normalized inputs given", "samples")
     path = Path(samples)
     if path.is_dir():
-        return folder_inputs(path, shape, labels, scale, mean, std)
+        return folder_inputs(path, shape, labels, norm)
     if path.suffix == ".npy" and path.is_file():
-        return npy_inputs(path, shape, scale, mean, std)
+        return npy_inputs(path, shape, norm)
     raise FileNotFoundError(f"samples {path}: expected a folder of images or an .npy file")

@@ -24,9 +24,10 @@ PREFERRED_BATCH_SIZES = (MAX_BATCH_SIZE,)
 MAX_QUEUE_DELAY_US = round(Limits().batch_delay_s * 1e6)
 
 
-def config_pbtxt(name: str, num_classes: int, kind: str = "KIND_CPU", count: int = 1,
-                 input_dims: tuple[int, ...] = (1, 28, 28)) -> str:
-    """Text-format ModelConfig: variable batch (max_batch_size > 0 means dims exclude it)."""
+def config_pbtxt(name: str, num_classes: int, input_dims: tuple[int, ...], kind: str = "KIND_CPU",
+                 count: int = 1) -> str:
+    """Text-format ModelConfig: variable batch (max_batch_size > 0 means dims exclude it);
+    `input_dims` (C, H, W) are the model's own, from its metadata."""
     dims = ", ".join(map(str, input_dims))
     preferred = ", ".join(map(str, PREFERRED_BATCH_SIZES))
     return f"""name: "{name}"
@@ -70,5 +71,5 @@ def write_model_repository(repo: Path, name: str, proto: onnx.ModelProto, device
     model_dir = repo / name
     atomic_write_bytes(model_dir / "1" / "model.onnx", proto.SerializeToString())
     atomic_write_text(model_dir / "labels.txt", "\n".join(labels) + "\n")
-    atomic_write_text(model_dir / "config.pbtxt", config_pbtxt(name, len(labels), kind, input_dims=input_dims))
+    atomic_write_text(model_dir / "config.pbtxt", config_pbtxt(name, len(labels), input_dims, kind))
     return model_dir

@@ -24,7 +24,7 @@ from onnx import helper, numpy_helper
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from . import reference
-from .runtime import compare, expose_intermediates, session
+from .runtime import compare, expose_intermediates, session, source_module
 from .test_data import read_tensor
 
 # what onnxruntime raises for a graph it cannot load or run: reported, never a traceback
@@ -42,8 +42,10 @@ class NodeCheck:
     output: str
     status: str  # "ok", "differs", "unchecked" (reference lacks it) or "downstream" (of one that is)
     max_abs: float | None = None
-    max_rel: float | None = None
+    max_rel: float | None = None  # max of |ort - ref| / max(|ref|, atol) over the elements
     reason: str = ""
+    module: str = ""  # the PyTorch module it was exported from, where torch.onnx recorded it
+    shape: list[int] | None = None  # of the reference's output
 
 
 @dataclass
@@ -82,9 +84,10 @@ def unchecked_ops(result: VerifyResult) -> list[str]:
     return sorted({n.op_type for n in result.nodes if n.status == "unchecked"})
 
 
-def check_structure(proto: onnx.ModelProto) -> dict:
-    """The strictest checks that pass, and what was given up; raises for a file that
-    fails even the lenient ones."""
+def structure_report(proto: onnx.ModelProto) -> dict:
+    """The strictest structure checks that pass, and what was given up; raises for a file
+    that fails even the lenient ones. (An export requires the strictest to pass:
+    export.checks.check_strict_structure.)"""
     notes = []
     try:
         onnx.checker.check_model(proto, full_check=True)
@@ -160,7 +163,11 @@ def reference_values(proto: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> tu
     return values, missing
 
 
-def check_nodes(proto: onnx.ModelProto, strict_inference: bool, feeds: dict[str, np.ndarray]) -> list[NodeCheck]:
+def compare_nodes(proto: onnx.ModelProto, feeds: dict[str, np.ndarray], strict_inference: bool = True
+                  ) -> list[NodeCheck]:
+    """Every node's output in onnxruntime (no graph optimization, every intermediate
+    exposed) against the NumPy reference, for `feeds`: the node check of verify and, on real
+    images, of every export (export.checks.check_nodes_match, which requires all "ok")."""
     model = expose_intermediates(proto, strict=strict_inference)
     names = [o.name for o in model.graph.output]
     ort_values = dict(zip(names, session(model, optimize=False).run(names, feeds)))
@@ -168,12 +175,15 @@ def check_nodes(proto: onnx.ModelProto, strict_inference: bool, feeds: dict[str,
     checks = []
     for node in proto.graph.node:
         for name in filter(None, node.output):
+            module = source_module(node)
             if name in missing:
                 status, reason = missing[name]
-                checks.append(NodeCheck(node.name, node.op_type, name, status, reason=reason))
+                checks.append(NodeCheck(node.name, node.op_type, name, status, reason=reason, module=module))
                 continue
-            max_abs, max_rel, ok = compare(ort_values[name], ref_values[name])
-            checks.append(NodeCheck(node.name, node.op_type, name, "ok" if ok else "differs", max_abs, max_rel))
+            want = ref_values[name]
+            max_abs, max_rel, ok = compare(ort_values[name], want)
+            checks.append(NodeCheck(node.name, node.op_type, name, "ok" if ok else "differs", max_abs, max_rel,
+                                    module=module, shape=list(np.shape(want))))
     return checks
 
 
@@ -235,6 +245,9 @@ def check_goldens(proto: onnx.ModelProto, folder: Path) -> list[GoldenCheck]:
 
 def verify(path: str | Path, strict: bool = False) -> VerifyResult:
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not an ONNX file (python -m export verify takes folders: it "
+                         "verifies every .onnx in them)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such ONNX file")
     try:
@@ -243,14 +256,14 @@ def verify(path: str | Path, strict: bool = False) -> VerifyResult:
         raise ValueError(f"{path}: not a readable ONNX file ({first_line(e)})") from None
     result = VerifyResult(str(path), strict)
     try:
-        result.structure = check_structure(proto)
+        result.structure = structure_report(proto)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         result.failures.append(f"structure: {first_line(e)}")
         return result
     feeds = generated_inputs(proto)
     result.inputs = {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in feeds.items()}
     try:
-        result.nodes = check_nodes(proto, result.structure["shape_inference"].startswith("strict"), feeds)
+        result.nodes = compare_nodes(proto, feeds, result.structure["shape_inference"].startswith("strict"))
     except ORT_ERRORS as e:
         result.failures.append(f"onnxruntime cannot run this file: {first_line(e)}")
         return result

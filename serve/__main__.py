@@ -10,24 +10,22 @@ those already received finish (up to --grace), then exits 0.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import logging
-import os
-import signal
 import sys
 from pathlib import Path
 
 from . import __version__
 from .config import ConfigError, GrpcConfig, HttpConfig, ModelsConfig, ServeConfig
-from .core.device import DEVICES, DeviceError
+from .core.control import MODES, startup_sources
+from .core.device import DEVICES
 from .core.limits import MIB, Limits
-from .core.registry import ModelLoadError, ModelRegistry
 from .cpus import available_cpus
-from .server import create_server
+from .process import (START_UP_FAULTS, catch_shutdown_signals, drain, exit_code_of,  # noqa: F401 (tests use them)
+                      keep_freed_memory_returnable, log_models, log_serving, wait_for_shutdown_signal)
+from .server import control_settings, create_server
 
 log = logging.getLogger("serve")
-M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 OFF = "off"
 AUTO = "auto"
 
@@ -63,6 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve the one model in --models under this name: a single .onnx file (any name, as "
                         "KServe's storage initializer leaves model.onnx in /mnt/models), a model folder "
                         "(1/model.onnx), or a repository of one model; with several, NAME must be one of them")
+    p.add_argument("--model-control-mode", choices=MODES, default=d.models.control_mode,
+                   help="Triton's: none (the directory's models, fixed); poll (the directory is re-read every "
+                        "--repository-poll-secs: new and changed versions load, warm up and take over without a "
+                        "restart, removed ones unload); explicit (--load-model at start, then load/unload requests) "
+                        f"(default: {d.models.control_mode})")
+    p.add_argument("--repository-poll-secs", type=float, default=d.models.poll_secs,
+                   help=f"poll: seconds between reads of --models (default: {d.models.poll_secs:g})")
+    p.add_argument("--load-model", action="append", default=[], metavar="NAME",
+                   help="explicit: a model to load at start; repeatable (default: none)")
+    p.add_argument("--no-warmup", action="store_true",
+                   help="ready without warm-up runs (default: a version is ready once it has run on zeros at "
+                        "batch 1 and at the largest batch, or config.pbtxt's model_warmup samples)")
     p.add_argument("--host", default=d.host, help=f"address every front end binds (default: {d.host}, loopback only)")
     p.add_argument("--grpc-port", "--port", dest="grpc_port", type=port_or_off, default=grpc_d.port,
                    metavar="PORT|off", help=f"gRPC port, 0 for any free one, off for none (default: {grpc_d.port})")
@@ -80,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instances", type=int, default=limits.instances,
                    help="batches of one model that run at once, each from the same queue, like "
                         f"Triton's instance_group count (default: {limits.instances})")
+    p.add_argument("--max-queue-size", type=int, default=limits.max_queue_size,
+                   help="requests of one model that may wait for a run; one more is refused at once with "
+                        "RESOURCE_EXHAUSTED (HTTP 429), as Triton's max_queue_size; config.pbtxt's "
+                        "dynamic_batching.default_queue_policy.max_queue_size says it per model "
+                        f"(default: {limits.max_queue_size}, no limit)")
     p.add_argument("--max-request-images", type=int, default=limits.max_request_images,
                    help=f"images one request may carry (default: {limits.max_request_images})")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
@@ -122,62 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
     limits = Limits(args.max_batch, args.batch_delay_ms / 1000, args.max_request_images, args.instances,
-                    int(args.max_decode_mib * MIB), int(args.decode_budget_mib * MIB))
+                    args.max_queue_size, int(args.max_decode_mib * MIB), int(args.decode_budget_mib * MIB))
     models = ModelsConfig(Path(args.models), args.model_name, args.device, limits, args.strict,
-                          args.strict_readiness == "true", args.ort_threads)
+                          args.strict_readiness == "true", args.ort_threads, args.model_control_mode,
+                          args.repository_poll_secs, tuple(args.load_model), not args.no_warmup)
     grpc = None if args.grpc_port is None else GrpcConfig(
         args.grpc_port, args.threads, args.tls_cert and Path(args.tls_cert), args.tls_key and Path(args.tls_key))
     http = None if args.http_port is None else HttpConfig(args.http_port, args.threads, tuple(args.cors_origin))
     return ServeConfig(models, args.host, grpc, http, args.metrics_port, args.grace, args.workers)
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def keep_freed_memory_returnable() -> None:
-    """glibc raises its mmap threshold each time a large block is freed; after that, decoded
-    images come from per-thread heaps and stay resident once freed, so RSS would grow with
-    the handler threads rather than with the decoding budget. A fixed threshold keeps every
-    block of 1 MiB or more mmapped: freed, it goes back to the system. (Not glibc: nothing.)"""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
-    except (OSError, AttributeError):
-        pass
-
-
-# What stops the start with one line and no traceback: a --models path that is no models
-# directory (exit 2), a device, model, setting or port that will not do (exit 1).
-START_UP_FAULTS = (FileNotFoundError, NotADirectoryError, DeviceError, ModelLoadError, ValueError, OSError)
-
-
-def exit_code_of(fault: Exception) -> int:
-    return 2 if isinstance(fault, (FileNotFoundError, NotADirectoryError)) else 1
-
-
-SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-def catch_shutdown_signals() -> int:
-    """Catch SIGTERM and SIGINT from now on; returns the file descriptor to read the first one from.
-
-    The number comes through signal.set_wakeup_fd: CPython's C-level handler writes it to a
-    pipe the moment the signal arrives, whatever the main thread is doing. A Python handler
-    alone (setting a threading.Event the main thread waits on) loses a signal that lands
-    after the main thread's last check for pending handlers but before it blocks in the
-    lock underneath Event.wait(): the handler then never runs and the server ignores SIGTERM.
-    On a loaded machine the main thread is often preempted in that gap."""
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)  # set_wakeup_fd requires it
-    for sig in SHUTDOWN_SIGNALS:
-        signal.signal(sig, lambda signum, frame: None)  # the wakeup fd does the work
-    signal.set_wakeup_fd(write_end)
-    return read_end
-
-
-def wait_for_shutdown_signal(read_end: int) -> str:
-    """Block until catch_shutdown_signals() has caught a signal; its name."""
-    return signal.Signals(os.read(read_end, 1)[0]).name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         from .supervisor import supervise  # loads no model and no grpc: the workers do
 
         try:  # a --models path that serves nothing is said at once, before N interpreters start
-            ModelRegistry.sources(config.models.models_dir, config.models.model_name)
+            startup_sources(control_settings(config.models))
         except START_UP_FAULTS as e:
             print(f"error: {e}", file=sys.stderr)
             return exit_code_of(e)
@@ -208,36 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     shutdown = catch_shutdown_signals()
     server.start()
     log_serving(server, config)
-    log.info("%s: draining: refusing new requests, giving those received %.1f s to finish",
-             wait_for_shutdown_signal(shutdown), config.grace)
-    server.stop(config.grace)
-    log.info("stopped")
-    return 0
-
-
-def log_models(server) -> None:
-    for model in server.plane.registry.all_models():
-        if model.ready:
-            inputs = ", ".join(f"{t.name} {t.datatype} {list(t.shape)}" for t in model.signature.inputs)
-            log.info("model %s version %s: inputs %s, %s, provider %s", model.name, model.version, inputs,
-                     f"{model.num_classes} class{'' if model.num_classes == 1 else 'es'}" if model.num_classes
-                     else "not an image classifier", model.provider)
-        else:
-            log.error("model %s version %s NOT READY: %s", model.name, model.version, model.error)
-
-
-def log_serving(server, config: ServeConfig) -> None:
-    models = server.plane.registry.all_models()
-    ready = sum(m.ready for m in models)
-    addresses = " and ".join(f"{f.scheme}://{config.host}:{f.port}" for f in server.front_ends.values())
-    limits = config.models.limits
-    log.info("serving %s on %s%s (batching: %s); %d not ready", plural(ready, "model"), addresses,
-             f", metrics on :{server.metrics_port}/metrics" if server.metrics_port else "",
-             f"up to {limits.max_batch} images / {limits.batch_delay_s * 1000:g} ms" if limits.max_batch else "off",
-             len(models) - ready)
-    if "http" in server.front_ends:
-        log.info("HTTP on http://%s:%d (KServe v2 REST under /v2, playground at /)", config.host,
-                 server.port("http"))
+    return drain(server, config, wait_for_shutdown_signal(shutdown))
 
 
 if __name__ == "__main__":

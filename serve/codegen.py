@@ -1,12 +1,12 @@
-"""Generate the Python gRPC stubs for protos/*.proto and protos/triton/*.proto into serve/gen/.
+"""Generate the Python gRPC stubs for protos/, protos/grpc/ and protos/triton/ into serve/gen/.
 
     python -m serve.codegen [--out DIR]
 
 The stubs are committed and never edited by hand; tests/test_codegen.py regenerates them
 into a temporary directory and fails if they differ from the committed ones.
 
-Our own protos are compiled under the virtual path serve/gen/, so their generated modules
-import each other as serve.gen.<name>_pb2. Triton's keep their own file names
+Our own protos, and gRPC's reflection v1 (protos/grpc/), are compiled under the virtual
+path serve/gen/, so their generated modules import each other as serve.gen.<name>_pb2. Triton's keep their own file names
 (grpc_service.proto, model_config.proto): their descriptors are then exactly those
 tritonclient ships, so a process may hold both (the pool accepts an identical file twice).
 protoc writes their cross-imports as top-level modules (`import model_config_pb2`); those
@@ -50,8 +50,9 @@ def generate(out_root: Path) -> list[Path]:
     gen = out_root / VIRTUAL
     gen.mkdir(parents=True, exist_ok=True)
     outputs = [f"--python_out={out_root}", f"--pyi_out={out_root}", f"--grpc_python_out={out_root}"]
-    ours = sorted(PROTOS.glob("*.proto"))
-    _protoc([f"-I{VIRTUAL}={PROTOS}", *outputs, *[f"{VIRTUAL}/{p.name}" for p in ours]], ours)
+    for folder in (PROTOS, PROTOS / "grpc"):
+        ours = sorted(folder.glob("*.proto"))
+        _protoc([f"-I{VIRTUAL}={folder}", *outputs, *[f"{VIRTUAL}/{p.name}" for p in ours]], ours)
     triton = sorted(TRITON_PROTOS.glob("*.proto"))
     _protoc([f"-I{TRITON_PROTOS}", *[o.replace(str(out_root), str(gen)) for o in outputs],
              *[p.name for p in triton]], triton)

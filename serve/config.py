@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .core.control import MODES
 from .core.device import DEVICES
 from .core.limits import Limits
 
@@ -39,6 +40,12 @@ class ModelsConfig:
     # Ready only when every model is (Triton's strict readiness); False: when at least one is.
     strict_readiness: bool = True
     ort_threads: int = 0  # onnxruntime intra-op threads per model (0 = its default)
+    # Triton's model control: none (the directory's models, fixed), poll (it is re-read every
+    # poll_secs), explicit (load_models at start, then load and unload requests).
+    control_mode: str = "none"
+    poll_secs: float = 15.0
+    load_models: tuple[str, ...] = ()
+    warmup: bool = True  # a version is ready only after its warm-up runs
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,13 @@ class ServeConfig:
             raise ConfigError(str(e)) from None
         if models.ort_threads < 0:
             raise ConfigError(f"--ort-threads {models.ort_threads}: expected 0 (onnxruntime's choice) or more")
+        if models.control_mode not in MODES:
+            raise ConfigError(f"--model-control-mode {models.control_mode}: expected one of {', '.join(MODES)}")
+        if not models.poll_secs > 0:
+            raise ConfigError(f"--repository-poll-secs {models.poll_secs:g}: expected more than 0 seconds")
+        if models.load_models and models.control_mode != "explicit":
+            raise ConfigError(f"--load-model {models.load_models[0]}: needs --model-control-mode explicit "
+                              f"(with {models.control_mode}, the directory says what is served)")
         if self.grpc is None and self.http is None:
             raise ConfigError("--grpc-port off and --http-port off: at least one front end must serve")
         _check_port("--metrics-port", self.metrics_port)
@@ -111,6 +125,10 @@ class ServeConfig:
     def _check_workers(self) -> None:
         if self.workers < 1:
             raise ConfigError(f"--workers {self.workers}: expected auto or at least 1 process")
+        if self.workers > 1 and self.models.control_mode == "explicit":
+            raise ConfigError(f"--model-control-mode explicit with --workers {self.workers}: a load or unload request "
+                              "would reach one worker process only; expected --workers 1, or poll (every worker "
+                              "follows the directory)")
         threads = self.models.ort_threads
         if self.workers > 1 and threads > 1:
             from .cpus import available_cpus

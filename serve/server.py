@@ -14,8 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
-from .config import ServeConfig
+from .config import ModelsConfig, ServeConfig
+from .core.control import ControlSettings
 from .core.dataplane import DataPlane
 from .core.metrics import Metrics
 from .core.registry import ModelRegistry
@@ -23,6 +25,20 @@ from .core.registry import ModelRegistry
 log = logging.getLogger("serve")
 
 LAME_DUCK_S = 0.25  # how long a draining server keeps its listeners open, refusing new requests
+STOP_MARGIN_S = 1.0  # how long past --grace a front end's shutdown may take before it is left behind
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """How a drain ended: inference requests still running when the grace ran out (cut
+    short), and the front ends whose shutdown did not finish in time (left behind)."""
+
+    cut_short: int
+    left_behind: tuple[str, ...]
+
+    @property
+    def clean(self) -> bool:
+        return not self.cut_short and not self.left_behind
 
 
 class ZooServer:
@@ -41,6 +57,7 @@ class ZooServer:
     def start(self) -> None:
         for front_end in self.front_ends.values():
             front_end.start()
+        self.plane.control.start_polling()
 
     def set_fleet_ready(self, ready: bool) -> None:
         """In a worker of several: the supervisor's word on the whole server's readiness,
@@ -52,18 +69,20 @@ class ZooServer:
         for front_end in self.front_ends.values():
             front_end.readiness_changed()
 
-    def stop(self, grace: float | None = 5.0) -> None:
+    def stop(self, grace: float | None = 5.0) -> Stopped:
         """Drain: readiness false and health NOT_SERVING at once, new inference requests
         refused, in-flight ones given `grace` seconds to finish; then the batchers and the
-        metrics endpoint stop.
+        metrics endpoint stop. It never waits much longer than `grace` (STOP_MARGIN_S),
+        whatever a front end's library does, and says what it cut short.
 
         For a moment (a quarter of the grace, at most LAME_DUCK_S) the listeners stay open
         while new inference requests are refused with UNAVAILABLE (503): a request that a
         client is sending just then gets that clean, retryable answer, where a closing
         listener would cancel it."""
         if self._stopped.is_set():
-            return
+            return Stopped(0, ())
         self._stopped.set()
+        self.plane.control.stop()  # no model changes while draining
         self.plane.draining.set()
         for front_end in self.front_ends.values():
             front_end.begin_drain()
@@ -71,21 +90,37 @@ class ZooServer:
             lame_duck = min(LAME_DUCK_S, grace / 4)
             time.sleep(lame_duck)
             grace -= lame_duck
-        stopping = [threading.Thread(target=f.stop, args=(grace,), name=f"stop-{name}")
+        finished: dict[str, bool] = {}
+
+        def stop_one(name: str, front_end) -> None:
+            finished[name] = front_end.stop(grace, STOP_MARGIN_S)
+
+        stopping = [threading.Thread(target=stop_one, args=(name, f), name=f"stop-{name}", daemon=True)
                     for name, f in self.front_ends.items()]
         for thread in stopping:
             thread.start()
+        deadline = time.monotonic() + (grace or 0.0) + 2 * STOP_MARGIN_S
         for thread in stopping:
-            thread.join()
-        self.plane.close()
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        stopped = Stopped(self.plane.in_flight(), tuple(n for n in self.front_ends if not finished.get(n)))
+        self.plane.close(timeout=0.0 if stopped.cut_short else 5.0)
         self.plane.metrics.close()
+        return stopped
+
+
+def control_settings(models: ModelsConfig) -> ControlSettings:
+    return ControlSettings(models.models_dir, models.control_mode, models.poll_secs, models.load_models,
+                           models.model_name, models.device, models.ort_threads, models.strict, models.warmup)
 
 
 def build_plane(config: ServeConfig, metrics: Metrics) -> DataPlane:
+    """The data plane over the models the config asks for, loaded and warmed up."""
     models = config.models
-    registry = ModelRegistry.load_dir(models.models_dir, models.device, strict=models.strict,
-                                      threads=models.ort_threads, model_name=models.model_name)
-    return DataPlane(registry, models.limits, metrics, strict_readiness=models.strict_readiness)
+    control = control_settings(models)
+    plane = DataPlane(ModelRegistry(), models.limits, metrics, strict_readiness=models.strict_readiness,
+                      control=control)
+    plane.control.start_models()
+    return plane
 
 
 def create_server(config: ServeConfig) -> ZooServer:

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from multiprocessing.connection import Connection, wait
 
+from . import process
 from .config import ServeConfig, WorkerSlot
 from .core.metrics import MetricsEndpoint
 from .cpus import available_cpus
@@ -309,21 +310,18 @@ class Supervisor:
             pass  # it has just died: its sentinel tells
 
     def log_serving(self) -> None:
-        """The single process's serving line (bench/server_process.py reads its address),
-        once for the whole server, with the workers."""
+        """The single process's serving line, once for the whole server, with the workers."""
         config, (ready, models) = self.config, self.models
         schemes = {"grpc": "grpcs" if config.grpc and config.grpc.tls_cert else "grpc", "http": "http"}
-        addresses = " and ".join(f"{schemes[name]}://{config.host}:{port}" for name, port in self.ports.items())
-        limits = config.models.limits
+        addresses = {name: f"{schemes[name]}://{config.host}:{port}" for name, port in self.ports.items()}
         threads = worker_config(config, 1, self.ports, self.cpus).models.ort_threads
-        log.info("serving %d model%s on %s%s (batching: %s); %d not ready; %d workers (pids %s) on %d CPUs, "
-                 "onnxruntime threads %d per model in each", ready, "" if ready == 1 else "s", addresses,
-                 f", metrics on :{self.metrics_port}/metrics" if self.metrics_port else "",
-                 f"up to {limits.max_batch} images / {limits.batch_delay_s * 1000:g} ms" if limits.max_batch else "off",
-                 models - ready, len(self.workers), ", ".join(str(w.process.pid) for w in self.workers if w.process),
-                 self.cpus, threads)
+        pids = ", ".join(str(w.process.pid) for w in self.workers if w.process)
+        log.info("%s", process.serving_line(
+            config, ready, models, addresses, self.metrics_port,
+            f"; {len(self.workers)} workers (pids {pids}) on {self.cpus} CPUs, onnxruntime threads {threads} "
+            f"per model in each"))
         if "http" in self.ports:
-            log.info("HTTP on http://%s:%d (KServe v2 REST under /v2, playground at /)", config.host, self.ports["http"])
+            process.log_http(config.host, self.ports["http"])
 
     # -- the end ----------------------------------------------------------------------------
 

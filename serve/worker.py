@@ -18,7 +18,9 @@ import sys
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
+from . import process
 from .config import ServeConfig
+from .server import create_server
 
 log = logging.getLogger("serve")
 
@@ -48,37 +50,31 @@ def log_format(name: str) -> str:
 
 def run_worker(config: ServeConfig, conn: Connection) -> None:
     """The spawned process's entry point."""
-    from . import __main__ as cli  # the single process's pieces: start-up faults, memory, signals, logs
-
     slot = config.worker
     logging.basicConfig(level=logging.INFO, format=log_format(f"worker {slot.number} (pid {os.getpid()})"))
-    shutdown = cli.catch_shutdown_signals()  # before loading: a SIGTERM meanwhile drains once started
+    shutdown = process.catch_shutdown_signals()  # before loading: a SIGTERM meanwhile drains once started
     try:
-        server = cli.create_server(config)
-    except cli.START_UP_FAULTS as e:
-        conn.send(StartFailed(cli.exit_code_of(e), str(e)))
-        sys.exit(cli.exit_code_of(e))
+        server = create_server(config)
+    except process.START_UP_FAULTS as e:
+        conn.send(StartFailed(process.exit_code_of(e), str(e)))
+        sys.exit(process.exit_code_of(e))
     if slot.number == 1:
-        cli.log_models(server)  # every worker loads the same models: one says what they are
-    cli.keep_freed_memory_returnable()
+        process.log_models(server)  # every worker loads the same models: one says what they are
+    process.keep_freed_memory_returnable()
     gc.freeze()
     server.start()
     models = server.plane.registry.all_models()
     conn.send(Loaded(server.plane.readiness.own_ready(), sum(m.ready for m in models), len(models)))
-    reason = follow_supervisor(server, conn, shutdown, cli.wait_for_shutdown_signal)
-    log.info("%s: draining: refusing new requests, giving those received %.1f s to finish", reason, config.grace)
-    server.stop(config.grace)
-    log.info("stopped")
-    sys.exit(0)
+    sys.exit(process.drain(server, config, follow_supervisor(server, conn, shutdown)))
 
 
-def follow_supervisor(server, conn: Connection, shutdown: int, signal_name) -> str:
+def follow_supervisor(server, conn: Connection, shutdown: int) -> str:
     """Apply the supervisor's word on readiness until a signal comes or the supervisor is
     gone; returns which."""
     while True:
         for ready in wait([shutdown, conn]):
             if ready == shutdown:
-                return signal_name(shutdown)
+                return process.wait_for_shutdown_signal(shutdown)
             try:
                 message = conn.recv()
             except (EOFError, OSError):

@@ -8,6 +8,41 @@ import pytest
 
 from zoo.data import load, resolve_data_dir
 
+# What a test asks for when it reads MNIST or Fashion-MNIST; a test that reads them
+# otherwise (through a command line it runs) is marked needs_data.
+DATA_FIXTURES = {"data_dir", "test_split", "mnist_batch"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_data: reads the datasets without the data_dir fixture")
+
+
+def missing_data() -> str | None:
+    """Why the datasets cannot be had (not in the data directory, in either layout, and no
+    mirror answers), or None. Missing files are downloaded here, once, as the tests would."""
+    from zoo.data import ensure_file
+    from zoo.datasets import DATASETS
+    from zoo.download import DownloadError
+
+    root = resolve_data_dir()
+    try:
+        for info in DATASETS.values():
+            for name in info.files:
+                ensure_file(info, name, root, progress=False)
+    except DownloadError as e:
+        return f"the tests need MNIST and Fashion-MNIST: {e}; or select only tests that need no data"
+    return None
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """One message up front, instead of every test that needs the data failing with its
+    own long traceback, when the data is neither here nor downloadable (offline)."""
+    if any(DATA_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("needs_data")
+           for item in items):
+        problem = missing_data()
+        if problem:
+            pytest.exit(problem, returncode=pytest.ExitCode.USAGE_ERROR)
+
 
 @pytest.fixture(scope="session")
 def data_dir():

@@ -93,3 +93,58 @@ def two_input_model(out_path: Path) -> Path:
     proto.ir_version = 8
     onnx.checker.check_model(proto)
     return save(proto, out_path)
+
+
+def slow_model(out_path: Path, *, layers: int = 48, channels: int = 64, size: int = 384) -> Path:
+    """A model whose one run takes seconds: a (1, 1, 1, 1) input broadcast to (1, channels,
+    size, size), then `layers` 3x3 convolutions. For shutdowns that must cut a run short."""
+    rng = np.random.default_rng(0)
+    weights = [helper.make_tensor("shape", TensorProto.INT64, [4], [1, channels, size, size])]
+    nodes = [helper.make_node("Expand", ["x", "shape"], ["h0"])]
+    for i in range(layers):
+        w = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32) * 0.01
+        weights.append(numpy_helper.from_array(w, f"w{i}"))
+        nodes.append(helper.make_node("Conv", [f"h{i}", f"w{i}"], [f"h{i + 1}"], pads=[1, 1, 1, 1]))
+    nodes.append(helper.make_node("ReduceMean", [f"h{layers}"], ["y"], axes=[2, 3], keepdims=0))
+    graph = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 1, 1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels])], weights)
+    return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), out_path)
+
+
+def spec_cnn(out_path: Path, *, size: tuple[int, int] = (20, 18), classes: int = 5, seed: int = 0) -> Path:
+    """A 3-channel CNN built with onnx.helper alone that uses what the ONNX spec allows and the
+    zoo's models do not: a grouped convolution with strides 2 x 1, dilations 1 x 2 and
+    asymmetric pads; an even kernel with auto_pad SAME_UPPER and 2 groups, without bias; a
+    max pooling in ceil mode; average poolings with and without the padding counted; a
+    global max pooling. Its nodes have no names (layers are named by their outputs)."""
+    rng = np.random.default_rng(seed)
+
+    def weight(name, *shape):
+        return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.5, name)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], group=3, kernel_shape=[3, 3], strides=[2, 1],
+                         dilations=[1, 2], pads=[1, 2, 0, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], group=2, kernel_shape=[2, 2], strides=[2, 2],
+                         auto_pad="SAME_UPPER"),
+        helper.make_node("Tanh", ["c2"], ["t2"]),
+        helper.make_node("MaxPool", ["t2"], ["p1"], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 0, 0, 0],
+                         ceil_mode=1),
+        helper.make_node("AveragePool", ["p1"], ["p2"], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1],
+                         count_include_pad=0),
+        helper.make_node("AveragePool", ["p2"], ["p3"], kernel_shape=[2, 2], strides=[1, 1], pads=[1, 1, 0, 0],
+                         count_include_pad=1),
+        helper.make_node("GlobalMaxPool", ["p3"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "w3", "b3"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "spec_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, *size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+        [weight("w1", 6, 1, 3, 3), weight("b1", 6), weight("w2", 4, 3, 2, 2), weight("w3", classes, 4),
+         weight("b3", classes)])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    onnx.checker.check_model(proto, full_check=True)
+    return save(proto, out_path)

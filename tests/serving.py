@@ -49,8 +49,8 @@ def slow_down(server, name: str, seconds: float) -> None:
         return original(x)
 
     model.run = run
-    if model.key in server.plane.engine.batchers:
-        server.plane.engine.batchers[model.key].run = run
+    if model.batcher is not None:
+        model.batcher.run = run
 
 
 @contextlib.contextmanager

@@ -230,7 +230,7 @@ def test_server_answers_are_the_same_with_batching_on_and_off(models_dir, mnist_
             t.start()
         for t in threads:
             t.join(TIMEOUT)
-        sizes = server.plane.engine.stats["lenet5-mnist", "1"].batches
+        sizes = server.plane.registry.models["lenet5-mnist"].stats.batches
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(models_dir / "lenet5-mnist.onnx"), providers=["CPUExecutionProvider"])

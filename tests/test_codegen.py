@@ -7,7 +7,7 @@ from serve import codegen
 
 def test_generated_stubs_are_current(tmp_path):
     fresh = codegen.generate(tmp_path)
-    assert {p.name for p in fresh} == {f"{proto}_pb2{suffix}" for proto in ("predictor", "onnx_subset", "grpc_service", "model_config")
+    assert {p.name for p in fresh} == {f"{proto}_pb2{suffix}" for proto in ("predictor", "onnx_subset", "grpc_service", "model_config", "reflection_v1")
                                        for suffix in (".py", ".pyi", "_grpc.py")}
     for path in fresh:
         committed = codegen.GEN / path.name

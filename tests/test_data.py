@@ -55,3 +55,26 @@ def test_data_dir_resolution_order(monkeypatch, tmp_path):
 def test_missing_file_without_download(tmp_path):
     with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte.gz is missing"):
         load("mnist", "test", data_dir=tmp_path, download=False)
+
+
+@pytest.mark.parametrize("dataset,folder,packed", [("mnist", "MNIST", False), ("fashion-mnist", "FashionMNIST", True)])
+def test_torchvision_layout_is_found(data_dir, tmp_path, dataset, folder, packed):
+    """A torchvision user's download, <root>/MNIST/raw/ and <root>/FashionMNIST/raw/, with the
+    files unpacked (as torchvision leaves them) or still .gz, reads as ours does."""
+    import gzip
+    import shutil
+
+    raw = tmp_path / folder / "raw"
+    raw.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        if packed:
+            shutil.copy(data_dir / dataset / name, raw / name)
+        else:
+            (raw / name.removesuffix(".gz")).write_bytes(gzip.decompress((data_dir / dataset / name).read_bytes()))
+    ours = load(dataset, "test", data_dir=data_dir, progress=False)
+    theirs = load(dataset, "test", data_dir=tmp_path, download=False)
+    assert theirs.images.shape == (10_000, 28, 28) and theirs.images.dtype == np.uint8
+    np.testing.assert_array_equal(theirs.images, ours.images)
+    np.testing.assert_array_equal(theirs.labels, ours.labels)
+    with pytest.raises(FileNotFoundError, match=f"nor is it in torchvision's layout .*{folder}/raw"):
+        load(dataset, "train", data_dir=tmp_path, download=False)

@@ -16,9 +16,10 @@ from torch import nn
 
 from export import export_checked
 from export.__main__ import main
-from export.metadata import KEYS, parse_stat, read_metadata
+from export.metadata import KEYS, read_metadata
 from export.test_data import read_tensor
 from export.verify import verify
+from zoo.normalization import channel_values
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +128,7 @@ def test_a_cnn_written_here_through_the_api_then_verified(tmp_path, sample_folde
     meta = read_metadata(proto)
     assert meta["source"] == "custom" and json.loads(meta["labels"]) == LABELS
     assert json.loads(meta["input_shape"]) == [-1, 3, 32, 32]
-    assert parse_stat(meta["mean"]) == MEAN and parse_stat(meta["std"]) == STD
+    assert list(channel_values(meta["mean"], "mean")) == MEAN and list(channel_values(meta["std"], "std")) == STD
     assert set(meta) <= set(KEYS)
     x = read_tensor(out.with_suffix("") / "test_data_set_0" / "input_0.pb")
     assert x.shape == (8, 3, 32, 32) and x.dtype == np.float32
@@ -171,6 +172,24 @@ def test_custom_command_line(tmp_path, sample_folder, monkeypatch, capsys):
     assert len(meta["weights_sha256"]) == 64
     assert main(argv[:-2] + ["--labels", "a,b", "--out", "out2"]) == 2
     assert "2 labels for a module with 3 outputs" in capsys.readouterr().err
+
+    # Weights of another module name the keys that do not fit (they named none: issue 21, item 13).
+    (tmp_path / "other.py").write_text(
+        "from torch import nn\n\n\nclass Other(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.conv = nn.Conv2d(1, 8, 3)\n        self.head = nn.Linear(4, 3)\n")
+    assert main(["custom", "other:Other", "--weights", "small.safetensors", "--input-shape", "1,12,12",
+                 "--out", "out4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: small.safetensors: does not fit other:Other: missing keys head.weight, head.bias; "
+                   "unexpected keys fc.bias, fc.weight; other shapes: conv.weight ([4, 1, 3, 3] in the file, "
+                   "[8, 1, 3, 3] in the model), conv.bias ([4] in the file, [8] in the model)"], err
+    # An input shape the module cannot take is one line too (it was some 60 lines of torch).
+    assert main(["custom", "mynets:Small", "--input-shape", "3,12,12", "--out", "out5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the module cannot take inputs of shape (2, 3, 12, 12) "
+                                               "(RuntimeError: "), err
+    assert err[0].endswith("; check --input-shape (C,H,W of one input)")
+    assert not (tmp_path / "out4").exists() and not (tmp_path / "out5").exists()
 
     # Mistakes in the user's own module are one line each, never a traceback.
     (tmp_path / "broken.py").write_text("def oops(:\n")

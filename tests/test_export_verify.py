@@ -113,3 +113,21 @@ def test_unreadable_files_are_one_line_errors(tmp_path, capsys, content, message
     assert main(["verify", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and str(path) in err[0]
+
+
+def test_a_folder_is_every_onnx_file_in_it(tmp_path, capsys):
+    """`verify DIR` verifies every .onnx below it (here a Triton-style <name>/1/model.onnx and
+    a flat file), and a folder without any says it is a folder (it said "no such ONNX file")."""
+    first = write_model_zoo_layout(tmp_path / "models" / "cnn" / "1", small_cnn())
+    onnx.save(small_cnn("Sigmoid"), tmp_path / "models" / "flat.onnx")
+    assert main(["verify", str(tmp_path / "models")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n  passed\n") == 2 and str(first) in out and str(tmp_path / "models" / "flat.onnx") in out
+    assert out.strip().splitlines()[-1] == "all 2 files passed verification"
+    (tmp_path / "empty").mkdir()
+    assert main(["verify", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'empty'} is a folder with no .onnx file in it; name ONNX files, or a "
+                   "folder holding them"]
+    with pytest.raises(ValueError, match="is a folder, not an ONNX file"):
+        verify(tmp_path / "models")

@@ -191,6 +191,15 @@ def test_interrupted_export_leaves_only_whole_files(tmp_path, data_dir):
     (["train", "lenet5", "--dataset", "kmnist"], "error: unknown dataset 'kmnist'; valid datasets: fashion-mnist, mnist"),
     (["evaluate", "resnet"], "error: unknown model 'resnet'"),
     (["viz", "lenet5", "--index", "1", "--dataset", "emnist"], "error: unknown dataset 'emnist'"),
+    # sizes refused in our words before torch loads and the data is read (issue 21, item 12)
+    (["train", "lenet5", "--batch-size", "0"], "error: --batch-size 0: expected a whole number of at least 1"),
+    (["train", "lenet5", "--batch-size", "-8"], "error: --batch-size -8: expected a whole number of at least 1"),
+    (["train", "lenet5", "--epochs", "0"], "error: --epochs 0: expected a whole number of at least 1"),
+    (["train", "lenet5", "--train-limit", "0"], "error: --train-limit 0: expected a whole number of at least 1"),
+    (["train", "lenet5", "--threads", "-1"], "error: --threads -1: expected a whole number of at least 1"),
+    (["train", "lenet5", "--lr", "0"], "error: --lr 0.0: expected a learning rate above 0"),
+    (["viz", "lenet5", "--index", "-1"], "error: --index -1: expected a test-set index of at least 0"),
+    (["viz", "lenet5", "--index", "1", "--name", "mine"], "error: --name goes with --weights"),
 ])
 def test_zoo_refuses_a_typo_before_importing_torch(argv, message):
     from tests.blocked_imports import run_module
@@ -216,7 +225,7 @@ def test_zoo_help_lists_every_command_without_torch():
     result = run_module("zoo", ["--help"], blocked=("torch",))
     assert result.returncode == 0, result.stderr
     usage = result.stdout.splitlines()[0]
-    assert usage == "usage: python -m zoo [-h] {list,summary,train,evaluate,viz} ..."
+    assert usage == "usage: python -m zoo [-h] [--version] {list,summary,train,evaluate,viz} ..."
     assert result.stdout.split("\n\n")[1].startswith("python -m zoo {list,summary,train,evaluate,viz}")
 
 
@@ -230,3 +239,54 @@ def test_evaluate_without_data_or_network_says_what_to_do(tmp_path):
                      env_extra={"ZOO_DATA_MIRRORS": dead})
     assert_one_line_error(result, "could not download t10k-images-idx3-ubyte.gz", "--data-dir", "ZOO_DATA_DIR",
                           "ZOO_DATA_MIRRORS")
+
+
+@pytest.mark.parametrize("flag,message", [
+    (["--http-port", "70000"], "--http-port 70000: expected a port from 0 (any free one) to 65535"),
+    (["--port", "70000"], "--grpc-port 70000: expected a port from 0 (any free one) to 65535"),
+    (["--grpc-port", "-1"], "--grpc-port -1: expected a port from 0 (any free one) to 65535"),
+    (["--metrics-port", "65536"], "--metrics-port 65536: expected a port from 0"),
+    (["--grace", "-1"], "--grace -1: expected 0 or more seconds"),
+    (["--ort-threads", "-2"], "--ort-threads -2: expected 0"),
+])
+def test_serve_refuses_out_of_range_settings_before_loading(tmp_path, flag, message):
+    """Checked before any model loads: the models directory here does not even exist."""
+    result = run_cli("serve", "--models", str(tmp_path / "none"), *flag)
+    assert_one_line_error(result, message)
+
+
+def test_serve_refuses_a_busy_metrics_port_naming_it(models_dir):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--models", str(models_dir), "--port", "0", "--metrics-port", str(port))
+    assert_one_line_error(result, f"cannot bind the metrics endpoint 127.0.0.1:{port} (--metrics-port)", code=1)
+
+
+def test_serve_version():
+    from serve import __version__
+
+    result = run_cli("serve", "--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"python -m serve {__version__}"
+
+
+def test_tests_without_the_data_stop_with_one_message(tmp_path):
+    """Offline, with no ZOO_DATA_DIR and an empty cache: one message up front saying what to
+    set, instead of every test that needs the data failing with its own traceback."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/"
+    env = {k: v for k, v in os.environ.items() if k != "ZOO_DATA_DIR"}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), ZOO_DATA_MIRRORS=dead)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_data.py",
+                             "tests/test_idx.py"], capture_output=True, text=True, timeout=300, env=env,
+                            cwd=WEIGHTS_DIR.parent.parent)
+    assert result.returncode == 4, result.stdout + result.stderr
+    out = result.stdout + result.stderr
+    assert out.count("the tests need MNIST and Fashion-MNIST: could not download") == 1, out
+    assert "ZOO_DATA_DIR" in out and "Traceback" not in out and " passed" not in out and " failed" not in out

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCK = re.compile(r"<!-- runnable -->\n```console\n(.*?)```", re.S)
 
@@ -51,6 +53,7 @@ def test_readme_has_runnable_blocks():
     assert any(c.startswith("python -m serve.client") for c in commands)
 
 
+@pytest.mark.needs_data
 def test_readme_commands_print_what_the_readme_says(tmp_path):
     steps = [step for block in parse_blocks(README.read_text()) for step in block]
     marker = "@@README-STEP@@"
@@ -112,3 +115,22 @@ def test_using_a_model_without_this_package(models_dir, tmp_path):
     result = run_python(snippet, ("onnx", "torch", "zoo", "export", "serve"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "7\n"
+
+
+def test_the_shipped_weights_section_states_the_records():
+    """The floors the README states are the records' (zoo/records.py), and the accuracy
+    table the shipped cards' figures."""
+    from zoo.records import RECORDS
+    from zoo.weights import read_card
+
+    section = README.read_text().split("## Shipped weights", 1)[1].split("\n## ", 1)[0]
+    sentence = re.search(r"these floors: (.*?)\.\s", " ".join(section.split()) + " ").group(1)
+    floors = {model: (float(mnist), float(fashion))
+              for model, mnist, fashion in re.findall(r"([\w-]+) ([\d.]+) / ([\d.]+)", sentence)}
+    assert floors == {model: (100 * RECORDS[(model, "mnist")].floor, 100 * RECORDS[(model, "fashion-mnist")].floor)
+                      for model, _ in RECORDS}
+    table = {model: (float(mnist), float(fashion))
+             for model, mnist, fashion in re.findall(r"\| `([\w-]+)` \| ([\d.]+) % \| ([\d.]+) % \|", section)}
+    assert table == {model: (round(100 * read_card(model, "mnist")["test_accuracy"], 2),
+                             round(100 * read_card(model, "fashion-mnist")["test_accuracy"], 2))
+                     for model, _ in RECORDS}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import numpy as np
+import onnxruntime as ort
 import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
@@ -50,6 +51,9 @@ PREDICT_CASES = [
      INVALID, "1568 non-finite values"),
     ("undecodable image", pb.PredictRequest(model="lenet5-mnist", images=pb.EncodedImages(images=[b"\x89PNG not really"])),
      INVALID, "images.images[0]: cannot decode 15 bytes as an image"),
+    ("not an image at all", pb.PredictRequest(model="lenet5-mnist", images=pb.EncodedImages(images=[b"hello"])),
+     INVALID, "images.images[0]: cannot decode 5 bytes as an image (no PNG or JPEG signature; the first bytes are "
+              "68 65 6c 6c 6f); expected a PNG or JPEG file"),  # not Pillow's "<_io.BytesIO object at 0x...>"
     ("no images", pb.PredictRequest(model="lenet5-mnist", images=pb.EncodedImages(images=[])),
      INVALID, "images.images: empty batch"),
     ("negative top_k", pb.PredictRequest(model="lenet5-mnist", top_k=-1, tensor=tensor([2, 1, 28, 28], GOOD.tobytes())),
@@ -92,7 +96,8 @@ INFER_CASES = [
      "inputs[0].contents and raw_input_contents are both set"),
     ("typed count", infer_request(raw=None, typed=[0.0] * 7), INVALID,
      "inputs[0].contents.fp32_contents: 7 values do not match shape [2, 1, 28, 28], which needs 1568"),
-    ("NaN typed", infer_request(raw=None, typed=[float("nan")] * 1568), INVALID, "1568 non-finite values"),
+    ("output twice", infer_request(outputs=["logits", "logits"]), INVALID,
+     "outputs[1].name: output 'logits' is asked for twice"),
     ("output name", infer_request(outputs=["probs"]), INVALID, "outputs[0].name: 'probs' is not an output"),
     ("empty batch", infer_request(shape=(0, 1, 28, 28), raw=b""), INVALID, "empty batch"),
     ("too large", infer_request(shape=(100000, 1, 28, 28), raw=b""), grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -132,3 +137,19 @@ def test_server_still_healthy_and_correct_after_bad_input(server, mnist_batch):
                                 timeout=TIMEOUT)
     top1 = np.array([p.top_k[0].index for p in response.predictions])
     assert (top1 == labels).mean() >= 0.98
+
+
+def test_model_infer_passes_nan_and_inf_to_the_model(server):
+    """As Triton does (perf_analyzer's default random inputs hold such bit patterns): the
+    model computes what it computes from them. Predict still refuses them (above)."""
+    x = GOOD.copy()
+    x[0, 0, 0, :3] = [np.nan, np.inf, -np.inf]
+    with grpc.insecure_channel(f"127.0.0.1:{server[1]}") as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        for request in (infer_request(raw=x.tobytes()), infer_request(raw=None, typed=x.ravel().tolist())):
+            response = stub.ModelInfer(request, timeout=TIMEOUT)
+            logits = np.frombuffer(response.raw_output_contents[0], np.float32).reshape(2, 10)
+            expected = ort.InferenceSession(str(server[0].plane.registry.models["lenet5-mnist"].path),
+                                            providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+            np.testing.assert_array_equal(np.isnan(logits), np.isnan(expected))
+            np.testing.assert_allclose(logits[~np.isnan(logits)], expected[~np.isnan(expected)], rtol=0, atol=1e-5)

@@ -1,6 +1,7 @@
-"""10,000 seeded hostile requests across every RPC of both gRPC APIs, typed mutations and
-raw bytes through a generic channel call: never UNKNOWN, INTERNAL or a deadline, no
-traceback in the server's log, and the server healthy and exact afterwards."""
+"""10,000 seeded hostile requests across every RPC of every service the server registers
+(both APIs, and grpcio's health and reflection v1alpha and v1), typed mutations and raw
+bytes through a generic channel call: never UNKNOWN, INTERNAL or a deadline, no traceback
+in the server's log, and the server healthy and exact afterwards."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 from PIL import Image
 from tritonclient.grpc import service_pb2 as kpb
 
@@ -32,7 +34,13 @@ PREDICTOR = "/zoo.v1.Predictor/"
 KSERVE = "/inference.GRPCInferenceService/"
 METHODS = [PREDICTOR + m for m in ("Predict", "ListModels", "GetModel")] + [
     KSERVE + m for m in ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer",
-                         "ModelConfig", "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad", "LogSettings")]
+                         "ModelConfig", "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad", "LogSettings")] + [
+    "/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"]
+STREAMING = {"Watch": (False, True), "ServerReflectionInfo": (True, True)}  # (client, server) streaming
+SYMBOLS = ["zoo.v1.Predictor", "inference.GRPCInferenceService", "grpc.health.v1.Health", "zoo.v1.Tensor",
+           "nope.Nothing", "", "x" * 300, "inference.ModelInferRequest.inputs"]
 # The served models' inputs: name -> [(input, datatype, shape with -1 for the batch)]
 SIGNATURES = {"lenet5-mnist": [("input", "FP32", [-1, 1, 28, 28])], "fixed1": [("x", "FP32", [1, 1, 8, 8])],
               "pair": [("a", "FP32", [-1, 3]), ("b", "FP32", [-1, 3]), ("n", "INT64", [-1])]}
@@ -185,6 +193,19 @@ class Cases:
             return request.SerializeToString()
         if name == "RepositoryIndex":
             return kpb.RepositoryIndexRequest(ready=self.r.random() < 0.5).SerializeToString()
+        if name in ("Check", "Watch"):
+            service = self.r.choice(["", "zoo.v1.Predictor", "inference.GRPCInferenceService", self.model()])
+            return health_pb2.HealthCheckRequest(service=service).SerializeToString()
+        if name == "ServerReflectionInfo":
+            field = self.r.choice(["list_services", "file_containing_symbol", "file_by_filename",
+                                   "all_extension_numbers_of_type", None])
+            request = reflection_pb2.ServerReflectionRequest(host=self.r.choice(["", "localhost"]))
+            if field == "file_by_filename":
+                request.file_by_filename = self.r.choice(["serve/gen/predictor.proto", "grpc_service.proto",
+                                                          "nope.proto", ""])
+            elif field:
+                setattr(request, field, self.r.choice(SYMBOLS))
+            return request.SerializeToString()
         return b""
 
     def raw(self, method: str) -> bytes:
@@ -225,14 +246,27 @@ def test_ten_thousand_hostile_requests(fuzz_models, mnist_batch):
     start = time.monotonic()
     try:
         with grpc.insecure_channel(server.address) as channel:
-            calls = {m: channel.unary_unary(m) for m in METHODS}  # bytes in, bytes out: no client-side checks
+            kinds = {(False, False): channel.unary_unary, (False, True): channel.unary_stream,
+                     (True, True): channel.stream_stream}
+            calls = {m: kinds[STREAMING.get(m.rsplit("/", 1)[1], (False, False))](m)
+                     for m in METHODS}  # bytes in, bytes out: no client-side checks
 
             def send(case):
                 method, body = case
+                kind = STREAMING.get(method.rsplit("/", 1)[1])
                 try:
-                    calls[method](body, timeout=10)
+                    if kind is None:
+                        calls[method](body, timeout=10)
+                    elif kind == (False, True):  # Watch: its first status, then hang up (it streams for ever)
+                        answers = calls[method](body, timeout=10)
+                        next(answers)
+                        answers.cancel()
+                    else:  # reflection: the case's message, once or (by its length) twice, all answers read
+                        list(calls[method](iter([body] * (1 + len(body) % 2)), timeout=10))
                     return method, grpc.StatusCode.OK, ""
                 except grpc.RpcError as e:
+                    if e.code() == grpc.StatusCode.CANCELLED and kind == (False, True):
+                        return method, grpc.StatusCode.OK, ""  # our own hang-up after the first status
                     return method, e.code(), e.details() or ""
 
             with futures.ThreadPoolExecutor(4) as pool:

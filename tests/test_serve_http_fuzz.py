@@ -22,7 +22,8 @@ REQUESTS = 300
 MAX_BODY = 256 * 1024
 INFER = "/v2/models/lenet5-mnist/infer"
 PATHS = [INFER, "/v2/models/lenet5-mnist/predict", "/v2/models/lenet5-mnist/features", "/v2/repository/index",
-         "/v2/models/lenet5-mnist/versions/1/infer", "/v2/models/x%00y/infer", "/v2/models/" + "a" * 300 + "/infer"]
+         "/v2/models/lenet5-mnist/versions/1/infer", "/v2/models/x%00y/infer", "/v2/models/" + "a" * 300 + "/infer",
+         "/v2/models/lenet5-mnist/explain?layer=conv1&channel=0&y=0&x=0", "/v2/models/lenet5-mnist/architecture"]
 
 
 @pytest.fixture(scope="module")

@@ -110,13 +110,14 @@ def test_classification_extension(client, mnist_batch):
     assert int(index) == labels[0] and label == str(labels[0]) and float(value) > 0
 
 
-def test_requested_outputs_keep_their_order(client, mnist_batch):
+def test_an_output_requested_twice_is_refused(client, mnist_batch):
+    """As a duplicated input is, and as Triton does: once classified and once not is still twice."""
     _, x, _ = mnist_batch
     outputs = [triton.InferRequestedOutput("logits", class_count=2), triton.InferRequestedOutput("logits")]
-    response = client.infer("lenet5-mnist", [infer_input(x[:2])], outputs=outputs,
-                            client_timeout=TIMEOUT).get_response()
-    assert [o.datatype for o in response.outputs] == ["BYTES", "FP32"]
-    assert [list(o.shape) for o in response.outputs] == [[2, 2], [2, 10]]
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("lenet5-mnist", [infer_input(x[:2])], outputs=outputs, client_timeout=TIMEOUT)
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "outputs[1].name: output 'logits' is asked for twice" in info.value.message()
 
 
 def test_statistics_and_repository_index(client, mnist_batch):
@@ -138,3 +139,39 @@ def test_unknown_model_is_not_found(client, mnist_batch):
         client.infer("lenet9", [infer_input(x[:1])], client_timeout=TIMEOUT)
     assert info.value.status() == "StatusCode.NOT_FOUND"
     assert "available: lenet5-fashion-mnist, lenet5-mnist" in info.value.message()
+
+
+def test_statistics_have_tritons_meaning(server, mnist_batch):
+    """Triton's InferStatistics: every successful request counted once in success, queue,
+    compute_input, compute_infer and compute_output (perf_analyzer requires the compute
+    counts equal), their times adding up to the request's; batch stats per run size;
+    cache_hit and cache_miss present at 0 (no response cache)."""
+    from serve.gen import grpc_service_pb2 as kpb
+
+    _, x, _ = mnist_batch
+    with grpc.insecure_channel(f"127.0.0.1:{server[1]}") as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+        def stats() -> kpb.ModelStatistics:
+            return stub.ModelStatistics(kpb.ModelStatisticsRequest(name="lenet5-mnist", version="1"),
+                                        timeout=TIMEOUT).model_stats[0]
+
+        before = stats()
+        request = kpb.ModelInferRequest(model_name="lenet5-mnist")
+        request.inputs.add(name="input", datatype="FP32", shape=x[:5].shape)
+        request.raw_input_contents.append(x[:5].tobytes())
+        for _ in range(3):
+            stub.ModelInfer(request, timeout=TIMEOUT)
+        after = stats()
+    s, b = after.inference_stats, before.inference_stats
+    assert after.inference_count - before.inference_count == 15  # images
+    for key in ("success", "queue", "compute_input", "compute_infer", "compute_output"):
+        assert getattr(s, key).count - getattr(b, key).count == 3, key
+    assert s.cache_hit.count == s.cache_miss.count == 0 and s.fail.count == b.fail.count
+    assert s.compute_infer.ns > b.compute_infer.ns and s.compute_input.ns > b.compute_input.ns
+    parts = sum(getattr(s, k).ns - getattr(b, k).ns for k in ("queue", "compute_input", "compute_infer",
+                                                               "compute_output"))
+    assert parts <= s.success.ns - b.success.ns  # the stages lie within the request's time
+    sizes = {batch.batch_size: batch for batch in after.batch_stats}
+    assert 5 in sizes and sizes[5].compute_infer.count == sizes[5].compute_input.count == sizes[5].compute_output.count
+    assert after.last_inference > 0

@@ -10,15 +10,17 @@ import threading
 import time
 
 import grpc
+import onnxruntime as ort
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from serve.core import Limits
-from serve.core.device import DeviceError, make_session
+from serve.core.device import PROVIDERS, DeviceError, Provider, make_session
 from serve.gen import predictor_pb2 as pb
 from serve.core.registry import ModelLoadError
 from serve.server import create_server
 from bench.server_process import start_server
+from tests.blocked_imports import ROOT, run_python
 from tests.serving import TIMEOUT, predictor_stub, running_server, serve_config, slow_down
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -95,7 +97,7 @@ def test_deadline_frees_the_work_and_server_stays_healthy(models_dir, mnist_batc
                 stub.Predict(request, timeout=0.8)
             assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             time.sleep(1.0)
-            stats = server.plane.engine.stats["lenet5-mnist", "1"]
+            stats = server.plane.registry.models["lenet5-mnist"].stats
             assert stats.execution_count <= 3  # the rest of the request never ran
             assert time.monotonic() - start < 5
         assert health_status(port) == SERVING
@@ -214,11 +216,33 @@ def test_serve_imports_no_torch():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env={**os.environ})
 
 
-def test_serving_core_imports_no_front_end():
-    code = ("import sys, serve.core, serve.core.decode; "
-            "bad = [m for m in sys.modules if m == 'grpc' or m.startswith(('grpc.', 'serve.grpc', 'serve.http'))]; "
-            "assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env={**os.environ})
+def test_serving_core_runs_a_data_plane_call_without_grpc(models_dir):
+    """serve.core with grpc, aiohttp and tritonclient unimportable (as if not installed): it
+    loads a model, answers ModelInfer, Predict, ModelConfig and the statistics, and no module
+    of a front end was loaded."""
+    code = f"""
+import numpy as np
+from pathlib import Path
+from serve.core import DataPlane, Limits
+from serve.core.metrics import Metrics
+from serve.core.records import InferRequest, InputTensor, PredictRequest
+from serve.core.registry import ModelRegistry
+plane = DataPlane(ModelRegistry.load_dir(Path({str(models_dir)!r}), "cpu"), Limits(), Metrics())
+x = np.zeros((2, 1, 28, 28), np.float32)
+answer = plane.infer(InferRequest("lenet5-mnist", inputs=[InputTensor("input", "FP32", x.shape, "inputs[0]",
+                                                                      data=x.tobytes())]))
+assert answer.outputs[0].shape == (2, 10), answer
+png = Path({str(ROOT / "serve" / "examples" / "digit-7-0.png")!r}).read_bytes()
+assert plane.predict(PredictRequest("lenet5-mnist", images=[png])).predictions[0].ranked.top_k[0].label == "7"
+assert plane.model_config("lenet5-mnist").max_batch_size == Limits().max_batch
+assert plane.statistics("lenet5-mnist")[0].inference_stats["success"].count == 2
+plane.close()
+loaded = [m for m in sys.modules if m.startswith(("grpc", "aiohttp", "tritonclient", "serve.grpc", "serve.http"))]
+assert not loaded, loaded
+print("ok")
+"""
+    result = run_python(code, ("grpc", "aiohttp", "tritonclient", "torch", "onnx"))
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
 def test_client_cli_prints_labels_and_scores(models_dir, capsys):
@@ -253,3 +277,35 @@ def test_client_wait_before_or_after_the_subcommand(where):
     result = subprocess.run([sys.executable, "-m", "serve.client", *argv], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: no server answered at {address} within 0.3 s"
+
+
+ACCELERATORS = [p for p in PROVIDERS.values() if p.accelerator]
+
+
+@pytest.mark.parametrize("provider", ACCELERATORS, ids=[p.device for p in ACCELERATORS])
+def test_every_accelerator_row_fails_closed_or_really_loads(models_dir, provider):
+    """Each accelerator of the table, as this onnxruntime has it: asked for by name, either
+    a session that really runs on it, or a DeviceError saying how to get it; auto, either
+    way, a session on a provider that really loaded."""
+    data = (models_dir / "lenet5-mnist.onnx").read_bytes()
+    if provider.name in ort.get_available_providers():
+        assert make_session(data, provider.device).get_providers()[0] == provider.name
+    else:
+        with pytest.raises(DeviceError, match=f"--device {provider.device}: .* has no "
+                                              f"{provider.device.upper()} execution provider; {provider.install}"):
+            make_session(data, provider.device)
+    assert make_session(data, "auto").get_providers()[0] in ort.get_available_providers()
+
+
+def test_a_new_provider_is_one_row(models_dir, monkeypatch, caplog):
+    """A provider this onnxruntime lacks (OpenVINO's, here), added as one row: refused by
+    name with its install hint, skipped by auto (said in the log), the CPU used."""
+    row = Provider("openvino", "OpenVINOExecutionProvider", "KIND_CPU", "pip install onnxruntime-openvino")
+    monkeypatch.setitem(PROVIDERS, row.device, row)
+    data = (models_dir / "lenet5-mnist.onnx").read_bytes()
+    with pytest.raises(DeviceError, match="--device openvino: .*has no OPENVINO execution provider; "
+                                          "pip install onnxruntime-openvino, or use --device cpu"):
+        make_session(data, "openvino")
+    with caplog.at_level("WARNING", logger="serve"):
+        assert make_session(data, "auto").get_providers()[0] == "CPUExecutionProvider"
+    assert "OPENVINO is not usable here" in caplog.text

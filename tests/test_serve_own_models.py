@@ -234,6 +234,11 @@ def test_two_inputs_through_kserve_and_predict_refused(server, client):
     with pytest.raises(InferenceServerException) as info:
         client.infer("pair", [infer_input("a", a), infer_input("b", b)], client_timeout=TIMEOUT)
     assert "inputs: 2 tensors given; pair takes 3 ('a', 'b', 'n')" in info.value.message()
+    outputs = [triton.InferRequestedOutput("count"), triton.InferRequestedOutput("sum", class_count=2)]
+    response = client.infer("pair", [infer_input("a", a), infer_input("b", b), infer_input("n", n, "INT64")],
+                            outputs=outputs, client_timeout=TIMEOUT).get_response()
+    assert [(o.name, o.datatype, list(o.shape)) for o in response.outputs] == [  # in the order asked for
+        ("count", "INT64", [2]), ("sum", "BYTES", [2, 2])]
     with predictor_stub(server[1]) as stub:
         with pytest.raises(grpc.RpcError) as rpc:
             stub.Predict(pb.PredictRequest(model="pair", images=pb.EncodedImages(images=[b"x"])), timeout=TIMEOUT)

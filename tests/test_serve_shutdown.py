@@ -201,3 +201,55 @@ def test_images_are_bounded_in_bytes_from_their_headers(models_dir):
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "(4096x4096 RGBA) takes 80.0 MiB, over this server's limit of 64 MiB per request" in info.value.details()
     assert len(response.predictions) == 8 and server.plane.decode_budget.used == 0
+
+
+def test_sigterm_after_a_malformed_reflection_stream_exits_promptly(models_dir):
+    """The reproducer of a hang seen with grpcio's own reflection servicer: one malformed
+    message on the reflection stream, then SIGTERM. The server answers the stream
+    INVALID_ARGUMENT and exits 0 within --grace."""
+    server = start_server(models_dir, "--grace", "2")
+    with grpc.insecure_channel(server.address) as channel:
+        stream = channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
+        with pytest.raises(grpc.RpcError) as info:
+            list(stream(iter([b"\xff\xff\xff\xff"]), timeout=5))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    start = time.monotonic()
+    assert server.stop(timeout=30) == 0
+    print(f"exited {time.monotonic() - start:.2f} s after SIGTERM")
+    assert "Traceback" not in server.output and "cut short" not in server.output
+
+
+def test_sigterm_exits_within_grace_even_with_a_run_that_will_not_end(tmp_path):
+    """A request whose onnxruntime run outlasts --grace (a model that takes many seconds):
+    the process still exits 0 within --grace plus the margin, saying what it cut short."""
+    from tests.own_models import slow_model
+
+    slow_model(tmp_path / "slow.onnx")
+    server = start_server(tmp_path, "--grace", "1", "--ort-threads", "1")
+    outcome = {}
+
+    def call():
+        client = triton.InferenceServerClient(server.address)
+        tensor = triton.InferInput("x", [1, 1, 1, 1], "FP32")
+        tensor.set_data_from_numpy(np.ones((1, 1, 1, 1), np.float32))
+        try:
+            client.infer("slow", [tensor], client_timeout=60)
+            outcome["code"] = "OK"
+        except Exception as e:  # tritonclient's InferenceServerException
+            outcome["code"] = getattr(e, "status", lambda: type(e).__name__)()
+        finally:
+            client.close()
+
+    client = threading.Thread(target=call)
+    client.start()
+    time.sleep(1.5)  # the run is under way (it takes many seconds)
+    start = time.monotonic()
+    code = server.stop(timeout=60)
+    took = time.monotonic() - start
+    client.join(60)
+    print(f"exited {took:.2f} s after SIGTERM; the client saw {outcome}")
+    assert code == 0, server.output
+    assert took < 10, server.output  # --grace 1 + the margin, with room for a loaded machine: never the run's end
+    assert "stopped after --grace 1 s: 1 inference request cut short" in server.output, server.output
+    assert "Traceback" not in server.output
+    assert outcome["code"] != "OK"

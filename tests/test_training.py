@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -12,7 +14,8 @@ import torch
 
 from zoo.__main__ import main
 from zoo.atomic import atomic_open
-from zoo.recipes import RECIPES, TrainConfig, recipe_for
+from zoo.recipes import TrainConfig
+from zoo.records import RECORDS, recipe_for
 from zoo.training import augment, train, write_outputs
 from zoo.weights import load_pretrained, sha256sum
 
@@ -107,7 +110,7 @@ def test_augment_flip_mirrors_columns():
 
 
 def test_every_shipped_pair_has_a_recipe():
-    assert {(m, d) for m, d in RECIPES} == {
+    assert {(m, d) for m, d in RECORDS} == {
         (m, d) for m in ["lenet5", "lenet5-classic", "twoblock-cnn", "resnet-mini"]
         for d in ["mnist", "fashion-mnist"]}
 
@@ -150,3 +153,38 @@ def test_one_epoch_curve_is_readable(tiny_run):
     assert 0 <= low <= accuracy - 1 and accuracy + 1 <= high <= 100 or high == 100
     assert ax_loss.get_ylim()[0] == 0
     pyplot().close(fig)
+
+
+def test_a_log_gets_each_epochs_last_line_once(data_dir, tmp_path):
+    """Training with its progress bars written to a file, as a log is: every epoch's final
+    state (with its test accuracy) appears once, not twice."""
+    log = tmp_path / "train.log"
+    with log.open("w") as err:
+        subprocess.run([sys.executable, "-m", "zoo", "train", "lenet5", "--epochs", "2", "--train-limit", "256",
+                        "--batch-size", "64", "--out", str(tmp_path / "run"), "--data-dir", str(data_dir)],
+                       stdout=subprocess.DEVNULL, stderr=err, check=True, timeout=600)
+    lines = [seg for seg in log.read_text().replace("\n", "\r").split("\r") if seg.strip()]
+    finals = [seg for seg in lines if "test_acc=" in seg]
+    assert len(finals) == 2 and len(set(finals)) == 2, lines  # one per epoch
+    assert [seg.split(":")[0] for seg in finals] == ["lenet5 mnist epoch 1/2", "lenet5 mnist epoch 2/2"]
+
+
+def test_training_leaves_one_core_to_the_rest_of_the_machine(data_dir, tmp_path):
+    """The default thread count (issue 21, item 11): on two cores, one thread, so that another
+    busy process does not stall every operation (bench/train_speed.py --threads-study);
+    --threads still sets it."""
+    import os
+
+    from zoo.training import default_threads
+
+    cores = sorted(os.sched_getaffinity(0))
+    assert default_threads() == max(1, len(cores) - 1)
+    if len(cores) < 2:
+        pytest.skip("needs two cores to pin the run to")
+    argv = [sys.executable, "-m", "zoo", "train", "lenet5", "--epochs", "1", "--train-limit", "64",
+            "--no-progress", "--out", str(tmp_path), "--data-dir", str(data_dir)]
+    for extra, said in (([], ", 1 thread"), (["--threads", "2"], ", 2 threads")):
+        result = subprocess.run(argv + extra, capture_output=True, text=True, timeout=600,
+                                preexec_fn=lambda: os.sched_setaffinity(0, cores[:2]))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[0].endswith(said), result.stdout

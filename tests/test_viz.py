@@ -107,15 +107,23 @@ def test_viz_with_weights_trained_by_the_user(tmp_path, data_dir, capsys):
     write_outputs(train("lenet5", "fashion-mnist", cfg, data_dir=data_dir, progress=False),
                   "lenet5", "fashion-mnist", cfg, tmp_path / "runs")
     weights = str(tmp_path / "runs" / "lenet5-fashion-mnist.safetensors")
+    # Named like the shipped weights, its pictures would overwrite theirs (issue 21, item 14):
+    # refused, as the export refuses the same clash, until it is given a name of its own.
     assert main(["viz", "lenet5", "--weights", weights, "--index", "0", "--out", str(tmp_path / "viz"),
-                 "--data-dir", str(data_dir)]) == 0
-    folder = tmp_path / "viz" / "lenet5-fashion-mnist-test0"
+                 "--data-dir", str(data_dir)]) == 2
+    assert ("would draw its pictures under the name 'lenet5-fashion-mnist', the name of the shipped model; "
+            "choose a name with --name") in capsys.readouterr().err
+    assert not (tmp_path / "viz").exists()
+    assert main(["viz", "lenet5", "--weights", weights, "--name", "my-lenet5", "--index", "0",
+                 "--out", str(tmp_path / "viz"), "--data-dir", str(data_dir)]) == 0
+    folder = tmp_path / "viz" / "my-lenet5-test0"
     assert "wrote " + str(folder / "probabilities.png") in capsys.readouterr().out
     with Image.open(folder / "input.png"):
         pass
-    assert main(["viz", "resnet-mini", "--weights", weights, "--index", "0", "--data-dir", str(data_dir)]) == 2
+    assert main(["viz", "resnet-mini", "--weights", weights, "--name", "mine", "--index", "0",
+                 "--data-dir", str(data_dir)]) == 2
     assert "its model card says lenet5, not resnet-mini" in capsys.readouterr().err
-    assert main(["viz", "lenet5", "--weights", weights, "--dataset", "mnist", "--index", "0"]) == 2
+    assert main(["viz", "lenet5", "--weights", weights, "--name", "mine", "--dataset", "mnist", "--index", "0"]) == 2
     assert "trained on fashion-mnist (its model card says), not mnist" in capsys.readouterr().err
 
 
@@ -206,3 +214,85 @@ def test_feature_map_figure_has_one_scale_and_a_colour_bar():
     bars = [ax for ax in fig.axes if not ax.images]
     assert len(bars) == 1 and SIGN_LEGEND in bars[0].get_ylabel()
     pyplot().close(fig)
+
+
+def paper_digit(tmp_path, index: int = 18, size: int = 112):
+    """A shipped test digit drawn black on white, enlarged, in a white margin: a drawing app's."""
+    from pathlib import Path
+
+    from PIL import ImageOps
+
+    examples = Path(__file__).resolve().parent.parent / "serve" / "examples"
+    digit = ImageOps.invert(Image.open(examples / f"digit-3-{index}.png").convert("L")).resize((size, size))
+    path = tmp_path / "paper-3.png"
+    ImageOps.expand(digit, border=size // 4, fill=255).save(path)
+    return path
+
+
+def test_viz_image_is_what_the_server_decodes(tmp_path, models_dir):
+    """`viz --image` prepares an image as the server does (one implementation, zoo.preprocess):
+    the same normalized input to the bit, hence the server's answer (3), where the image as
+    it was given, only resized, is another digit."""
+    import torch
+
+    from serve.core.decode import decode_images
+    from serve.core.limits import DecodeBudget, Limits
+    from serve.core.preprocess import Preparer
+    from serve.core.registry import load_model
+    from zoo.__main__ import build_parser, load_image
+    from zoo.datasets import get_dataset_info
+    from zoo.weights import load_pretrained
+
+    path = paper_digit(tmp_path)
+    served = load_model(models_dir / "lenet5-mnist.onnx", "cpu")
+    preparer = Preparer(served)
+    limits = Limits()
+    server_x = decode_images([path.read_bytes()], served, "images", limits, DecodeBudget(limits.max_decode_bytes),
+                             prepare=preparer)
+    picture = load_image(build_parser().parse_args(["viz", "lenet5", "--image", str(path)]), "mnist", prepared=True)
+    viz_x = get_dataset_info("mnist").normalization.apply(picture.pixels[None, None])
+    assert viz_x.shape == server_x.shape == (1, 1, 28, 28) and viz_x.dtype == server_x.dtype == np.float32
+    np.testing.assert_array_equal(viz_x, server_x)
+    assert (preparer.inverted, preparer.framed) == ([True], [True])
+    assert picture.steps == ("inverted: its background is light, MNIST's is dark",
+                             "cropped and centred by mass in 20 x 20, as MNIST")
+    net, _ = load_pretrained("lenet5", "mnist")
+    kept = load_image(build_parser().parse_args(["viz", "lenet5", "--image", str(path), "--keep-polarity",
+                                                 "--keep-framing"]), "mnist", prepared=True)
+    assert kept.steps == ("resized from 168x168 to 28x28",)
+    with torch.no_grad():
+        answers = [int(net(torch.from_numpy(x)).argmax()) for x in
+                   (viz_x, get_dataset_info("mnist").normalization.apply(kept.pixels[None, None]))]
+    assert answers[0] == 3 and answers[1] != 3
+
+
+def test_viz_marks_the_true_class_and_says_what_was_done(tmp_path, data_dir, monkeypatch):
+    """The probabilities outline the true class of a test image (green, "true"); the input of
+    an image file is drawn as given and as the model sees it, with what was done written on it."""
+    from zoo import viz
+
+    titles = {}
+    real_save = viz.save_figure
+
+    def keep_titles(fig, path, dpi=100):
+        titles[path.name] = [ax.get_title() for ax in fig.axes] + [fig._suptitle.get_text() if fig._suptitle else ""]
+        texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+        titles[path.name + ":texts"] = texts
+        return real_save(fig, path, dpi)
+
+    monkeypatch.setattr(viz, "save_figure", keep_titles)
+    assert main(["viz", "lenet5", "--index", "449", "--out", str(tmp_path), "--data-dir", str(data_dir)]) == 0
+    assert titles["probabilities.png"][0].startswith("lenet5 (mnist): predicted 5 (")
+    assert "; true class 3 (" in titles["probabilities.png"][0]
+    assert titles["probabilities.png:texts"] == ["true"]
+    assert titles["input.png"][0] == "input 28x28, true class: 3"
+    assert main(["viz", "lenet5", "--image", str(paper_digit(tmp_path)), "--out", str(tmp_path)]) == 0
+    assert titles["input.png"][:2] == ["as given: 168x168", "as the model sees it: 28x28"]
+    assert titles["input.png"][-1] == ("inverted: its background is light, MNIST's is dark\n"
+                                      "cropped and centred by mass in 20 x 20, as MNIST")
+    assert titles["probabilities.png"][0].startswith("lenet5 (mnist): predicted 3 (")
+    assert titles["probabilities.png"][0].endswith("(input inverted: its background is light, MNIST's is dark)\n"
+                                                   "(input cropped and centred by mass in 20 x 20, as MNIST)")
+    assert titles["probabilities.png:texts"] == []
+    for name in ("input.png", "probabilities.png"):
+        assert_picture(tmp_path / "lenet5-mnist-paper-3" / name)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import CliError, exit_process, run_command
+from .cli import CliError, check_at_least, exit_process, run_command, version_text
 from .datasets import list_datasets
 from .recipes import TrainConfig
 from .registry import list_models
@@ -39,25 +39,34 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 def cmd_summary(args: argparse.Namespace) -> None:
     _check_choice("model", args.model, list_models())
+    from .records import INPUT_SHAPE
     from .registry import get_model
     from .summary import format_summary, summarize
 
-    print(format_summary(summarize(get_model(args.model), (1, 28, 28)), title=args.model))
+    print(format_summary(summarize(get_model(args.model), INPUT_SHAPE), title=args.model))
+
+
+def check_train_args(args: argparse.Namespace) -> None:
+    """Every size and rate of `train`, refused in our words before torch loads and the data
+    is read (a batch of 0 was a ZeroDivisionError deep in the loop)."""
+    for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size),
+                        ("--train-limit", args.train_limit), ("--threads", args.threads)):
+        check_at_least(flag, value, 1, "a whole number of at least 1")
+    if args.lr is not None and not args.lr > 0:
+        raise CliError(f"--lr {args.lr}: expected a learning rate above 0")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     _check_choice("model", args.model, list_models())
     _check_choice("dataset", args.dataset, list_datasets())
-    from .recipes import recipe_for
-    from .training import train, write_outputs
+    check_train_args(args)
+    from .records import recipe_for
+    from .training import set_threads, train, write_outputs
 
     cfg = recipe_for(args.model, args.dataset, epochs=args.epochs, batch_size=args.batch_size,
                      lr=args.lr, seed=args.seed, train_limit=args.train_limit)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    print(f"training {args.model} on {args.dataset} with {cfg}", flush=True)
+    threads = set_threads(args.threads)
+    print(f"training {args.model} on {args.dataset} with {cfg}, {threads} thread{'s' * (threads != 1)}", flush=True)
     result = train(args.model, args.dataset, cfg, data_dir=args.data_dir,
                    progress=not args.no_progress)
     card = write_outputs(result, args.model, args.dataset, cfg, Path(args.out))
@@ -66,35 +75,70 @@ def cmd_train(args: argparse.Namespace) -> None:
           f"and its card, metrics and curve")
 
 
+def load_model(args: argparse.Namespace):
+    """(net, card, dataset) for `evaluate` and `viz`: the shipped weights for --dataset
+    (from --weights DIR when it is a folder laid out like zoo/weights), or the --weights
+    FILE that `python -m zoo train` wrote (its card names the model and the dataset)."""
+    from .weights import load_pretrained, load_weights_file
+
+    weights = Path(args.weights) if args.weights else None
+    if weights is None or weights.is_dir():
+        dataset = args.dataset or "mnist"
+        net, card = load_pretrained(args.model, dataset, directory=weights)
+        return net, card, dataset
+    net, card = load_weights_file(weights)
+    if card["model"] != args.model:
+        raise CliError(f"{args.weights}: its model card says {card['model']}, not {args.model}")
+    if args.dataset not in (None, card["dataset"]):
+        raise CliError(f"{args.weights}: trained on {card['dataset']} (its model card says), not {args.dataset}")
+    return net, card, card["dataset"]
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     _check_choice("model", args.model, list_models())
-    _check_choice("dataset", args.dataset, list_datasets())
+    if args.dataset is not None:
+        _check_choice("dataset", args.dataset, list_datasets())
     from .data import load
     from .evaluation import evaluate, format_report
-    from .weights import load_pretrained
 
-    net, card = load_pretrained(args.model, args.dataset, directory=args.weights)
-    report = evaluate(net, load(args.dataset, "test", data_dir=args.data_dir))
-    print(format_report(report, f"{args.model} on {args.dataset}"))
+    net, card, dataset = load_model(args)
+    report = evaluate(net, load(dataset, "test", data_dir=args.data_dir))
+    source = f" ({args.weights})" if args.weights else ""
+    print(format_report(report, f"{args.model} on {dataset}{source}"))
 
 
-def load_image(args: argparse.Namespace, dataset: str) -> tuple[np.ndarray, str | None]:
-    """(28, 28) uint8 pixels from --image PATH or test-set --index I, and the true label."""
+def load_image(args: argparse.Namespace, dataset: str, prepared: bool):
+    """A viz.VizInput: the --image PATH or test-set --index I, at the dataset's image size; an image file
+    `prepared` as the server prepares it for a model trained on `dataset` (zoo.preprocess:
+    inverted when its background is light, framed when a digit is not yet at the size)."""
+    from .datasets import get_dataset_info
+    from .viz import VizInput
+
+    size = get_dataset_info(dataset).image_shape[1:]
     if args.image:
         from PIL import Image, UnidentifiedImageError
 
+        from .preprocess import Preprocessing, fit, prepare
+
         try:
             with Image.open(args.image) as image:
-                gray = image.convert("L").resize((28, 28), Image.Resampling.BILINEAR)
+                gray = image.convert("L")
         except (OSError, UnidentifiedImageError) as e:
             raise CliError(f"{args.image}: cannot read as an image ({e})") from None
-        return np.asarray(gray, dtype=np.uint8), None
+        options = Preprocessing(auto_invert=not args.keep_polarity, frame=not args.keep_framing)
+        done = prepare(gray, dataset, size, options) if prepared else None
+        image = done.image if done else gray
+        steps = done.steps(dataset) if done else []
+        if image.size != (size[1], size[0]):
+            steps.append(f"resized from {image.width}x{image.height} to {size[1]}x{size[0]}")
+        return VizInput(np.asarray(fit(image, size), dtype=np.uint8), None, np.asarray(gray, dtype=np.uint8),
+                        tuple(steps))
     from .data import load
 
     split = load(dataset, "test", data_dir=args.data_dir)
     if not 0 <= args.index < len(split.images):
         raise CliError(f"--index {args.index} is out of range 0..{len(split.images) - 1}")
-    return split.images[args.index], split.info.classes[split.labels[args.index]]
+    return VizInput(split.images[args.index], split.info.classes[split.labels[args.index]])
 
 
 def cmd_viz(args: argparse.Namespace) -> None:
@@ -103,22 +147,29 @@ def cmd_viz(args: argparse.Namespace) -> None:
         _check_choice("dataset", args.dataset, list_datasets())
     if (args.image is None) == (args.index is None):
         raise CliError("give exactly one of --image PATH or --index I")
+    check_at_least("--index", args.index, 0, "a test-set index of at least 0")
     if args.weights and args.model == "edges":
         raise CliError("--weights is for a model; the edge filters are hand-made")
+    if args.name and not args.weights:
+        raise CliError("--name goes with --weights (the shipped weights' pictures keep their names)")
     from . import viz
 
     if args.model == "edges":
-        pixels, label = load_image(args, args.dataset or "mnist")
+        picture = load_image(args, args.dataset or "mnist", prepared=False)
         out = Path(args.out) / f"edges-{image_source(args)}"
-        written = [viz.render_edges(pixels, out)]
+        written = [viz.render_edges(picture.pixels, out)]
     else:
-        from .data import normalize
         from .datasets import get_dataset_info
+        from .weights import check_not_shipped_name, stem
 
-        net, card, name = viz_model(args)
-        pixels, label = load_image(args, card["dataset"])
-        x = normalize(pixels[None], get_dataset_info(card["dataset"]))
-        written = viz.render_model(net, card, pixels, x, Path(args.out) / f"{name}-{image_source(args)}", label)
+        trained = args.weights and not Path(args.weights).is_dir()
+        name = check_not_shipped_name(args.weights, args.name, "would draw its pictures under the name") \
+            if trained else None
+        net, card, dataset = load_model(args)
+        picture = load_image(args, dataset, prepared=True)
+        x = get_dataset_info(dataset).normalization.apply(picture.pixels[None, None])
+        out = Path(args.out) / f"{name or stem(args.model, dataset)}-{image_source(args)}"
+        written = viz.render_model(net, card, picture, x, out)
     for path in written:
         print(f"wrote {path}")
 
@@ -127,25 +178,9 @@ def image_source(args: argparse.Namespace) -> str:
     return Path(args.image).stem if args.image else f"test{args.index}"
 
 
-def viz_model(args: argparse.Namespace):
-    """(net, card, name for the output folder): the shipped weights for --dataset, or the
-    --weights file that `python -m zoo train` wrote (its card names model and dataset)."""
-    from .weights import load_pretrained, load_weights_file
-
-    if not args.weights:
-        dataset = args.dataset or "mnist"
-        net, card = load_pretrained(args.model, dataset)
-        return net, card, f"{args.model}-{dataset}"
-    net, card = load_weights_file(args.weights)
-    if card["model"] != args.model:
-        raise CliError(f"{args.weights}: its model card says {card['model']}, not {args.model}")
-    if args.dataset not in (None, card["dataset"]):
-        raise CliError(f"{args.weights}: trained on {card['dataset']} (its model card says), not {args.dataset}")
-    return net, card, Path(args.weights).stem
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m zoo", description=__doc__)
+    parser.add_argument("--version", action="version", version=version_text("python -m zoo"))
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="list the models and their shipped weights")
@@ -168,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help=f"random seed (default: {defaults.seed})")
     p.add_argument("--train-limit", type=int, help="use only the first N training images "
                    "(default: all 60,000)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's, one per core)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: see zoo/training.py, default_threads)")
     p.add_argument("--out", default="runs", help="output directory (default: runs)")
     p.add_argument("--data-dir", help=data_help)
     p.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
@@ -176,8 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="test accuracy, per-class accuracy, confusion matrix")
     p.add_argument("model", help=f"one of: {', '.join(list_models())}")
-    p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (default: mnist)")
-    p.add_argument("--weights", help="weights directory (default: the shipped zoo/weights)")
+    p.add_argument("--dataset", help="mnist or fashion-mnist (default: mnist, or the --weights card's)")
+    p.add_argument("--weights", help="a .safetensors file written by `python -m zoo train`, its model card "
+                   "beside it, or a directory laid out like zoo/weights (default: the shipped weights)")
     p.add_argument("--data-dir", help=data_help)
     p.set_defaults(func=cmd_evaluate)
 
@@ -186,7 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="mnist or fashion-mnist (default: mnist, or the --weights card's)")
     p.add_argument("--weights", help="a .safetensors file written by `python -m zoo train`, its model "
                    "card beside it (default: the shipped weights)")
-    p.add_argument("--image", help="an image file (PNG or JPEG), made grayscale 28x28 (default: none)")
+    p.add_argument("--name", help="name of the output folder, with --weights (default: the weights file's "
+                   "name, unless that is a shipped model's)")
+    p.add_argument("--image", help="an image file (PNG or JPEG), made grayscale and prepared as the server "
+                   "prepares it: inverted on a light background, digits framed as MNIST's (default: none)")
+    p.add_argument("--keep-polarity", action="store_true",
+                   help="never invert an --image on a light background (default: invert it, and say so)")
+    p.add_argument("--keep-framing", action="store_true",
+                   help="never crop and centre a digit by mass (default: frame images not yet at the model's size)")
     p.add_argument("--index", type=int, help="a test-set image by index (default: none)")
     p.add_argument("--out", default="viz", help="output directory (default: viz)")
     p.add_argument("--data-dir", help=data_help)

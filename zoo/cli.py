@@ -16,6 +16,25 @@ class CliError(Exception):
     """A user's mistake found by the command itself."""
 
 
+def version_text(prog: str) -> str:
+    """What `--version` prints on every command line of ours, as `python -m serve --version`
+    does: the program and the version of the installed cnn-zoo (or that it runs from a
+    checkout that was never installed)."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("cnn-zoo")
+    except metadata.PackageNotFoundError:
+        version = "(not installed: running from a source checkout)"
+    return f"{prog} {version}"
+
+
+def check_at_least(flag: str, value: int | float | None, least: int | float = 1, what: str = "") -> None:
+    """A numeric argument at least `least` (when given), else a CliError in our words."""
+    if value is not None and value < least:
+        raise CliError(f"{flag} {value}: expected {what or f'at least {least}'}")
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that describe bad input and name what was wrong (never a bug of ours).
     Only modules already imported are asked for theirs: an error class of a module never

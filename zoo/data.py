@@ -22,7 +22,7 @@ MIRRORS_ENV = "ZOO_DATA_MIRRORS"
 
 @dataclass(frozen=True)
 class Split:
-    images: np.ndarray  # (N, 28, 28) uint8, raw pixels
+    images: np.ndarray  # (N, H, W) uint8, raw pixels (one channel: info.image_shape is (1, H, W))
     labels: np.ndarray  # (N,) int64
     info: DatasetInfo
 
@@ -48,22 +48,34 @@ def _mirrors(info: DatasetInfo) -> tuple[str, ...]:
     return tuple(mirror_base(m, info.name) for m in override) or info.mirrors
 
 
+def candidates(info: DatasetInfo, name: str, data_dir: Path) -> list[Path]:
+    """Where a dataset file may be, in the order looked at: our layout (<dir>/mnist/), then
+    torchvision's (<dir>/MNIST/raw/, <dir>/FashionMNIST/raw/), each as the published .gz
+    or unpacked (torchvision keeps both)."""
+    folders = (data_dir / info.name, data_dir / info.torchvision_name / "raw")
+    return [folder / n for folder in folders for n in (name, name.removesuffix(".gz"))]
+
+
 def ensure_file(
     info: DatasetInfo, name: str, data_dir: Path, *, download: bool = True, progress: bool = True
 ) -> Path:
-    """Path of one dataset file, downloading it first when it is missing."""
+    """Path of one dataset file, found in either layout, or downloaded into ours first when
+    it is in neither."""
+    found = next((p for p in candidates(info, name, data_dir) if p.is_file()), None)
+    if found is not None:
+        return found
     path = data_dir / info.name / name
-    if path.exists():
-        return path
     if not download:
-        raise FileNotFoundError(f"{path} is missing (and downloading is off)")
+        raise FileNotFoundError(f"{path} is missing, nor is it in torchvision's layout "
+                                f"({data_dir / info.torchvision_name / 'raw'}/), and downloading is off")
     try:
         download_file(name, info.files[name], path.parent, _mirrors(info), progress=progress)
     except DownloadError as e:
         raise DownloadError(
             f"{e}. Without network, put the official .gz files in {path.parent}/, or point "
-            f"--data-dir or {DATA_DIR_ENV} at a directory holding {info.name}/; or name a mirror in "
-            f"{MIRRORS_ENV} (a URL with {info.name}/ below it)") from None
+            f"--data-dir or {DATA_DIR_ENV} at a directory holding {info.name}/ (or torchvision's "
+            f"{info.torchvision_name}/raw/); or name a mirror in {MIRRORS_ENV} (a URL with {info.name}/ below it)"
+        ) from None
     return path
 
 
@@ -85,8 +97,8 @@ def load(
     )
     images = read_idx(image_file, ndim=3)
     labels = read_idx(label_file, ndim=1)
-    if images.shape[1:] != (28, 28):
-        raise IdxFormatError(image_file, f"images are {images.shape[1:]}, expected (28, 28)")
+    if images.shape[1:] != info.image_shape[1:]:
+        raise IdxFormatError(image_file, f"images are {images.shape[1:]}, expected {info.image_shape[1:]}")
     if len(images) != len(labels):
         raise IdxFormatError(
             label_file, f"{len(labels)} labels for {len(images)} images in {image_file.name}"
@@ -105,6 +117,6 @@ def pixel_stats(images: np.ndarray) -> tuple[float, float]:
 
 
 def normalize(images: np.ndarray, info: DatasetInfo) -> np.ndarray:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28), scaled to [0, 1] then standardized."""
-    scaled = images.astype(np.float32)[:, None] / np.float32(255.0)
-    return (scaled - np.float32(info.mean)) / np.float32(info.std)
+    """A dataset's uint8 images (N, H, W) -> its models' float32 input (N, 1, H, W), by the
+    dataset's normalization (zoo.normalization, the one the export and the server use)."""
+    return info.normalization.apply(images[:, None])

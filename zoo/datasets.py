@@ -1,8 +1,17 @@
-"""What we know about each dataset: its files, checksums, mirrors, labels and statistics."""
+"""What we know about each dataset: its files, checksums, mirrors, image shape, labels,
+statistics and what its images look like. Importable without torch (numpy only)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .normalization import DEFAULT_PIXEL_SCALE, Normalization
+
+# (C, H, W) of one image of MNIST and of Fashion-MNIST: one channel of 28 x 28 pixels.
+IDX_IMAGE_SHAPE = (1, 28, 28)
+# MNIST's digits were scaled to fit a 20 x 20 box of that field, keeping their aspect ratio,
+# and placed with their centre of mass at its centre (LeCun et al., the MNIST page).
+MNIST_DIGIT_BOX = 20
 
 
 @dataclass(frozen=True)
@@ -11,12 +20,28 @@ class DatasetInfo:
     files: dict[str, str]  # file name -> MD5 of the official .gz file
     mirrors: tuple[str, ...]  # base URLs, tried in order
     classes: tuple[str, ...]
+    title: str  # its name in prose: MNIST, Fashion-MNIST
+    torchvision_name: str  # torchvision's folder: <root>/<torchvision_name>/raw/ holds the same files
+    image_shape: tuple[int, int, int]  # (C, H, W) of one image
+    light_on_dark: bool  # light strokes on a dark background (a drawing on paper is the inverse)
+    # The side of the box the images' content was scaled to fit, centred by mass in the
+    # field, for datasets made that way (MNIST's digits); None where nothing was framed.
+    content_box: int | None
     # Pixel statistics after scaling to [0, 1]: the mean and the (population) standard
-    # deviation over all 60,000 x 28 x 28 training pixels, computed in float64 by
+    # deviation over all 60,000 training images' pixels, computed in float64 by
     # `zoo.data.pixel_stats(load(name, "train").images)` and rounded to 4 places
     # (a test recomputes them). Inputs are normalized as (pixel / 255 - mean) / std.
     mean: float
     std: float
+
+    @property
+    def normalization(self) -> Normalization:
+        """What every model trained on this dataset expects of its input's raw pixels."""
+        return Normalization(DEFAULT_PIXEL_SCALE, (self.mean,), (self.std,))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
 
 
 FILES = {
@@ -38,6 +63,11 @@ DATASETS: dict[str, DatasetInfo] = {
             "https://yann.lecun.com/exdb/mnist/",
         ),
         classes=tuple(str(d) for d in range(10)),
+        title="MNIST",
+        torchvision_name="MNIST",
+        image_shape=IDX_IMAGE_SHAPE,
+        light_on_dark=True,
+        content_box=MNIST_DIGIT_BOX,
         mean=0.1307,  # 0.130660...
         std=0.3081,  # 0.308108...
     ),
@@ -62,6 +92,11 @@ DATASETS: dict[str, DatasetInfo] = {
             "Bag",
             "Ankle boot",
         ),
+        title="Fashion-MNIST",
+        torchvision_name="FashionMNIST",
+        image_shape=IDX_IMAGE_SHAPE,
+        light_on_dark=True,
+        content_box=None,  # the garments fill the field; nothing to frame
         mean=0.2860,  # 0.286041...
         std=0.3530,  # 0.353024...
     ),

@@ -28,7 +28,7 @@ class EvalReport:
 
 @torch.inference_mode()
 def predict_logits(net: nn.Module, x: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Logits for normalized float32 (N, 1, 28, 28) inputs, in eval mode, batch by batch."""
+    """Logits for normalized float32 (N, C, H, W) inputs, in eval mode, batch by batch."""
     was_training = net.training
     net.eval()
     x = torch.as_tensor(x)
@@ -49,14 +49,17 @@ def evaluate(net: nn.Module, split: Split) -> EvalReport:
 
 def format_report(report: EvalReport, title: str) -> str:
     width = max(len(c) for c in report.classes)
+    digits = len(str(len(report.classes) - 1))  # class indices, right-aligned
     lines = [f"{title}: test accuracy {100 * report.accuracy:.2f}% "
              f"({int(np.trace(report.confusion))}/{int(report.confusion.sum())})", "",
              "per-class accuracy:"]
-    for name, acc in zip(report.classes, report.per_class_accuracy):
-        lines.append(f"  {name:<{width}}  {100 * acc:6.2f}%")
-    lines += ["", "confusion matrix (rows: true class, columns: predicted):"]
-    label_width = width + 3  # "9: Ankle boot"
-    lines.append(" " * label_width + "".join(f"{i:>6}" for i in range(len(report.classes))))
-    for i, (name, row) in enumerate(zip(report.classes, report.confusion)):
-        lines.append(f"{f'{i}: {name}':>{label_width}}" + "".join(f"{v:>6}" for v in row))
+    for i, (name, acc) in enumerate(zip(report.classes, report.per_class_accuracy)):
+        lines.append(f"  {i:>{digits}}  {name:<{width}}  {100 * acc:6.2f}%")
+    lines += ["", "confusion matrix (a row per true class, a column per predicted class, by index):"]
+    corner = "true \\ predicted"
+    labels = [f"{i:>{digits}}  {name}" for i, name in enumerate(report.classes)]
+    label_width = max(len(corner), *map(len, labels))
+    lines.append(f"{corner:<{label_width}}" + "".join(f"{i:>6}" for i in range(len(report.classes))))
+    for label, row in zip(labels, report.confusion):
+        lines.append(f"{label:<{label_width}}" + "".join(f"{v:>6}" for v in row))
     return "\n".join(lines)

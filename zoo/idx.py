@@ -1,4 +1,5 @@
-"""A strict reader for the gzip-compressed IDX files MNIST and Fashion-MNIST ship as.
+"""A strict reader for the IDX files MNIST and Fashion-MNIST ship as: gzip-compressed
+(.gz, as published) or not (as torchvision unpacks them beside the .gz files).
 
 IDX (LeCun's format): a 4-byte magic number -- two zero bytes, a type code and the
 number of dimensions -- then one big-endian uint32 per dimension, then the data in
@@ -35,6 +36,8 @@ class IdxFormatError(ValueError):
 
 
 def _read_all(path: Path) -> bytes:
+    if path.suffix != ".gz":
+        return path.read_bytes()
     try:
         with gzip.open(path, "rb") as f:
             return f.read()
@@ -45,7 +48,8 @@ def _read_all(path: Path) -> bytes:
 
 
 def read_idx(path: str | os.PathLike, *, ndim: int | None = None) -> np.ndarray:
-    """Parse one gzip IDX file into an array; `ndim`, when given, is checked."""
+    """Parse one IDX file (gzip-compressed when its name ends in .gz) into an array; `ndim`,
+    when given, is checked."""
     path = Path(path)
     raw = _read_all(path)
     if len(raw) < 4:

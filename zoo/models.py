@@ -1,33 +1,36 @@
-"""The zoo's networks: plain nn.Modules taking (N, 1, 28, 28) and returning 10 logits."""
+"""The zoo's networks: plain nn.Modules taking (N, C, H, W) images, by default the
+datasets' (zoo.records.INPUT_SHAPE: one channel of 28 x 28, the shape comments' sizes), and
+returning one logit per class. Every layer's size is derived from the input shape."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from .records import INPUT_SHAPE, NUM_CLASSES
 from .registry import register_model
-
-NUM_CLASSES = 10
-IMAGE_SIZE = 28  # MNIST and Fashion-MNIST images are 28 x 28, one channel
+from .summary import spatial_size
 
 
 class LeNet5(nn.Module):
     """LeNet-5 as most courses teach it today: ReLU and max pooling.
 
-    The first convolution pads by 2, which is what LeCun got by drawing the 28 x 28
+    The first convolution pads by 2, which is what LeCun got by drawing MNIST's 28 x 28
     digits into a 32 x 32 field; the rest follows the 1998 paper's layer sizes.
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, input_shape: tuple[int, int, int] = INPUT_SHAPE) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, kernel_size=5, padding=2)
+        channels, height, width = input_shape
+        self.conv1 = nn.Conv2d(channels, 6, kernel_size=5, padding=2)
         self.relu1 = nn.ReLU()
         self.pool1 = nn.MaxPool2d(kernel_size=2)
         self.conv2 = nn.Conv2d(6, 16, kernel_size=5)
         self.relu2 = nn.ReLU()
         self.pool2 = nn.MaxPool2d(kernel_size=2)
         self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        h, w = spatial_size((height, width), self.conv1, self.pool1, self.conv2, self.pool2)
+        self.fc1 = nn.Linear(self.conv2.out_channels * h * w, 120)
         self.relu3 = nn.ReLU()
         self.fc2 = nn.Linear(120, 84)
         self.relu4 = nn.ReLU()
@@ -57,16 +60,18 @@ class LeNet5Classic(nn.Module):
     as is usual, so the layer sizes and the character of the network stay the same.
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, input_shape: tuple[int, int, int] = INPUT_SHAPE) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, kernel_size=5, padding=2)
+        channels, height, width = input_shape
+        self.conv1 = nn.Conv2d(channels, 6, kernel_size=5, padding=2)
         self.tanh1 = nn.Tanh()
         self.pool1 = nn.AvgPool2d(kernel_size=2)
         self.conv2 = nn.Conv2d(6, 16, kernel_size=5)
         self.tanh2 = nn.Tanh()
         self.pool2 = nn.AvgPool2d(kernel_size=2)
         self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        h, w = spatial_size((height, width), self.conv1, self.pool1, self.conv2, self.pool2)
+        self.fc1 = nn.Linear(self.conv2.out_channels * h * w, 120)
         self.tanh3 = nn.Tanh()
         self.fc2 = nn.Linear(120, 84)
         self.tanh4 = nn.Tanh()
@@ -95,16 +100,19 @@ class TwoBlockCNN(nn.Module):
     dropout 0.4 -> dense 10.
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES, dropout: float = 0.4) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, dropout: float = 0.4,
+                 input_shape: tuple[int, int, int] = INPUT_SHAPE) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, kernel_size=3, padding=1)
+        channels, height, width = input_shape
+        self.conv1 = nn.Conv2d(channels, 32, kernel_size=3, padding=1)
         self.relu1 = nn.ReLU()
         self.pool1 = nn.MaxPool2d(kernel_size=2)
         self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
         self.relu2 = nn.ReLU()
         self.pool2 = nn.MaxPool2d(kernel_size=2)
         self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(64 * 7 * 7, 100)
+        h, w = spatial_size((height, width), self.conv1, self.pool1, self.conv2, self.pool2)
+        self.fc1 = nn.Linear(self.conv2.out_channels * h * w, 100)
         self.relu3 = nn.ReLU()
         self.dropout = nn.Dropout(dropout)
         self.fc2 = nn.Linear(100, num_classes)
@@ -162,9 +170,10 @@ class ResNetMini(nn.Module):
     stage and global average pooling, so the head has no spatial size baked in.
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES, width: int = 24) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, width: int = 24,
+                 input_shape: tuple[int, int, int] = INPUT_SHAPE) -> None:
         super().__init__()
-        self.stem = ConvBNReLU(1, width)
+        self.stem = ConvBNReLU(input_shape[0], width)
         self.down1 = ConvBNReLU(width, 2 * width, stride=2)
         self.block1 = ResidualBlock(2 * width)
         self.down2 = ConvBNReLU(2 * width, 4 * width, stride=2)
@@ -185,21 +194,25 @@ class ResNetMini(nn.Module):
         return x
 
 
+Shape = tuple[int, int, int]
+
+
 @register_model("lenet5")
-def lenet5(*, num_classes: int = NUM_CLASSES) -> LeNet5:
-    return LeNet5(num_classes)
+def lenet5(*, num_classes: int = NUM_CLASSES, input_shape: Shape = INPUT_SHAPE) -> LeNet5:
+    return LeNet5(num_classes, input_shape)
 
 
 @register_model("lenet5-classic")
-def lenet5_classic(*, num_classes: int = NUM_CLASSES) -> LeNet5Classic:
-    return LeNet5Classic(num_classes)
+def lenet5_classic(*, num_classes: int = NUM_CLASSES, input_shape: Shape = INPUT_SHAPE) -> LeNet5Classic:
+    return LeNet5Classic(num_classes, input_shape)
 
 
 @register_model("twoblock-cnn")
-def twoblock_cnn(*, num_classes: int = NUM_CLASSES, dropout: float = 0.4) -> TwoBlockCNN:
-    return TwoBlockCNN(num_classes, dropout)
+def twoblock_cnn(*, num_classes: int = NUM_CLASSES, dropout: float = 0.4,
+                 input_shape: Shape = INPUT_SHAPE) -> TwoBlockCNN:
+    return TwoBlockCNN(num_classes, dropout, input_shape)
 
 
 @register_model("resnet-mini")
-def resnet_mini(*, num_classes: int = NUM_CLASSES, width: int = 24) -> ResNetMini:
-    return ResNetMini(num_classes, width)
+def resnet_mini(*, num_classes: int = NUM_CLASSES, width: int = 24, input_shape: Shape = INPUT_SHAPE) -> ResNetMini:
+    return ResNetMini(num_classes, width, input_shape)

@@ -55,12 +55,20 @@ class Summary:
     trainable_params: int
 
 
-def _expected_hw(module: nn.Module, in_hw: tuple[int, int]) -> tuple[int, int]:
+def output_hw(module: nn.Module, in_hw: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) out of a Conv2d, MaxPool2d or AvgPool2d for (H, W) in, by the formula."""
     k, s = _pair(module.kernel_size), _pair(module.stride or module.kernel_size)
     p = _pair(module.padding)
     d = _pair(getattr(module, "dilation", 1))
     ceil = getattr(module, "ceil_mode", False)
     return tuple(conv_output_size(in_hw[i], k[i], p[i], s[i], d[i], ceil) for i in range(2))
+
+
+def spatial_size(in_hw: tuple[int, int], *layers: nn.Module) -> tuple[int, int]:
+    """(H, W) after the spatial layers, in order: what a model's head is sized from."""
+    for layer in layers:
+        in_hw = output_hw(layer, in_hw)
+    return in_hw
 
 
 def summarize(model: nn.Module, input_shape: tuple[int, ...]) -> Summary:
@@ -75,7 +83,7 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...]) -> Summary:
         if isinstance(module, _SPATIAL):
             kernel, stride = _pair(module.kernel_size), _pair(module.stride or module.kernel_size)
             padding = _pair(module.padding)
-            expected = _expected_hw(module, tuple(inputs[0].shape[-2:]))
+            expected = output_hw(module, tuple(inputs[0].shape[-2:]))
             assert expected == out_shape[-2:], (
                 f"{names[module]}: formula gives {expected}, forward pass gave {out_shape[-2:]}"
             )

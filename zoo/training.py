@@ -19,6 +19,7 @@ from .data import Split, load, normalize
 from .datasets import get_dataset_info
 from .evaluation import evaluate
 from .recipes import TrainConfig
+from .records import card_input
 from .registry import get_model
 from .weights import library_versions, save_weights, stem, write_card
 
@@ -26,6 +27,25 @@ from .weights import library_versions, save_weights, stem, write_card
 # tqdm's bar without its own rate: the postfix has images/s of training alone (tqdm's
 # rate would count the evaluation after each epoch too, and show a second figure).
 BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+
+
+def default_threads() -> int:
+    """PyTorch's intra-op threads for training when --threads is not given: one per core this
+    process may run on, less one left to the rest of the machine, and at least one.
+
+    The intra-op threads meet at the end of every operation, so one of them sharing its core
+    with another busy process holds all of them back. With every core taken (PyTorch's own
+    default), one other busy process made an epoch 3-9x slower than a single thread on the
+    2-core development machine (bench/train_speed.py --threads-study; issue 21, item 11);
+    with one core left free, another process costs at most that core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
+
+
+def set_threads(threads: int | None) -> int:
+    """Train with `threads` CPU threads (default_threads() when None); the count set."""
+    torch.set_num_threads(threads or default_threads())
+    return torch.get_num_threads()
 
 
 @dataclass
@@ -121,7 +141,7 @@ def train(
     train_split = load(dataset, "train", data_dir=data_dir, progress=progress)
     test_split = load(dataset, "test", data_dir=data_dir, progress=progress)
     x, y = to_tensors(train_split, cfg.train_limit)
-    background = float((0.0 - train_split.info.mean) / train_split.info.std)
+    background = train_split.info.normalization.of_zero()
     net = get_model(model_name)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -136,8 +156,10 @@ def train(
                   unit="img", disable=not progress, leave=True, bar_format=BAR_FORMAT) as bar:
             loss, acc, seconds = train_epoch(net, x, y, cfg, optimizer, scheduler, background, g, bar)
             report = evaluate(net, test_split)
+            # refresh=False: closing the bar draws this last state, once (drawn here too, a
+            # log that is not a terminal showed the epoch's last line twice)
             bar.set_postfix({"loss": f"{loss:.4f}", "acc": f"{acc:.4f}", "test_acc": f"{report.accuracy:.4f}",
-                             "img/s": f"{len(x) / seconds:.0f}"})
+                             "img/s": f"{len(x) / seconds:.0f}"}, refresh=False)
         history.append(EpochMetrics(epoch, loss, acc, report.loss, report.accuracy, seconds,
                                     len(x) / seconds))
         if not progress:
@@ -224,8 +246,7 @@ def write_outputs(result: TrainResult, model_name: str, dataset: str, cfg: Train
         "weights_file": weights_file,
         "weights_sha256": sha,
         "classes": list(info.classes),
-        "input": {"layout": "NCHW", "shape": [None, 1, 28, 28], "dtype": "float32",
-                  "scale": 1 / 255, "mean": info.mean, "std": info.std},
+        "input": card_input(info),
         "recipe": asdict(cfg),
         "epochs_run": len(result.history),
         "train_seconds": round(sum(m.seconds for m in result.history), 2),

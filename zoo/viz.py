@@ -34,6 +34,17 @@ EDGE_FILTERS: dict[str, np.ndarray] = {
 
 
 @dataclass(frozen=True)
+class VizInput:
+    """The image a picture shows: its pixels at the model's size, as the model sees them;
+    the image as given, when it came from a file; what was done to it; its true class."""
+
+    pixels: np.ndarray  # (H, W) uint8
+    label: str | None
+    original: np.ndarray | None = None
+    steps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class FeatureMap:
     module: str  # the module whose output this is
     kind: str  # the layer that made it: Conv2d, MaxPool2d or AvgPool2d
@@ -145,26 +156,54 @@ def tiles_figure(tiles: np.ndarray, title: str, colorbar_label: str):
     return fig
 
 
-def plot_input(pixels: np.ndarray, title: str, path: Path) -> Path:
+def plot_input(picture: VizInput, path: Path) -> Path:
+    """The input as the model sees it (at its size, after any preparation), and beside it
+    the image as given when it came from a file, with what was done to it."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(3, 3.2))
-    ax.imshow(pixels, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
+    h, w = picture.pixels.shape
+    panels = [("as given", picture.original), ("as the model sees it", picture.pixels)] \
+        if picture.original is not None else [(None, picture.pixels)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.4), squeeze=False)
+    for ax, (what, pixels) in zip(axes[0], panels):
+        ax.imshow(pixels, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        truth = f", true class: {picture.label}" if picture.label is not None else ""
+        ax.set_title(f"{what}: {pixels.shape[1]}x{pixels.shape[0]}" if what else f"input {w}x{h}{truth}", fontsize=9)
+        ax.axis("off")
+    if picture.original is not None:
+        lines = list(picture.steps) or ["used as given"]
+        if picture.label is not None:
+            lines.append(f"true class: {picture.label}")
+        fig.suptitle("\n".join(lines), fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
 
 
-def plot_probabilities(probabilities: np.ndarray, labels: list[str], title: str, path: Path) -> Path:
+TRUE_COLOR = "tab:green"
+
+
+def plot_probabilities(probabilities: np.ndarray, labels: list[str], title: str, path: Path,
+                       true_index: int | None = None) -> Path:
+    """A bar per class, the predicted one orange; the true class, when known, outlined in
+    green and marked "true" (so a wrong answer shows where the right one stands)."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=(7, 3.7))
     best = int(np.argmax(probabilities))
     colors = ["tab:orange" if i == best else "tab:blue" for i in range(len(labels))]
-    ax.bar(range(len(labels)), probabilities, color=colors)
+    bars = ax.bar(range(len(labels)), probabilities, color=colors)
+    if true_index is not None:
+        bars[true_index].set_edgecolor(TRUE_COLOR)
+        bars[true_index].set_linewidth(2.5)
+        ax.annotate("true", (true_index, min(float(probabilities[true_index]), 0.88)), textcoords="offset points",
+                    xytext=(0, 4), ha="center", fontsize=8, color=TRUE_COLOR, fontweight="bold",
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    if true_index is not None:
+        tick = ax.get_xticklabels()[true_index]
+        tick.set_color(TRUE_COLOR)
+        tick.set_fontweight("bold")
     ax.set_ylim(0, 1)
     ax.set_ylabel("probability")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -176,14 +215,14 @@ def map_title(name: str, fmap: FeatureMap) -> str:
     return f"{name}: {what}{when}\n{c} maps of {h}x{w}, tensor (N, {c}, {h}, {w})"
 
 
-def render_model(net, card: dict, pixels: np.ndarray, x: np.ndarray, out_dir: Path, label: str | None) -> list[Path]:
-    """Every picture for one image: input, feature maps, filters, probabilities."""
+def render_model(net, card: dict, picture: VizInput, x: np.ndarray, out_dir: Path) -> list[Path]:
+    """Every picture for one image (`x`: the picture's normalized input): input, feature
+    maps, filters, probabilities."""
     import torch
 
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"{card['model']} ({card['dataset']})"
-    written = [plot_input(pixels, "input 28x28" + (f", true class: {label}" if label else ""),
-                          out_dir / "input.png")]
+    written = [plot_input(picture, out_dir / "input.png")]
     for i, fmap in enumerate(feature_maps(net, x), start=1):
         written.append(plot_tiles(fmap.tensor, map_title(name, fmap),
                                   out_dir / f"features-{i:02d}-{fmap.module}.png", "activation"))
@@ -193,10 +232,15 @@ def render_model(net, card: dict, pixels: np.ndarray, x: np.ndarray, out_dir: Pa
                               out_dir / "filters.png", "weight"))
     with torch.no_grad():
         probabilities = torch.softmax(net.eval()(torch.from_numpy(x)), dim=1).numpy()[0]
+    classes = card["classes"]
     best = int(np.argmax(probabilities))
-    written.append(plot_probabilities(probabilities, card["classes"],
-                                      f"{name}: predicted {card['classes'][best]} ({probabilities[best]:.1%})",
-                                      out_dir / "probabilities.png"))
+    title = f"{name}: predicted {classes[best]} ({probabilities[best]:.1%})"
+    true_index = classes.index(picture.label) if picture.label in classes else None
+    if true_index is not None:
+        title += f"; true class {picture.label}" + ("" if true_index == best else
+                                                     f" ({probabilities[true_index]:.1%})")
+    title += "".join(f"\n(input {step})" for step in picture.steps)
+    written.append(plot_probabilities(probabilities, classes, title, out_dir / "probabilities.png", true_index))
     return written
 
 
@@ -261,7 +305,8 @@ def edges_figure(pixels: np.ndarray):
     top.set_title(f"input {pixels.shape[0]}x{pixels.shape[1]} (every row filters this image)", fontsize=8)
     fig.text(0.5, 1 - 0.5 / height,
              f"outputs: {SIGN_LEGEND}; one colour scale per row (colour bar at the right); "
-             "drawn at their true sizes: valid 26, same 28, stride 2: 13", ha="center", fontsize=9)
+             "drawn at their true sizes: valid {}, same {}, stride 2: {}".format(
+                 *(y.shape[0] for y in next(iter(outputs.values())))), ha="center", fontsize=9)
     for row, (name, kernel) in enumerate(EDGE_FILTERS.items(), start=1):
         draw_kernel(framed(fig, grid[row, 0]), kernel, f"{name} 3x3")
         ys = outputs[name]

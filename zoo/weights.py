@@ -82,34 +82,79 @@ def write_card(path: str | os.PathLike, card: dict) -> None:
     atomic_write_text(path, json.dumps(card, indent=2, sort_keys=False) + "\n")
 
 
-def read_card(model: str, dataset: str, directory: str | os.PathLike | None = None) -> dict:
-    path = weights_dir(directory) / f"{stem(model, dataset)}.json"
+# What every model card holds (what `write_outputs` in zoo/training.py writes, less its
+# timings): whoever reads a card, the shipped weights' or a training run's, needs them all
+# (the export's metadata reads every one).
+CARD_FIELDS = ("model", "dataset", "test_accuracy", "num_params", "weights_file", "weights_sha256", "classes",
+               "input", "recipe", "versions")
+
+
+def _read_card_file(path: Path, when_missing: str) -> dict:
+    """A model card, checked for every field of CARD_FIELDS; `when_missing` says why there
+    might be none, for the message."""
     try:
         card = json.loads(path.read_text())
     except FileNotFoundError:
-        raise WeightsError(f"{path}: no model card (no shipped weights for {model} on {dataset})") from None
+        raise WeightsError(f"{path}: no model card ({when_missing})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise WeightsError(f"{path}: model card is not valid JSON ({e})") from None
-    for key in ("model", "dataset", "weights_sha256", "weights_file"):
+    if not isinstance(card, dict):
+        raise WeightsError(f"{path}: model card is a JSON {type(card).__name__}, not an object")
+    for key in CARD_FIELDS:
         if key not in card:
             raise WeightsError(f"{path}: model card lacks the field {key!r}")
     return card
 
 
-def load_state_dict(path: str | os.PathLike, expected_sha256: str) -> dict[str, torch.Tensor]:
-    """Read a safetensors file after checking its SHA-256 (never unpickles anything)."""
+def read_card(model: str, dataset: str, directory: str | os.PathLike | None = None) -> dict:
+    path = weights_dir(directory) / f"{stem(model, dataset)}.json"
+    return _read_card_file(path, f"no shipped weights for {model} on {dataset}")
+
+
+def read_state_dict(path: str | os.PathLike, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, after checking its SHA-256 when one is expected (a model
+    card's); never unpickles anything."""
     import safetensors.torch
 
     path = Path(path)
-    if not path.exists():
-        raise WeightsError(f"{path}: weights file is missing")
-    actual = sha256sum(path)
-    if actual != expected_sha256:
-        raise WeightsError(f"{path}: SHA-256 {actual} does not match the card's {expected_sha256}")
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file is missing" if not path.exists() else
+                           f"{path}: is a directory, not a weights file")
+    if expected_sha256 is not None:
+        actual = sha256sum(path)
+        if actual != expected_sha256:
+            raise WeightsError(f"{path}: SHA-256 {actual} does not match the card's {expected_sha256}")
     try:
         return safetensors.torch.load_file(path)
     except Exception as e:  # safetensors raises its own SafetensorError and OSError
         raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def _some(items: list[str], shown: int = 4) -> str:
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
+
+
+def load_weights_into(net: nn.Module, path: str | os.PathLike, what: str,
+                      expected_sha256: str | None = None) -> nn.Module:
+    """`net` with the state dict of the safetensors file `path` (SHA-256 checked when
+    expected), in eval mode. Weights that do not fit `what` (the model's name, for the
+    message) are a WeightsError naming the keys: missing, unexpected, of another shape."""
+    state = read_state_dict(path, expected_sha256)
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [f"{k} ({list(state[k].shape)} in the file, {list(own[k].shape)} in the model)"
+                for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    problems = [f"{label} {_some(keys)}" for label, keys in
+                (("missing keys", missing), ("unexpected keys", unexpected), ("other shapes:", reshaped)) if keys]
+    if problems:
+        raise WeightsError(f"{path}: does not fit {what}: " + "; ".join(problems))
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:  # what the checks above cannot see, in torch's first line
+        raise WeightsError(f"{path}: does not fit {what} ({str(e).strip().splitlines()[0]})") from None
+    return net.eval()
 
 
 def load_pretrained(
@@ -118,13 +163,7 @@ def load_pretrained(
     """The shipped model for (model, dataset) in eval mode, and its card."""
     card = read_card(model, dataset, directory)
     path = weights_dir(directory) / card["weights_file"]
-    state = load_state_dict(path, card["weights_sha256"])
-    net = get_model(model)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise WeightsError(f"{path}: does not fit {model} ({e})") from None
-    return net.eval(), card
+    return load_weights_into(get_model(model), path, model, card["weights_sha256"]), card
 
 
 def card_path_for(weights_path: str | os.PathLike) -> Path:
@@ -142,26 +181,25 @@ def load_weights_file(weights_path: str | os.PathLike) -> tuple[nn.Module, dict]
     if not path.exists():
         raise WeightsError(f"{path}: weights file is missing")
     card_path = card_path_for(path)
-    try:
-        card = json.loads(card_path.read_text())
-    except FileNotFoundError:
-        raise WeightsError(f"{card_path}: no model card beside {path.name} (python -m zoo train writes "
-                           "both)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise WeightsError(f"{card_path}: model card is not valid JSON ({e})") from None
-    for key in ("model", "dataset", "weights_sha256", "test_accuracy", "classes", "input"):
-        if key not in card:
-            raise WeightsError(f"{card_path}: model card lacks the field {key!r}")
-    state = load_state_dict(path, card["weights_sha256"])
+    card = _read_card_file(card_path, f"none beside {path.name}; python -m zoo train writes both")
     try:
         net = get_model(card["model"])
     except ValueError as e:
         raise WeightsError(f"{card_path}: {e}") from None
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise WeightsError(f"{path}: does not fit {card['model']} ({e})") from None
-    return net.eval(), card
+    return load_weights_into(net, path, card["model"], card["weights_sha256"]), card
+
+
+def check_not_shipped_name(weights_path: str | os.PathLike, name: str | None, what: str) -> str:
+    """The name for outputs made from weights the user trained: `name`, else the weights
+    file's stem, but never silently a shipped model's (its files would be overwritten, or a
+    server would serve the user's weights under the zoo's name). `what` says what the name
+    is for, in the message."""
+    chosen = name or Path(weights_path).stem
+    if chosen in {stem(m, d) for m, d in shipped()}:
+        how = "choose another --name" if name else "choose a name with --name"
+        raise WeightsError(f"{weights_path}: {what} {chosen!r}, the name of the shipped model; {how} "
+                           f"(for example my-{chosen})")
+    return chosen
 
 
 def shipped() -> list[tuple[str, str]]:

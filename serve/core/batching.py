@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import unavailable
+from .errors import too_busy, unavailable
 
 RunFn = Callable[[np.ndarray], np.ndarray]
 # Called after each onnxruntime run with (images in the batch, seconds gathering the
@@ -94,14 +94,16 @@ class Batcher:
     """Coalesces one model's concurrent requests into onnxruntime runs of <= max_batch images."""
 
     def __init__(self, run: RunFn, max_batch: int, delay_s: float, on_batch: BatchHook | None = None,
-                 instances: int = 1) -> None:
+                 instances: int = 1, max_queue: int = 0, on_refused: Callable[[], None] | None = None) -> None:
         if max_batch < 1 or instances < 1:
             raise ValueError(f"max_batch and instances must be at least 1, got {max_batch} and {instances}")
         self.run = run
         self.max_batch = max_batch
         self.delay_s = delay_s
         self.instances = instances  # batches run at once, each by its own leader
+        self.max_queue = max_queue  # requests that may wait at once (0: no limit); one more is refused
         self.on_batch = on_batch
+        self.on_refused = on_refused
         self._lock = threading.Lock()  # guards everything below
         self._company = threading.Condition(self._lock)  # a gathering leader waits on it
         self._idle = threading.Condition(self._lock)  # close() waits on it
@@ -110,6 +112,7 @@ class Batcher:
         self._gathering = 0  # leaders waiting for company
         self._expected = 0  # announced requests still being decoded
         self._running_full = 0  # requests of max_batch images or more, running outside the queue
+        self._waiting_full = 0  # those of them waiting for a run slot
         # No more full-size runs at once than cores: more would only wait for the cores while
         # each held its own intermediate tensors in onnxruntime's memory arena.
         self._full_slots = threading.BoundedSemaphore(os.cpu_count() or 1)
@@ -131,6 +134,21 @@ class Batcher:
         if self._closed:
             raise unavailable("the server is shutting down")
 
+    def check_room(self) -> None:
+        """Before a request is decoded: refused at once if the queue is already full (the
+        check is made again when it arrives)."""
+        with self._lock:
+            self._refuse_if_full()
+
+    def _refuse_if_full(self) -> None:  # under the lock
+        """A request about to wait: refused at once if the queue already holds max_queue."""
+        waiting = len(self._queue) + self._waiting_full
+        if self.max_queue and waiting >= self.max_queue:
+            if self.on_refused is not None:
+                self.on_refused()
+            raise too_busy(f"the queue is full: {waiting} requests are waiting for this model "
+                           f"(--max-queue-size {self.max_queue}); retry later")
+
     def infer(self, x: np.ndarray, is_active: Callable[[], bool] = lambda: True, timeout: float | None = None,
               announcement: Announcement | None = None, timing: RunTiming | None = None) -> np.ndarray:
         """The model's output for the batch `x`, run alone or with other requests. The
@@ -146,6 +164,8 @@ class Batcher:
             free = self._leaders < self.instances
             alone = free and not self._queue and self._expected == 0
             if not alone:
+                if not free:  # it will wait for a run to end
+                    self._refuse_if_full()
                 request = _Request(x, is_active)
                 self._queue.append(request)
                 lead = free
@@ -169,10 +189,18 @@ class Batcher:
                   announcement: Announcement | None, timing: RunTiming) -> np.ndarray:
         with self._lock:
             self._admit(announcement)
+            slot = self._full_slots.acquire(blocking=False)
+            if not slot:
+                self._refuse_if_full()
+                self._waiting_full += 1
             self._running_full += 1
         try:
-            if not self._full_slots.acquire(timeout=timeout):
-                raise concurrent.futures.TimeoutError()
+            if not slot:
+                acquired = self._full_slots.acquire(timeout=timeout)
+                with self._lock:
+                    self._waiting_full -= 1
+                if not acquired:
+                    raise concurrent.futures.TimeoutError()
             try:
                 parts = []
                 for i in range(0, len(x), self.max_batch):

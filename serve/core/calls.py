@@ -30,11 +30,15 @@ CALLS: dict[str, Call] = {c.name: c for c in (
     Call("model_config"),
     Call("model_statistics"),
     Call("repository_index"),
+    Call("repository_load"),  # Triton's model repository extension (explicit model control)
+    Call("repository_unload"),
     Call("list_models"),
     Call("model_info"),
     Call("infer", inference=True),
     Call("predict", inference=True),
     Call("features", inference=True),
+    Call("explain", inference=True),  # one value of a feature map, and how it was computed
+    Call("architecture"),  # the layers at a glance: a run on zeros, no client data
     Call("health"),  # grpc.health.v1
     Call("reflection"),  # gRPC server reflection
     Call("page"),  # the playground's page and static files

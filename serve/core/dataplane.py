@@ -13,15 +13,21 @@ ModelInfer or a Predict request comes back to its front end once, with its answe
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import threading
 import time
 
 import numpy as np
 
 from .. import __version__
+from .architecture import Architecture, architecture
 from .batching import RunTiming
 from .calls import Call
 from .decode import decode_images, decode_inputs, decode_tensor, resolve_outputs
-from .errors import invalid, unavailable
+from .control import ControlSettings, ModelControl
+from .errors import Code, RequestError, failed_precondition, invalid, unavailable
+from .explain import Explanation, explain
 from .features import FeatureMaps
 from .inference import InferenceCore
 from .limits import DecodeBudget, Limits
@@ -30,7 +36,7 @@ from .model_config import PLATFORM, model_config
 from .preprocess import Preparer
 from .ranking import check_top_k, classification_strings, rank
 from .readiness import Readiness
-from .records import (FeaturesRequest, FeaturesResponse, InferRequest, InferResponse, ModelMetadata,
+from .records import (ExplainRequest, FeaturesRequest, FeaturesResponse, InferRequest, InferResponse, ModelMetadata,
                       ModelSummary, OutputTensor, Prediction, PredictRequest, PredictResponse, RepositoryEntry,
                       ServerMetadata)
 from .registry import ModelRegistry, ServedModel
@@ -38,22 +44,29 @@ from .stats import ModelStatistics, RequestTimes
 
 SERVER_NAME = "cnn-zoo"
 # KServe v2 / Triton protocol extensions this server implements, as ServerMetadata lists them.
-EXTENSIONS = ("classification", "model_configuration", "statistics")
+EXTENSIONS = ("classification", "binary_tensor_data", "model_configuration", "statistics")
 
 
 class DataPlane:
     def __init__(self, registry: ModelRegistry, limits: Limits, metrics: Metrics, *,
-                 strict_readiness: bool = True) -> None:
+                 strict_readiness: bool = True, control: ControlSettings | None = None) -> None:
+        """`control`: how the served models change (serve.core.control); None: they are the
+        registry's, as given, and never change."""
         self.registry = registry
         self.limits = limits
         self.metrics = metrics
         self.engine = InferenceCore(registry, limits, metrics)
-        self.readiness = Readiness(registry, strict_readiness)
+        self.readiness = Readiness(registry, strict_readiness,
+                                   ready_with_none=control is not None and control.mode == "explicit")
         # Set once shutdown begins: inference calls arriving from then on are refused (admit());
         # those already admitted run to the end.
         self.draining = self.readiness.draining
         self.decode_budget = DecodeBudget(limits.decode_budget_bytes)
         self.feature_maps = FeatureMaps()
+        self.control = None if control is None else ModelControl(registry, self.engine, control,
+                                                                 on_retire=self.feature_maps.discard)
+        self._in_flight = 0  # inference requests between their model's lookup and their answer
+        self._in_flight_lock = threading.Lock()
 
     # -- admission and health ---------------------------------------------------------
 
@@ -73,7 +86,15 @@ class DataPlane:
         return self.readiness.server_ready()
 
     def model_ready(self, name: str, version: str = "") -> bool:
-        return self.readiness.model_ready(self.registry.lookup(name, version))
+        """Whether the model serves; False (not NOT_FOUND) for one of the repository that is not
+        loaded (model control), as Triton answers."""
+        try:
+            model = self.registry.lookup(name, version)
+        except RequestError as e:
+            if e.code is Code.NOT_FOUND and self.control is not None and self.control.in_repository(name):
+                return False
+            raise
+        return self.readiness.model_ready(model)
 
     # -- metadata -----------------------------------------------------------------------
 
@@ -89,7 +110,7 @@ class DataPlane:
     def model_config(self, name: str, version: str = ""):
         """Triton's ModelConfig record (serve.gen.model_config_pb2) for the model."""
         model = self.registry.get(name, version)
-        return model_config(model, self.limits, self.engine.policies.get(model.key))
+        return model_config(model, self.limits, model.policy)
 
     def statistics(self, name: str = "", version: str = "") -> list[ModelStatistics]:
         """One version, every version of one model, or every model."""
@@ -99,11 +120,25 @@ class DataPlane:
             models = [m for m in self.registry.all_models() if m.name == self.registry.lookup(name).name]
         else:
             models = self.registry.all_models()
-        return [self.engine.stats[m.key].snapshot(m.name, m.version) for m in models]
+        return [m.stats.snapshot(m.name, m.version) for m in models]
 
     def repository_index(self, ready_only: bool = False) -> list[RepositoryEntry]:
+        if self.control is not None:
+            return self.control.index(ready_only)
         return [RepositoryEntry(m.name, m.version, "READY" if m.ready else "UNAVAILABLE", m.error)
                 for m in self.registry.all_models() if not ready_only or m.ready]
+
+    def load_model(self, name: str) -> None:
+        """Triton's repository extension: load (or reload) a model (explicit model control)."""
+        self._control().load(name)
+
+    def unload_model(self, name: str) -> None:
+        self._control().unload(name)
+
+    def _control(self) -> ModelControl:
+        if self.control is None:
+            raise failed_precondition("this server's models are fixed: loading and unloading are not allowed")
+        return self.control
 
     def models(self) -> list[ModelSummary]:
         return [_summary(m) for m in self.registry.all_models()]
@@ -116,9 +151,9 @@ class DataPlane:
     def infer(self, request: InferRequest) -> InferResponse:
         """KServe ModelInfer: every input checked against the model's signature, the outputs
         asked for (or all), as tensors or classification strings."""
-        model = self.registry.get(request.model_name, request.model_version)
-        with self._counted(model) as record:
+        with self._serving(request.model_name, request.model_version) as (model, record):
             start = time.perf_counter()
+            self.engine.check_room(model)
             with self.engine.expecting(model) as announcement:
                 feed = decode_inputs(model, request.inputs, self.limits.max_request_images)
                 outputs = resolve_outputs(model, [(o.name, o.classification) for o in request.outputs])
@@ -134,12 +169,12 @@ class DataPlane:
     def predict(self, request: PredictRequest) -> PredictResponse:
         """Our Predict: images (or one pixel tensor) for an image classifier, preprocessed
         as its dataset's images were, answered with probabilities and the top k."""
-        model = self.registry.get(request.model_name, request.model_version)
-        model.classifier()  # FAILED_PRECONDITION for any other model, before decoding anything
-        k = check_top_k(request.top_k, model)
-        prepare = Preparer(model, request.preprocessing)
-        with self._counted(model) as record:
+        with self._serving(request.model_name, request.model_version) as (model, record):
+            model.classifier()  # FAILED_PRECONDITION for any other model, before decoding anything
+            k = check_top_k(request.top_k, model)
+            prepare = Preparer(model, request.preprocessing)
             start = time.perf_counter()
+            self.engine.check_room(model)
             with self.engine.expecting(model) as announcement:
                 x = self._pixels(request, model, prepare)
                 decoded = time.perf_counter()
@@ -158,49 +193,76 @@ class DataPlane:
                                  request.deadline.time_left_s, prepare)
         if request.tensor is not None:
             return decode_tensor(model, model.classifier().input, request.tensor, self.limits.max_request_images,
-                                 any_batch=True)
+                                 any_batch=True, finite=True)
         raise invalid("input: neither tensor nor images is set; expected one of them")
 
     def features(self, request: FeaturesRequest) -> FeaturesResponse:
         """The output of every convolution and pooling layer for one image (the playground)."""
-        model = self.registry.get(request.model_name, request.model_version)
-        model.classifier()
-        prepare = Preparer(model, request.preprocessing)
-        x = decode_images([request.image], model, "images", self.limits, self.decode_budget, prepare=prepare)
-        layers = self.feature_maps.compute(model, x)
+        with self._one_image(request) as (model, prepare, x):
+            layers = self.feature_maps.compute(model, x)
         return FeaturesResponse(model.name, prepare.inverted[0], prepare.framed[0], x, tuple(layers))
 
-    def _counted(self, model: ServedModel) -> "_Counted":
-        """Statistics for one inference request: the stages of a success (given to the
-        callable `with` yields), or the time to a failure."""
-        return _Counted(self.engine.stats[model.key])
+    def explain(self, request: ExplainRequest) -> Explanation:
+        """One value of a feature map (or a dense layer's unit) for one image, and how the
+        model computed it, from the same run as the feature maps."""
+        with self._one_image(request) as (model, prepare, x):
+            answer = explain(self.feature_maps, model, x, request.position)
+        return dataclasses.replace(answer, inverted=prepare.inverted[0], framed=prepare.framed[0])
 
-    def close(self) -> None:
-        self.engine.close()
+    def architecture(self, name: str, version: str = "") -> Architecture:
+        """Every layer of any served model: shapes, output-size formulas, parameter counts."""
+        return architecture(self.feature_maps, self.registry.get(name, version))
 
+    @contextlib.contextmanager
+    def _one_image(self, request: FeaturesRequest | ExplainRequest):
+        """The image classifier a playground request names (leased), its preprocessing, and
+        the image decoded."""
+        with self._in_flight_request(), self.registry.lease(request.model_name, request.model_version) as model:
+            model.classifier()
+            prepare = Preparer(model, request.preprocessing)
+            x = decode_images([request.image], model, "images", self.limits, self.decode_budget, prepare=prepare)
+            yield model, prepare, x
 
-class _Counted:
-    """DataPlane._counted's context (a class: a generator-based one costs a request
-    several microseconds)."""
+    def in_flight(self) -> int:
+        """Inference requests being decoded, queued, run or encoded right now."""
+        return self._in_flight
 
-    __slots__ = ("counter", "start")
+    @contextlib.contextmanager
+    def _in_flight_request(self):
+        with self._in_flight_lock:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
 
-    def __init__(self, counter) -> None:
-        self.counter = counter
+    @contextlib.contextmanager
+    def _serving(self, name: str, version: str):
+        """The ready model for one inference request, leased (a version replaced meanwhile
+        retires after it), with the request's statistics: the stages of a success (given to
+        the callable yielded with it), or the time to a failure."""
+        with self._in_flight_request(), self.registry.lease(name, version) as model:
+            start = time.perf_counter()
+            counter = model.stats
 
-    def __enter__(self):
-        self.start = time.perf_counter()
-        return self.record
+            def record(images: int, began: float, decoded: float, ran: float, timing: RunTiming) -> None:
+                done = time.perf_counter()
+                counter.success(images, RequestTimes(compute_input=decoded - began,
+                                                     queue=max(ran - decoded - timing.compute_s, 0.0),
+                                                     compute_infer=timing.compute_s, compute_output=done - ran))
 
-    def record(self, images: int, began: float, decoded: float, ran: float, timing: RunTiming) -> None:
-        done = time.perf_counter()
-        self.counter.success(images, RequestTimes(compute_input=decoded - began,
-                                                  queue=max(ran - decoded - timing.compute_s, 0.0),
-                                                  compute_infer=timing.compute_s, compute_output=done - ran))
+            try:
+                yield model, record
+            except BaseException:
+                counter.fail(time.perf_counter() - start)
+                raise
 
-    def __exit__(self, kind, error, traceback) -> None:
-        if kind is not None:
-            self.counter.fail(time.perf_counter() - self.start)
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop changing models; refuse new runs and wait up to `timeout` for the batchers' running ones."""
+        if self.control is not None:
+            self.control.stop()
+        self.engine.close(timeout)
 
 
 def _output(model: ServedModel, index: int, k: int, array) -> OutputTensor:

@@ -15,7 +15,9 @@ import warnings
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
+
+from zoo.preprocess import fit
 
 from .errors import invalid, too_large
 from .limits import MIB, DecodeBudget, Limits
@@ -76,10 +78,12 @@ def _from_values(values: Sequence, dtype: np.dtype, field: str) -> np.ndarray:
 
 
 def decode_tensor(model: ServedModel, spec: TensorSpec, tensor: InputTensor, max_images: int,
-                  any_batch: bool = False) -> np.ndarray:
+                  any_batch: bool = False, finite: bool = False) -> np.ndarray:
     """One request tensor as the array for input `spec`. An image classifier's input also
     takes UINT8 raw pixels, normalized here as an image would be. `any_batch`: a batch of
-    any size even for a model of fixed batch 1 (Predict, which runs such images one by one)."""
+    any size even for a model of fixed batch 1 (Predict, which runs such images one by one).
+    `finite`: refuse NaN and Inf (Predict, which answers probabilities); otherwise every
+    value goes to the model as sent, as Triton passes any bit pattern."""
     if tensor.refusal:
         raise invalid(tensor.refusal)
     classifier = model.signature.classifier
@@ -112,7 +116,7 @@ def decode_tensor(model: ServedModel, spec: TensorSpec, tensor: InputTensor, max
         field = tensor.values_field
     if image_input and tensor.datatype == "UINT8":
         return normalize_pixels(array, model)
-    if tensor.datatype in FLOATS:
+    if finite and tensor.datatype in FLOATS:
         _check_finite(array, field)
     return np.ascontiguousarray(array)
 
@@ -150,11 +154,14 @@ def resolve_outputs(model: ServedModel, wanted: Sequence[tuple[str, int]], field
     if not wanted:
         return [(i, 0) for i in range(len(outputs))]
     names = [o.name for o in outputs]
-    resolved = []
+    resolved, seen = [], set()
     for i, (name, k) in enumerate(wanted):
         if name not in names:
             raise invalid(f"{field}[{i}].name: {name[:80]!r} is not an output of {model.name}; expected "
                           f"{', '.join(map(repr, names))}")
+        if name in seen:
+            raise invalid(f"{field}[{i}].name: output {name!r} is asked for twice")
+        seen.add(name)
         spec = outputs[names.index(name)]
         if k < 0:
             raise invalid(f"{field}[{i}].parameters.classification: {k} is negative")
@@ -167,12 +174,9 @@ def resolve_outputs(model: ServedModel, wanted: Sequence[tuple[str, int]], field
 
 
 def normalize_pixels(pixels: np.ndarray, model: ServedModel) -> np.ndarray:
-    """Raw pixels (N, C, H, W) -> the model's input: scaled, then normalized per channel."""
-    norm = model.normalization
-    mean = np.asarray(norm.mean, np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(norm.std, np.float32).reshape(1, -1, 1, 1)
-    x = pixels.astype(np.float32) * np.float32(norm.pixel_scale)
-    return (x - mean) / std
+    """Raw pixels (N, C, H, W) -> the model's input: scaled, then normalized per channel
+    (zoo.normalization: the export's and the zoo's own normalization)."""
+    return model.normalization.apply(pixels)
 
 
 # Bytes per pixel Pillow holds for an image of each mode: multi-band modes are stored as
@@ -186,6 +190,9 @@ def _open(data: bytes, field: str) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])
+    except UnidentifiedImageError:  # its message names the BytesIO object, not the field
+        raise invalid(f"{field}: cannot decode {len(data)} bytes as an image (no PNG or JPEG signature; "
+                      f"the first bytes are {data[:8].hex(' ') or 'none'}); expected a PNG or JPEG file") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as e:
         raise invalid(f"{field}: cannot decode {len(data)} bytes as an image ({e}); expected a PNG or "
@@ -219,9 +226,7 @@ def decode_image(image: Image.Image, data_size: int, classifier: Classifier, fie
     image.close()  # its pixels go now, not when the request ends
     if prepare is not None:
         converted = prepare(converted)
-    if converted.size != (classifier.width, classifier.height):
-        converted = converted.resize((classifier.width, classifier.height), Image.Resampling.BILINEAR)
-    pixels = np.asarray(converted, dtype=np.uint8)
+    pixels = np.asarray(fit(converted, (classifier.height, classifier.width)), dtype=np.uint8)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 

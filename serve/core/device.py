@@ -71,7 +71,11 @@ PROVIDERS: dict[str, Provider] = {p.device: p for p in (
 )}
 AUTO = "auto"  # the first accelerator that really loads, else the CPU
 DEVICES = (*PROVIDERS, AUTO)
-INSTANCE_KINDS = {p.name: p.instance_kind for p in PROVIDERS.values()}
+
+
+def instance_kind(provider_name: str) -> str:
+    """Triton's instance kind for a session that got `provider_name`."""
+    return next((p.instance_kind for p in PROVIDERS.values() if p.name == provider_name), "KIND_CPU")
 
 
 def first_line(error: Exception) -> str:
@@ -122,8 +126,8 @@ def make_session(model: str | bytes, device: str, options: ort.SessionOptions | 
     'auto' takes the first accelerator that really loads, else the CPU, and logs why.
     `model` is a file path (its external data resolves beside it) or serialized bytes. A
     model that cannot load at all raises onnxruntime's own error, whatever the device."""
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}; valid devices: {', '.join(DEVICES)}")
+    if device != AUTO and device not in PROVIDERS:
+        raise ValueError(f"unknown device {device!r}; valid devices: {', '.join((*PROVIDERS, AUTO))}")
     wanted = [p for p in PROVIDERS.values() if p.accelerator] if device == AUTO else [PROVIDERS[device]]
     for provider in wanted:
         if not provider.accelerator:

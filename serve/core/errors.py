@@ -19,10 +19,13 @@ class Code(enum.Enum):
 
 
 class RequestError(Exception):
-    def __init__(self, code: Code, message: str) -> None:
+    def __init__(self, code: Code, message: str, *, busy: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        # RESOURCE_EXHAUSTED because the server is busy now (a full queue), not because the
+        # request is too large: worth retrying as it is (HTTP 429 rather than 413).
+        self.busy = busy
 
 
 def invalid(message: str) -> RequestError:
@@ -39,6 +42,10 @@ def failed_precondition(message: str) -> RequestError:
 
 def too_large(message: str) -> RequestError:
     return RequestError(Code.RESOURCE_EXHAUSTED, message)
+
+
+def too_busy(message: str) -> RequestError:
+    return RequestError(Code.RESOURCE_EXHAUSTED, message, busy=True)
 
 
 def unavailable(message: str) -> RequestError:

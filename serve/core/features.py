@@ -1,11 +1,14 @@
 """Feature maps: the output of every convolution and pooling layer of a model, for the
-playground. Computed by a second onnxruntime session of the same model file in which those
-tensors are graph outputs too (onnxruntime returns only graph outputs).
+playground. Computed by a second onnxruntime session of the same model file in which every
+node's output is a graph output too (onnxruntime returns only graph outputs), so that the
+explain view (serve/core/explain.py) reads the very numbers the maps show, and the tensors
+between them, from the same run.
 
 Making them outputs needs an edit of the model file; the server has no onnx package, so
-the file is read with a subset of onnx.proto's schema (protos/onnx_subset.proto: the nodes
-and graph outputs), keeping every other field as protobuf unknown fields, written back
-byte for byte. The session is made on first use, on the CPU, and kept."""
+the file is read with a subset of onnx.proto's schema (protos/onnx_subset.proto: the nodes,
+their attributes, the weights and the graph outputs), keeping every other field as protobuf
+unknown fields, written back unchanged. The session and the parsed graph are made on first
+use, on the CPU, and kept."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from google.protobuf.message import DecodeError
 from ..gen import onnx_subset_pb2 as onnx_subset
 from .device import first_line
 from .errors import failed_precondition
+from .onnx_graph import Graph, read_graph
 from .records import FeatureMap
 from .registry import ServedModel
 
@@ -31,6 +35,7 @@ EXTERNAL_DATA_FOLDER = "session.model_external_initializers_file_folder_path"
 class _Tapped:
     session: ort.InferenceSession
     layers: tuple[tuple[str, str, str], ...]  # (tensor, op, node name)
+    graph: Graph
 
 
 def _tap(model: ServedModel) -> _Tapped:
@@ -41,32 +46,49 @@ def _tap(model: ServedModel) -> _Tapped:
         raise failed_precondition(f"model {model.name!r}: feature maps unavailable, cannot read "
                                   f"{model.path.name} ({e})") from None
     graph = proto.graph
+    parsed = read_graph(proto, model.path.parent)
     layers = tuple((node.output[0], node.op_type, node.name or node.output[0])
                    for node in graph.node if node.op_type in SHOWN_OPS and node.output)
     outputs = {o.name for o in graph.output}
-    graph.output.extend(onnx_subset.ValueInfoProto(name=t) for t, _, _ in layers if t not in outputs)
+    tapped = dict.fromkeys(t for node in graph.node if node.op_type != "Constant" for t in node.output if t)
+    graph.output.extend(onnx_subset.ValueInfoProto(name=t) for t in tapped if t not in outputs)
     options = ort.SessionOptions()
     options.add_session_config_entry(EXTERNAL_DATA_FOLDER, str(model.path.parent))
     try:
         session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime's own failure, e.g. an op it cannot run on the CPU
         raise failed_precondition(f"model {model.name!r}: feature maps unavailable ({first_line(e)})") from None
-    return _Tapped(session, layers)
+    return _Tapped(session, layers, parsed)
 
 
 class FeatureMaps:
     def __init__(self) -> None:
-        self._tapped: dict[tuple[str, str], _Tapped] = {}
+        self._tapped: dict[ServedModel, _Tapped] = {}  # by version object: a reloaded file is another
         self._lock = threading.Lock()
 
     def _get(self, model: ServedModel) -> _Tapped:
         with self._lock:
-            if model.key not in self._tapped:
-                self._tapped[model.key] = _tap(model)
-            return self._tapped[model.key]
+            if model not in self._tapped:
+                self._tapped[model] = _tap(model)
+            return self._tapped[model]
+
+    def discard(self, model: ServedModel) -> None:
+        """A retired version's session dropped."""
+        with self._lock:
+            self._tapped.pop(model, None)
 
     def compute(self, model: ServedModel, x: np.ndarray) -> list[FeatureMap]:
         """Every shown layer's output for the normalized image batch `x`, in graph order."""
         tapped = self._get(model)
         arrays = tapped.session.run([t for t, _, _ in tapped.layers], {model.input_name: x})
         return [FeatureMap(name, op, array) for (_, op, name), array in zip(tapped.layers, arrays)]
+
+    def graph(self, model: ServedModel) -> Graph:
+        """The model's graph: nodes, attributes, weights."""
+        return self._get(model).graph
+
+    def tensors(self, model: ServedModel, feed: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+        """The named tensors (node outputs or graph inputs) of one run of the tapped session."""
+        fetched = [n for n in dict.fromkeys(names) if n not in feed]
+        arrays = self._get(model).session.run(fetched, feed) if fetched else []
+        return {**{n: feed[n] for n in names if n in feed}, **dict(zip(fetched, arrays))}

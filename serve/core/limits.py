@@ -18,6 +18,9 @@ class Limits:
     batch_delay_s: float = 0.002  # how long the first request of a batch waits for company
     max_request_images: int = 1024  # images one request may carry
     instances: int = 1  # batches of one model run at once (Triton's instance_group count)
+    # Requests of one model that may wait in its batcher's queue; one more is refused at once
+    # (RESOURCE_EXHAUSTED, HTTP 429). 0: no limit (each request's own deadline bounds its wait).
+    max_queue_size: int = 0
     # Bytes one request's images may take decoded (width x height x bytes per pixel, from
     # each header, plus the converted copy): 64 MiB holds a 4096 x 2048 RGBA image.
     max_decode_bytes: int = 64 * MIB
@@ -31,6 +34,8 @@ class Limits:
         if self.max_batch < 0 or self.batch_delay_s < 0 or self.max_request_images < 1 or self.instances < 1:
             raise ValueError("--max-batch and --batch-delay-ms must be >= 0, --max-request-images and "
                              "--instances >= 1")
+        if self.max_queue_size < 0:
+            raise ValueError(f"--max-queue-size {self.max_queue_size}: expected 0 (no limit) or more")
         if not 0 < self.max_decode_bytes <= self.decode_budget_bytes:
             raise ValueError("--max-decode-mib must be > 0 and at most --decode-budget-mib")
 

@@ -52,6 +52,10 @@ class Metrics(MetricsEndpoint):
         self.admitted = Counter(
             "zoo_requests_admitted", "Inference requests taken in as they arrived, before any drain began: "
             "each runs to the end", ["call"], registry=self.registry)
+        self.refused = Counter(
+            "zoo_requests_refused", "Inference requests refused at once because the server was busy, by reason "
+            "(queue_full: --max-queue-size requests were already waiting)", ["model", "reason"],
+            registry=self.registry)
         self._children: dict[tuple, tuple] = {}  # label values -> metric children (labels() is slow)
 
     def _child(self, *key):
@@ -75,6 +79,9 @@ class Metrics(MetricsEndpoint):
         if child is None:
             child = self._children[("admitted", call)] = self.admitted.labels(call)
         child.inc()
+
+    def observe_refused(self, model: str, reason: str) -> None:
+        self.refused.labels(model, reason).inc()
 
     def observe_undecodable(self, api: str, method: str) -> None:
         self.undecodable.labels(api, method).inc()

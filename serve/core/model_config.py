@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from ..gen import model_config_pb2 as mc
-from .device import INSTANCE_KINDS
+from .device import instance_kind
 from .inference import BatchPolicy
 from .limits import Limits
 from .registry import ServedModel
@@ -39,11 +39,13 @@ def model_config(model: ServedModel, limits: Limits, policy: BatchPolicy | None)
         output=[mc.ModelOutput(name=t.name, data_type=mc.DataType.Value(f"TYPE_{t.datatype}"), dims=dims(t))
                 for t in signature.outputs],
         instance_group=[mc.ModelInstanceGroup(
-            kind=mc.ModelInstanceGroup.Kind.Value(INSTANCE_KINDS.get(model.provider, "KIND_CPU")), count=1)],
+            kind=mc.ModelInstanceGroup.Kind.Value(instance_kind(model.provider)), count=1)],
     )
     if policy:
         config.dynamic_batching.max_queue_delay_microseconds = int(policy.delay_s * 1e6)
         config.dynamic_batching.preferred_batch_size.append(policy.max_batch)
+        if policy.max_queue:
+            config.dynamic_batching.default_queue_policy.max_queue_size = policy.max_queue
     config.parameters["execution_provider"].string_value = model.provider
     for key in ("dataset", "test_accuracy"):
         config.parameters[key].string_value = model.metadata.get(key, "")

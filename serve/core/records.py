@@ -156,6 +156,27 @@ class FeaturesResponse:
 
 
 @dataclass(frozen=True)
+class Position:
+    """A value of a layer's output (the explain view): the layer (its node name or its
+    learner's name, conv1), a channel (a dense layer's unit), a row and a column (None for
+    a dense layer)."""
+
+    layer: str
+    channel: int
+    y: int | None = None
+    x: int | None = None
+
+
+@dataclass(frozen=True)
+class ExplainRequest:
+    model_name: str
+    position: Position
+    model_version: str = ""
+    image: bytes = b""
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+
+
+@dataclass(frozen=True)
 class ServerMetadata:
     name: str
     version: str
@@ -176,8 +197,8 @@ class ModelMetadata:
 @dataclass(frozen=True)
 class RepositoryEntry:
     name: str
-    version: str
-    state: str  # READY or UNAVAILABLE, in Triton's words
+    version: str = ""
+    state: str = ""  # READY or UNAVAILABLE, in Triton's words; "" for a model of the repository not loaded
     reason: str = ""
 
 

@@ -1,18 +1,28 @@
 """The served models: every version found in the models directory, loaded with its signature
 (from the model file), labels and normalization (from its metadata, or config.pbtxt and
-labels.txt)."""
+labels.txt).
+
+The set of served versions can change while the server runs (serve.core.control: Triton's
+model control). It is an immutable snapshot, replaced whole for each change, so a lookup
+never takes a lock; a request leases the version it found, and a version replaced or
+unloaded is retired (its batcher closed, its sessions dropped) only once the requests that
+hold it have been answered."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnxruntime as ort
+
+from zoo.normalization import DEFAULT_PIXEL_SCALE, Normalization, parse_normalization
 
 from .device import CPU, DeviceError, first_line, make_session
 from .errors import failed_precondition, invalid, not_found, unavailable
@@ -29,23 +39,13 @@ log = logging.getLogger("serve")
 # model uses every thread.
 SINGLE_THREAD_BELOW = 16
 CROWDED_MEMORY_S = 0.1
-DEFAULT_PIXEL_SCALE = 1 / 255  # raw 0..255 pixels to 0..1 when nothing else is said
 
 
 class ModelLoadError(Exception):
     """A model file that cannot be served; the message names the file."""
 
 
-@dataclass(frozen=True)
-class Normalization:
-    """Raw pixels -> model input: x * pixel_scale, then (x - mean) / std per channel."""
-
-    pixel_scale: float = DEFAULT_PIXEL_SCALE
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
-
-
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: two loads of one file are two versions
 class ServedModel:
     name: str
     path: Path
@@ -65,6 +65,15 @@ class ServedModel:
     running: int = 0  # onnxruntime runs in flight
     crowded_at: float = -1e9  # when a run last started beside another (time.monotonic())
     _running_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # What serving it takes, set by the engine when it is published (serve.core.inference).
+    policy: object | None = None  # its BatchPolicy, None: each request runs as it came
+    batcher: object | None = None  # its Batcher, with a policy
+    stats: object | None = None  # its StatsCounter
+    source: ModelSource | None = None  # where it was loaded from (model control compares these)
+    warmup: str = ""  # what its warm-up ran, and how long it took
+    leases: int = 0  # requests holding it now
+    retiring: bool = False
+    _leased: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -86,6 +95,26 @@ class ServedModel:
                 f"model {self.name!r} is not an image classifier (inputs: {inputs}; Predict needs one FP32 "
                 "input (N, 1 or 3, H, W) and class scores (N, classes)); send its tensors with KServe ModelInfer")
         return self.signature.classifier
+
+    def acquire(self) -> bool:
+        """Hold this version for one request; False if it is being retired."""
+        with self._leased:
+            if self.retiring:
+                return False
+            self.leases += 1
+            return True
+
+    def release(self) -> None:
+        with self._leased:
+            self.leases -= 1
+            if not self.leases:
+                self._leased.notify_all()
+
+    def retire(self, timeout: float | None = None) -> bool:
+        """Take no new requests, and wait (up to `timeout`) for those holding it; True once none do."""
+        with self._leased:
+            self.retiring = True
+            return self._leased.wait_for(lambda: not self.leases, timeout)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """The first output for `x` as the first input: the batcher's run."""
@@ -120,15 +149,6 @@ def validate_name(name: str) -> str:
     return name
 
 
-def _floats(text: str, key: str, channels: int, path: Path) -> tuple[float, ...]:
-    """A metadata value that is a float or a JSON list of one float per channel."""
-    value = json.loads(text)
-    values = tuple(float(v) for v in (value if isinstance(value, list) else [value]))
-    if len(values) not in (1, channels):
-        raise ModelLoadError(f"{path}: metadata {key} has {len(values)} values for {channels} channels")
-    return values
-
-
 def _described(source: ModelSource, meta: dict[str, str]) -> dict[str, str]:
     """The model's own metadata_props, with config.pbtxt's parameters over them."""
     merged = dict(meta)
@@ -161,13 +181,12 @@ def _normalization(source: ModelSource, meta: dict[str, str], classifier: Classi
     if "mean" not in meta or "std" not in meta:
         log.info("model %s version %s: no mean/std in its metadata or config.pbtxt: images are only scaled to 0..1",
                  source.name, source.version or "-")
-        return Normalization(float(meta.get("pixel_scale", DEFAULT_PIXEL_SCALE)))
-    channels = classifier.channels
-    std = _floats(meta["std"], "std", channels, source.path)
-    if any(s <= 0 for s in std):
-        raise ModelLoadError(f"{source.path}: metadata std {list(std)} must be positive")
-    return Normalization(float(meta.get("pixel_scale", DEFAULT_PIXEL_SCALE)),
-                         _floats(meta["mean"], "mean", channels, source.path), std)
+        return parse_normalization(0.0, 1.0, meta.get("pixel_scale", DEFAULT_PIXEL_SCALE))
+    try:
+        return parse_normalization(meta["mean"], meta["std"], meta.get("pixel_scale", DEFAULT_PIXEL_SCALE),
+                                   classifier.channels)
+    except ValueError as e:
+        raise ModelLoadError(f"{source.path}: metadata {e}") from None
 
 
 def _session_options(threads: int) -> ort.SessionOptions:
@@ -191,7 +210,7 @@ def load_model(source: ModelSource | Path, device: str, threads: int = 0) -> Ser
     if source.error:
         raise ModelLoadError(source.error)
     path = source.path
-    model = ServedModel(name=source.name, path=path, config=source.config)
+    model = ServedModel(name=source.name, path=path, config=source.config, source=source)
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such file")
     try:
@@ -232,20 +251,49 @@ def _latest(versions: dict[str, ServedModel]) -> ServedModel:
     return (ready or ordered)[-1]
 
 
-class ModelRegistry:
-    def __init__(self, versions: dict[str, dict[str, ServedModel]]) -> None:
-        self.versions = versions  # name -> version -> model
-        self.models = {name: _latest(v) for name, v in versions.items()}  # name -> its default version
+def broken(source: ModelSource, error: str) -> ServedModel:
+    """A version that could not be loaded, kept (not ready) so that every answer names why."""
+    return ServedModel(name=source.name, path=source.path, version=source.version or "1", error=error,
+                       source=source)
 
-    @staticmethod
-    def sources(directory: Path, model_name: str | None = None) -> list[ModelSource]:
-        """What load_dir would load, found without loading it: FileNotFoundError,
-        NotADirectoryError or ValueError (a --model-name it lacks) in one line otherwise."""
-        sources = find_models(directory, model_name)
-        if not sources:
-            raise FileNotFoundError(f"no models in {directory}: expected <name>.onnx files or "
-                                    "<name>/<version>/model.onnx folders")
-        return sources
+
+def load_sources(sources: list[ModelSource], device: str, *, strict: bool = False, threads: int = 0
+                 ) -> dict[str, dict[str, ServedModel]]:
+    """Each source loaded (name -> version -> model). A broken one is kept as not ready with
+    its error, unless `strict`, which raises instead. A DeviceError always raises."""
+    versions: dict[str, dict[str, ServedModel]] = {}
+    for source in sources:
+        try:
+            model = load_model(source, device, threads)
+        except ModelLoadError as e:
+            if strict:
+                raise
+            model = broken(source, str(e))
+        versions.setdefault(model.name, {})[model.version] = model
+    return versions
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The served versions at one moment: name -> version -> model, and each name's default."""
+
+    versions: dict[str, dict[str, ServedModel]]
+    models: dict[str, ServedModel]
+
+    @classmethod
+    def of(cls, versions: dict[str, dict[str, ServedModel]]) -> "Snapshot":
+        versions = {name: dict(v) for name, v in versions.items() if v}
+        return cls(versions, {name: _latest(v) for name, v in versions.items()})
+
+
+Listener = Callable[[str], None]  # told the name of each model whose versions changed
+
+
+class ModelRegistry:
+    def __init__(self, versions: dict[str, dict[str, ServedModel]] | None = None) -> None:
+        self._snapshot = Snapshot.of(versions or {})
+        self._changing = threading.Lock()  # one change at a time; lookups never wait for it
+        self._listeners: list[Listener] = []
 
     @classmethod
     def load_dir(cls, directory: Path, device: str, *, strict: bool = False, threads: int = 0,
@@ -253,22 +301,38 @@ class ModelRegistry:
         """Every model version in `directory` (the one there under `model_name`, if given:
         see find_models). A broken one is kept as not ready with its error, unless `strict`,
         which raises instead. A DeviceError always raises."""
-        sources = cls.sources(directory, model_name)
-        versions: dict[str, dict[str, ServedModel]] = {}
-        for source in sources:
-            try:
-                model = load_model(source, device, threads)
-            except ModelLoadError as e:
-                if strict:
-                    raise
-                model = ServedModel(name=source.name, path=source.path, version=source.version or "1", error=str(e))
-            versions.setdefault(model.name, {})[model.version] = model
-        return cls(versions)
+        sources = find_models(directory, model_name)
+        if not sources:
+            raise FileNotFoundError(f"no models in {directory}: expected <name>.onnx files or "
+                                    "<name>/<version>/model.onnx folders")
+        return cls(load_sources(sources, device, strict=strict, threads=threads))
+
+    @property
+    def versions(self) -> dict[str, dict[str, ServedModel]]:
+        return self._snapshot.versions
+
+    @property
+    def models(self) -> dict[str, ServedModel]:
+        return self._snapshot.models
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def publish(self, name: str, versions: dict[str, ServedModel]) -> list[ServedModel]:
+        """Serve `versions` as model `name` (none: it is no longer served), at once for new
+        requests; returns the versions that left, for their retirement."""
+        with self._changing:
+            old = self._snapshot.versions.get(name, {})
+            self._snapshot = Snapshot.of({**self._snapshot.versions, name: versions})
+        for listener in self._listeners:
+            listener(name)
+        return [m for m in old.values() if all(m is not n for n in versions.values())]
 
     def all_models(self) -> list[ServedModel]:
         """Every model version it was asked to serve, ready or not, by name then version."""
-        return [m for name in self.names() for m in sorted(
-            self.versions[name].values(), key=lambda m: version_key(m.version))]
+        snapshot = self._snapshot
+        return [m for name in sorted(snapshot.models) for m in sorted(
+            snapshot.versions[name].values(), key=lambda m: version_key(m.version))]
 
     def names(self) -> list[str]:
         return sorted(self.models)
@@ -281,15 +345,16 @@ class ModelRegistry:
         """The model `name` (at `version`, if given, else its latest), ready or not; NOT_FOUND
         otherwise (or INVALID_ARGUMENT for a name that could never be served). Every request
         comes through here: a served name is valid by construction, so only a miss pays for the check."""
-        model = self.models.get(name)
+        snapshot = self._snapshot
+        model = snapshot.models.get(name)
         if model is None:
             validate_name(name)
-            raise not_found(f"model {name!r} is not served; available: {', '.join(self.names())}")
+            raise not_found(f"model {name!r} is not served; available: {', '.join(sorted(snapshot.models)) or 'none'}")
         if version and version != model.version:
-            model = self.versions[name].get(version)
+            model = snapshot.versions[name].get(version)
             if model is None:
                 raise not_found(f"model {name!r} has no version {version[:40]!r}; available: "
-                                f"{', '.join(sorted(self.versions[name], key=version_key))}")
+                                f"{', '.join(sorted(snapshot.versions[name], key=version_key))}")
         return model
 
     def get(self, name: str, version: str = "") -> ServedModel:
@@ -298,3 +363,15 @@ class ModelRegistry:
         if not model.ready:
             raise unavailable(f"model {name!r} is not ready: {model.error}")
         return model
+
+    @contextlib.contextmanager
+    def lease(self, name: str, version: str = ""):
+        """The ready model `name` (as get), held for one request: a version replaced meanwhile
+        is retired only after this request is answered."""
+        model = self.get(name, version)
+        while not model.acquire():  # replaced between the lookup and now: its successor is published
+            model = self.get(name, version)
+        try:
+            yield model
+        finally:
+            model.release()

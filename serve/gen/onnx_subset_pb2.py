@@ -24,19 +24,35 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bserve/gen/onnx_subset.proto\x12\x0fzoo.onnx_subset\"\x1e\n\x0eValueInfoProto\x12\x0c\n\x04name\x18\x01 \x01(\t\"I\n\tNodeProto\x12\r\n\x05input\x18\x01 \x03(\t\x12\x0e\n\x06output\x18\x02 \x03(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07op_type\x18\x04 \x01(\t\"g\n\nGraphProto\x12(\n\x04node\x18\x01 \x03(\x0b\x32\x1a.zoo.onnx_subset.NodeProto\x12/\n\x06output\x18\x0c \x03(\x0b\x32\x1f.zoo.onnx_subset.ValueInfoProto\"8\n\nModelProto\x12*\n\x05graph\x18\x07 \x01(\x0b\x32\x1b.zoo.onnx_subset.GraphProto')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bserve/gen/onnx_subset.proto\x12\x0fzoo.onnx_subset\"4\n\x16StringStringEntryProto\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x9f\x02\n\x0bTensorProto\x12\x0c\n\x04\x64ims\x18\x01 \x03(\x03\x12\x11\n\tdata_type\x18\x02 \x01(\x05\x12\x16\n\nfloat_data\x18\x04 \x03(\x02\x42\x02\x10\x01\x12\x16\n\nint32_data\x18\x05 \x03(\x05\x42\x02\x10\x01\x12\x16\n\nint64_data\x18\x07 \x03(\x03\x42\x02\x10\x01\x12\x0c\n\x04name\x18\x08 \x01(\t\x12\x10\n\x08raw_data\x18\t \x01(\x0c\x12\x17\n\x0b\x64ouble_data\x18\n \x03(\x01\x42\x02\x10\x01\x12\x17\n\x0buint64_data\x18\x0b \x03(\x04\x42\x02\x10\x01\x12>\n\rexternal_data\x18\r \x03(\x0b\x32\'.zoo.onnx_subset.StringStringEntryProto\x12\x15\n\rdata_location\x18\x0e \x01(\x05\"\xa5\x01\n\x0e\x41ttributeProto\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\t\n\x01\x66\x18\x02 \x01(\x02\x12\t\n\x01i\x18\x03 \x01(\x03\x12\t\n\x01s\x18\x04 \x01(\x0c\x12\'\n\x01t\x18\x05 \x01(\x0b\x32\x1c.zoo.onnx_subset.TensorProto\x12\x0e\n\x06\x66loats\x18\x07 \x03(\x02\x12\x0c\n\x04ints\x18\x08 \x03(\x03\x12\x0f\n\x07strings\x18\t \x03(\x0c\x12\x0c\n\x04type\x18\x14 \x01(\x05\"\x1e\n\x0eValueInfoProto\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xce\x01\n\tNodeProto\x12\r\n\x05input\x18\x01 \x03(\t\x12\x0e\n\x06output\x18\x02 \x03(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07op_type\x18\x04 \x01(\t\x12\x32\n\tattribute\x18\x05 \x03(\x0b\x32\x1f.zoo.onnx_subset.AttributeProto\x12\x0e\n\x06\x64omain\x18\x07 \x01(\t\x12?\n\x0emetadata_props\x18\t \x03(\x0b\x32\'.zoo.onnx_subset.StringStringEntryProto\"\xca\x01\n\nGraphProto\x12(\n\x04node\x18\x01 \x03(\x0b\x32\x1a.zoo.onnx_subset.NodeProto\x12\x31\n\x0binitializer\x18\x05 \x03(\x0b\x32\x1c.zoo.onnx_subset.TensorProto\x12.\n\x05input\x18\x0b \x03(\x0b\x32\x1f.zoo.onnx_subset.ValueInfoProto\x12/\n\x06output\x18\x0c \x03(\x0b\x32\x1f.zoo.onnx_subset.ValueInfoProto\"8\n\nModelProto\x12*\n\x05graph\x18\x07 \x01(\x0b\x32\x1b.zoo.onnx_subset.GraphProto')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'serve.gen.onnx_subset_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VALUEINFOPROTO']._serialized_start=48
-  _globals['_VALUEINFOPROTO']._serialized_end=78
-  _globals['_NODEPROTO']._serialized_start=80
-  _globals['_NODEPROTO']._serialized_end=153
-  _globals['_GRAPHPROTO']._serialized_start=155
-  _globals['_GRAPHPROTO']._serialized_end=258
-  _globals['_MODELPROTO']._serialized_start=260
-  _globals['_MODELPROTO']._serialized_end=316
+  _globals['_TENSORPROTO'].fields_by_name['float_data']._loaded_options = None
+  _globals['_TENSORPROTO'].fields_by_name['float_data']._serialized_options = b'\020\001'
+  _globals['_TENSORPROTO'].fields_by_name['int32_data']._loaded_options = None
+  _globals['_TENSORPROTO'].fields_by_name['int32_data']._serialized_options = b'\020\001'
+  _globals['_TENSORPROTO'].fields_by_name['int64_data']._loaded_options = None
+  _globals['_TENSORPROTO'].fields_by_name['int64_data']._serialized_options = b'\020\001'
+  _globals['_TENSORPROTO'].fields_by_name['double_data']._loaded_options = None
+  _globals['_TENSORPROTO'].fields_by_name['double_data']._serialized_options = b'\020\001'
+  _globals['_TENSORPROTO'].fields_by_name['uint64_data']._loaded_options = None
+  _globals['_TENSORPROTO'].fields_by_name['uint64_data']._serialized_options = b'\020\001'
+  _globals['_STRINGSTRINGENTRYPROTO']._serialized_start=48
+  _globals['_STRINGSTRINGENTRYPROTO']._serialized_end=100
+  _globals['_TENSORPROTO']._serialized_start=103
+  _globals['_TENSORPROTO']._serialized_end=390
+  _globals['_ATTRIBUTEPROTO']._serialized_start=393
+  _globals['_ATTRIBUTEPROTO']._serialized_end=558
+  _globals['_VALUEINFOPROTO']._serialized_start=560
+  _globals['_VALUEINFOPROTO']._serialized_end=590
+  _globals['_NODEPROTO']._serialized_start=593
+  _globals['_NODEPROTO']._serialized_end=799
+  _globals['_GRAPHPROTO']._serialized_start=802
+  _globals['_GRAPHPROTO']._serialized_end=1004
+  _globals['_MODELPROTO']._serialized_start=1006
+  _globals['_MODELPROTO']._serialized_end=1062
 # @@protoc_insertion_point(module_scope)

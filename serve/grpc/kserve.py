@@ -112,6 +112,16 @@ class KServeServicer(kpb_grpc.GRPCInferenceServiceServicer):
             kpb.RepositoryIndexResponse.ModelIndex(name=e.name, version=e.version, state=e.state, reason=e.reason)
             for e in self.plane.repository_index(request.ready)])
 
+    @handler("kserve", "RepositoryModelLoad", "repository_load", "model_name")
+    def RepositoryModelLoad(self, request, context):
+        self.plane.load_model(request.model_name)
+        return kpb.RepositoryModelLoadResponse()
+
+    @handler("kserve", "RepositoryModelUnload", "repository_unload", "model_name")
+    def RepositoryModelUnload(self, request, context):
+        self.plane.unload_model(request.model_name)
+        return kpb.RepositoryModelUnloadResponse()
+
     @handler("kserve", "ModelInfer", "infer", "model_name")
     def ModelInfer(self, request, context):
         answer = self.plane.infer(InferRequest(request.model_name, request.model_version, request.id,

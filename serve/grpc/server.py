@@ -3,7 +3,7 @@ with the standard health and reflection services. Its port is bound when it is b
 a port in use fails at start-up; serve.server starts and drains it.
 
     front, port = create_grpc_front_end(plane, GrpcConfig(port=0), host="127.0.0.1")
-    front.start(); ...; front.begin_drain(); front.stop(grace=5.0)
+    front.start(); ...; front.begin_drain(); front.stop(grace=5.0, margin=1.0)
 """
 
 from __future__ import annotations
@@ -14,27 +14,31 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health, health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from ..config import GrpcConfig
 from ..core.calls import CALLS, Call
 from ..core.dataplane import DataPlane
 from ..core.errors import RequestError
 from ..gen import grpc_service_pb2 as kpb
-from ..gen import predictor_pb2
+from ..gen import predictor_pb2, reflection_v1_pb2
 from .handler import call_of
 from .kserve import KServeServicer
 from .predictor import PredictorServicer
-from .services import add_service
+from .services import add_service, refusal_reporter
 
 log = logging.getLogger("serve")
 
 PREDICTOR = predictor_pb2.DESCRIPTOR.services_by_name["Predictor"]
 KSERVE = kpb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
+REFLECTION_V1ALPHA = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
+REFLECTION_V1 = reflection_v1_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
 # The standard services' methods, and the Call each is (ours declare theirs on the servicer).
-STANDARD_CALLS = {f"/{health.SERVICE_NAME}/{m}": CALLS["health"] for m in ("Check", "Watch")}
-STANDARD_CALLS[f"/{reflection.SERVICE_NAME}/ServerReflectionInfo"] = CALLS["reflection"]
+STANDARD_CALLS = {f"/{HEALTH.full_name}/{m}": CALLS["health"] for m in ("Check", "Watch")}
+STANDARD_CALLS.update({f"/{s.full_name}/ServerReflectionInfo": CALLS["reflection"]
+                       for s in (REFLECTION_V1ALPHA, REFLECTION_V1)})
 
 
 def _refuse(request, context):
@@ -132,25 +136,41 @@ class GrpcFrontEnd:
                                   interceptors=[Admission(plane, self.calls)], options=options)
         for servicer, service in servicers:
             add_service(self.server, servicer, service)
+        # grpcio's standard services, registered as ours are: a malformed body is
+        # INVALID_ARGUMENT, never INTERNAL and a traceback.
+        refused = refusal_reporter(plane.metrics, log)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)  # until start()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (PREDICTOR.full_name, KSERVE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server)
+        add_service(self.server, self.health, HEALTH, refused=refused)
+        services = (PREDICTOR, KSERVE, HEALTH, REFLECTION_V1ALPHA, REFLECTION_V1)
+        reflecting = reflection.ReflectionServicer(tuple(s.full_name for s in services))
+        add_service(self.server, reflecting, REFLECTION_V1ALPHA, refused=refused)
+        # v1's messages are v1alpha's field for field: the same servicer answers both.
+        add_service(self.server, reflecting, REFLECTION_V1ALPHA, named_as=REFLECTION_V1, refused=refused)
         self.port = _bind(self.server, host, config)
         self.scheme = "grpcs" if config.tls_cert else "grpc"
 
     def start(self) -> None:
         self.server.start()
-        self.readiness_changed()
+        for name in self.plane.registry.models:
+            self._model_changed(name)
+        self.plane.registry.subscribe(self._model_changed)  # model control: health follows every change
 
     def readiness_changed(self) -> None:
-        """Health by the readiness rule, now (ignored once draining began)."""
+        """The whole server's readiness changed (in a worker of several: the supervisor's
+        word): health by the rule again."""
+        for name in self.plane.registry.models:
+            self._model_changed(name)
+
+    def _model_changed(self, name: str) -> None:
+        """Health of model `name` and of the server, by the one readiness rule (as ServerReady)."""
+        if self.plane.draining.is_set():
+            return  # NOT_SERVING for good
         serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
         readiness = self.plane.readiness
-        for name, model in self.plane.registry.models.items():
-            self.health.set(name, serving if readiness.model_ready(model) else not_serving)
-        ready = serving if readiness.server_ready() else not_serving  # the one rule, as ServerReady
+        model = self.plane.registry.models.get(name)
+        self.health.set(name, serving if model is not None and readiness.model_ready(model) else not_serving)
+        ready = serving if readiness.server_ready() else not_serving
         for service in ("", PREDICTOR.full_name, KSERVE.full_name):
             self.health.set(service, ready)
 
@@ -158,6 +178,11 @@ class GrpcFrontEnd:
         """Health NOT_SERVING at once (the data plane is already draining)."""
         self.health.enter_graceful_shutdown()
 
-    def stop(self, grace: float | None) -> None:
-        """Close the listener and give in-flight requests `grace` seconds."""
-        self.server.stop(grace).wait()
+    def stop(self, grace: float | None, margin: float) -> bool:
+        """Close the listener and give in-flight requests `grace` seconds; True if grpcio
+        finished within `margin` seconds more (it can hang: never wait on it for ever)."""
+        done = self.server.stop(grace).wait((grace or 0.0) + margin)
+        if not done:
+            log.warning("gRPC front end: its shutdown did not finish within --grace %.1f s + %.1f s; left "
+                        "behind", grace or 0.0, margin)
+        return done

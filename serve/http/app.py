@@ -15,7 +15,8 @@ from aiohttp import web
 from ..core import RequestError
 from ..core.dataplane import DataPlane
 from . import images, kserve, playground
-from .blocking import CORS_ORIGINS, EXECUTOR, MAX_BODY, PLANE
+from ..config import HttpConfig
+from .blocking import CONFIG, EXECUTOR, PLANE
 from .errors import error_response, from_http_exception, from_request_error
 from .playground import STATIC
 from .routes import call_of_route
@@ -41,7 +42,7 @@ def _preflight(request: web.Request, cors: dict[str, str]) -> web.Response:
 async def edge(request: web.Request, handler) -> web.StreamResponse:
     app = request.app
     start = time.perf_counter()
-    cors = _cors_headers(request, app[CORS_ORIGINS])
+    cors = _cors_headers(request, app[CONFIG].cors_origins)
     try:
         if request.method == "OPTIONS" and cors and "Access-Control-Request-Method" in request.headers:
             response = _preflight(request, cors)
@@ -67,13 +68,11 @@ async def edge(request: web.Request, handler) -> web.StreamResponse:
     return response
 
 
-def build_app(plane: DataPlane, executor: Executor, max_body: int, cors_origins: tuple[str, ...] = ()
-              ) -> web.Application:
-    app = web.Application(client_max_size=max_body, middlewares=[edge])
+def build_app(plane: DataPlane, executor: Executor, config: HttpConfig) -> web.Application:
+    app = web.Application(client_max_size=config.max_body, middlewares=[edge])
     app[PLANE] = plane
     app[EXECUTOR] = executor
-    app[MAX_BODY] = max_body
-    app[CORS_ORIGINS] = tuple(cors_origins)
+    app[CONFIG] = config
     app.add_routes(kserve.ROUTES + images.ROUTES + playground.ROUTES)
     app.router.add_static("/static/", STATIC, name="page:static")
     return app

@@ -10,12 +10,12 @@ from typing import Callable
 
 from aiohttp import web
 
+from ..config import HttpConfig
 from ..core.dataplane import DataPlane
 
 PLANE = web.AppKey("plane", DataPlane)
 EXECUTOR = web.AppKey("executor", Executor)
-MAX_BODY = web.AppKey("max_body", int)
-CORS_ORIGINS = web.AppKey("cors_origins", tuple)
+CONFIG = web.AppKey("config", HttpConfig)  # the front end's settings, for any handler that needs one
 
 
 def plane_of(request: web.Request) -> DataPlane:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..core.errors import Code, RequestError, invalid
-from .blocking import MAX_BODY
+from .blocking import CONFIG
+from .responses import json_response
 
 STATUS = {
     Code.INVALID_ARGUMENT: 400,
@@ -20,17 +21,17 @@ STATUS = {
 
 
 def error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return json_response({"error": message}, status=status)
 
 
 def from_request_error(e: RequestError) -> web.Response:
-    return error_response(STATUS[e.code], e.message)
+    return error_response(429 if e.busy else STATUS[e.code], e.message)
 
 
 def from_http_exception(e: web.HTTPException, request: web.Request) -> web.Response:
     """aiohttp's refusals (no such route, wrong method, body too large) in the same shape."""
     if isinstance(e, web.HTTPRequestEntityTooLarge):
-        message = (f"request body exceeds this server's limit of {request.app[MAX_BODY]:,} bytes; "
+        message = (f"request body exceeds this server's limit of {request.app[CONFIG].max_body:,} bytes; "
                    "send fewer images per request")
     elif isinstance(e, web.HTTPNotFound):
         message = f"no route {request.method} {request.path[:200]}; see the KServe v2 REST routes under /v2"

@@ -14,6 +14,7 @@ from ..core.records import Deadline, PredictRequest
 from .blocking import blocking, client_present, model_of, plane_of
 from .errors import query_bool, query_int
 from .routes import model_routes
+from .responses import json_response
 
 
 async def image_files(request: web.Request) -> list[bytes]:
@@ -48,7 +49,7 @@ async def predict(request: web.Request) -> web.Response:
     predict_request = PredictRequest(name, version, images=files, top_k=top_k, preprocessing=prepared,
                                      deadline=Deadline(is_active=client_present(request)))
     answer = await blocking(request, plane_of(request).predict, predict_request)
-    return web.json_response({
+    return json_response({
         "model": answer.model_name, "version": answer.model_version, "execution_provider": answer.provider,
         "predictions": [{"top_k": [dataclasses.asdict(s) for s in p.ranked.top_k], "inverted": p.inverted,
                          "framed": p.framed, "probabilities": p.ranked.probabilities, "logits": p.ranked.logits}

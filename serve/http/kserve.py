@@ -12,7 +12,9 @@ from google.protobuf import json_format
 from ..core.stats import ModelStatistics
 from .blocking import blocking, client_present, model_of, plane_of
 from .routes import model_routes, route
-from .tensors import HEADER_LENGTH, decode_request, encode_response, parse_header, validate_index_request
+from .tensors import (HEADER_LENGTH, decode_request, encode_response, parse_header, validate_index_request,
+                      validate_object)
+from .responses import json_response
 
 PROVIDER_HEADER = "x-execution-provider"
 
@@ -32,48 +34,65 @@ def statistics_json(stats: ModelStatistics) -> dict:
 
 async def server_metadata(request: web.Request) -> web.Response:
     meta = plane_of(request).server_metadata()
-    return web.json_response({"name": meta.name, "version": meta.version, "extensions": list(meta.extensions)},
+    return json_response({"name": meta.name, "version": meta.version, "extensions": list(meta.extensions)},
                              headers={PROVIDER_HEADER: ",".join(meta.providers)})
 
 
 async def live(request: web.Request) -> web.Response:
-    return web.json_response({"live": plane_of(request).live()})
+    return json_response({"live": plane_of(request).live()})
 
 
 async def ready(request: web.Request) -> web.Response:
     ok = plane_of(request).ready()
-    return web.json_response({"ready": ok}, status=200 if ok else 503)
+    return json_response({"ready": ok}, status=200 if ok else 503)
 
 
 async def model_ready(request: web.Request) -> web.Response:
     name, version = model_of(request)
     ok = plane_of(request).model_ready(name, version)
-    return web.json_response({"name": name, "ready": ok}, status=200 if ok else 503)
+    return json_response({"name": name, "ready": ok}, status=200 if ok else 503)
 
 
 async def model_metadata(request: web.Request) -> web.Response:
     meta = plane_of(request).model_metadata(*model_of(request))
-    return web.json_response({"name": meta.name, "versions": list(meta.versions), "platform": meta.platform,
+    return json_response({"name": meta.name, "versions": list(meta.versions), "platform": meta.platform,
                               "inputs": _tensors(meta.inputs), "outputs": _tensors(meta.outputs)},
                              headers={PROVIDER_HEADER: meta.provider})
 
 
 async def config(request: web.Request) -> web.Response:
     message = plane_of(request).model_config(*model_of(request))
-    return web.json_response(json_format.MessageToDict(message, preserving_proto_field_name=True))
+    return json_response(json_format.MessageToDict(message, preserving_proto_field_name=True))
 
 
 async def stats(request: web.Request) -> web.Response:
     name, version = model_of(request) if "model" in request.match_info else ("", "")
-    return web.json_response({"model_stats": [statistics_json(s) for s in plane_of(request).statistics(name, version)]})
+    return json_response({"model_stats": [statistics_json(s) for s in plane_of(request).statistics(name, version)]})
 
 
 async def repository_index(request: web.Request) -> web.Response:
     body = await request.read()
     ready_only = parse_header(body, validate_index_request).get("ready") is True if body.strip() else False
-    return web.json_response([{"name": e.name, "version": e.version, "state": e.state,
-                               **({"reason": e.reason} if e.reason else {})}
-                              for e in plane_of(request).repository_index(ready_only)])
+    return json_response([{"name": e.name, **{k: v for k, v in (("version", e.version), ("state", e.state),
+                                                                  ("reason", e.reason)) if v}}
+                          for e in plane_of(request).repository_index(ready_only)])
+
+
+async def repository_load(request: web.Request) -> web.Response:
+    """Triton's POST /v2/repository/models/{m}/load (a JSON body, if any, must be an object)."""
+    body = await request.read()
+    if body.strip():
+        parse_header(body, validate_object)
+    await blocking(request, plane_of(request).load_model, request.match_info["model"])
+    return json_response({})
+
+
+async def repository_unload(request: web.Request) -> web.Response:
+    body = await request.read()
+    if body.strip():
+        parse_header(body, validate_object)
+    await blocking(request, plane_of(request).unload_model, request.match_info["model"])
+    return json_response({})
 
 
 async def infer(request: web.Request) -> web.Response:
@@ -95,10 +114,13 @@ async def infer(request: web.Request) -> web.Response:
 
 ROUTES = [
     route("GET", "/v2", server_metadata, "server_metadata"),
+    route("GET", "/v2/", server_metadata, "server_metadata", "slash"),  # as the Open Inference Protocol's OpenAPI spells it
     route("GET", "/v2/health/live", live, "server_live"),
     route("GET", "/v2/health/ready", ready, "server_ready"),
     route("GET", "/v2/models/stats", stats, "model_statistics", "all"),
     route("POST", "/v2/repository/index", repository_index, "repository_index"),
+    route("POST", "/v2/repository/models/{model}/load", repository_load, "repository_load"),
+    route("POST", "/v2/repository/models/{model}/unload", repository_unload, "repository_unload"),
     *model_routes("", "GET", model_metadata, "model_metadata"),
     *model_routes("/ready", "GET", model_ready, "model_ready"),
     *model_routes("/config", "GET", config, "model_config"),

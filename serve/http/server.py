@@ -3,7 +3,7 @@ at start-up, like gRPC's), and it serves on its own thread with its own asyncio 
 blocking work runs in its own worker threads. serve.server starts and drains it.
 
     front = HttpFrontEnd(plane, HttpConfig(port=0), host="127.0.0.1")
-    front.start(); ...; front.stop(grace=5.0)
+    front.start(); ...; front.stop(grace=5.0, margin=1.0)
 """
 
 from __future__ import annotations
@@ -47,13 +47,13 @@ class HttpFrontEnd:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        parser_log.install()
-        app = build_app(self.plane, self._executor, self.config.max_body, self.config.cors_origins)
+        app = build_app(self.plane, self._executor, self.config)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         started = threading.Event()
 
         async def serve() -> None:
             await self._runner.setup()
+            parser_log.install(self._runner)
             await web.SockSite(self._runner, self._socket).start()
             started.set()
 
@@ -74,23 +74,28 @@ class HttpFrontEnd:
         """Nothing to do at once: the data plane is draining, so inference calls get 503 and
         /v2/health/ready says 503."""
 
-    def stop(self, grace: float | None) -> None:
-        """Stop listening, give in-flight requests `grace` seconds, then end the loop. The core
-        is already draining: requests arriving meanwhile get 503."""
+    def stop(self, grace: float | None, margin: float) -> bool:
+        """Stop listening, give in-flight requests `grace` seconds, then end the loop; True
+        if it all finished within `margin` seconds more. The data plane is already
+        draining: requests arriving meanwhile get 503."""
         if self._thread is None:
             self._socket.close()
             self._executor.shutdown(wait=False)
             self._loop.close()
-            return
+            return True
         self._runner._shutdown_timeout = max(grace or 0.0, 0.1)  # aiohttp takes it only at construction
         future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+        done = True
         try:
-            future.result(timeout=(grace or 0) + 5)
+            future.result(timeout=(grace or 0) + margin)
         except Exception as e:  # the loop could not finish in time: in-flight requests are cut
-            log.warning("HTTP front end: shutdown incomplete (%s)", type(e).__name__)
+            done = False
+            log.warning("HTTP front end: its shutdown did not finish within --grace %.1f s + %.1f s (%s)",
+                        grace or 0.0, margin, type(e).__name__)
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        self._thread.join(margin)
         if not self._thread.is_alive():
             self._loop.close()  # its selector and self-pipe, once per server
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._thread = None
+        return done

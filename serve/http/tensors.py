@@ -1,7 +1,13 @@
 """KServe v2 REST inference bodies: the JSON request (tensors as JSON lists, or after it
 in Triton's binary tensor extension) into the core's InputTensors, and the outputs back
 as JSON lists or binary data. The structure is checked by a JSON schema (fastjsonschema);
-the tensors themselves by the core's one decode path."""
+the tensors themselves by the core's one decode path.
+
+A tensor's JSON numbers go straight into NumPy: simdjson parses the body, and each input's
+`data` array is read as one buffer of doubles or integers (nested lists flattened in C),
+never as a Python float per element; the schema sees the request without those arrays.
+What simdjson refuses (NaN, Infinity and numbers out of range, which Python's and
+rapidjson's JSON write) is read by Python's json instead, so nothing valid there is lost."""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from dataclasses import dataclass
 
 import fastjsonschema
 import numpy as np
+import simdjson
 
 from ..core.errors import invalid
 from ..core.records import Deadline, InferRequest, InferResponse, InputTensor, RequestedOutput
@@ -48,6 +55,7 @@ REQUEST_SCHEMA = {
 }
 _validate = fastjsonschema.compile(REQUEST_SCHEMA)
 validate_index_request = fastjsonschema.compile({"type": "object", "properties": {"ready": {"type": "boolean"}}})
+validate_object = fastjsonschema.compile({"type": "object"})
 
 
 @dataclass(frozen=True)
@@ -72,23 +80,81 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:length], body[length:]
 
 
-def parse_header(header: bytes, validate=None) -> dict:
-    """The JSON object of a request body, checked against the inference request schema
-    (or `validate`)."""
+# simdjson's buffer types per KServe datatype: doubles for floats, 64-bit integers for the rest
+# (a value a datatype cannot hold is refused by the core's decode); BOOL goes the Python way.
+BUFFER_TYPES = {"FP16": ("d", np.float64), "FP32": ("d", np.float64), "FP64": ("d", np.float64),
+                "INT8": ("i", np.int64), "INT16": ("i", np.int64), "INT32": ("i", np.int64),
+                "INT64": ("i", np.int64), "UINT8": ("i", np.int64), "UINT16": ("i", np.int64),
+                "UINT32": ("i", np.int64), "UINT64": ("u", np.uint64)}
+
+
+def _loads(text: bytes):
     try:
-        request = json.loads(header)
+        return json.loads(text)
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise invalid(f"request body: not valid JSON ({str(e)[:120]}); expected a KServe v2 inference "
                       "request") from None
+
+
+def _validated(request, validate):
     try:
-        (validate or _validate)(request)
+        validate(request)
     except fastjsonschema.JsonSchemaException as e:
         raise invalid(f"request body: {str(e)[:200].replace('data', 'request', 1)}") from None
     return request
 
 
-def _json_values(data: list, field: str) -> np.ndarray:
-    """A JSON data list (flat or nested row-major) as numbers, or a clear refusal."""
+def parse_header(header: bytes, validate=None) -> dict:
+    """The JSON object of a small request body (every value as Python), checked against
+    `validate` (the inference request schema by default)."""
+    return _validated(_loads(header), validate or _validate)
+
+
+def _python(value):
+    if isinstance(value, simdjson.Object):
+        return value.as_dict()
+    if isinstance(value, simdjson.Array):
+        return value.as_list()
+    return value
+
+
+def parse_inference(header: bytes) -> tuple[dict, list]:
+    """An inference request's JSON, schema-checked, and beside it each input's `data` as it
+    came: a simdjson Array (read into NumPy by json_values) or a list (the Python way)."""
+    try:
+        # A parser per request: one refuses to parse again while views of its last document
+        # live (a traceback may hold some), and a new one costs microseconds.
+        document = simdjson.Parser().parse(header)
+    except (ValueError, UnicodeDecodeError):  # NaN, Infinity, 1e999, or not JSON: Python's json says which
+        request = _validated(_loads(header), _validate)
+        return request, [tensor.get("data") for tensor in request["inputs"]]
+    if not isinstance(document, simdjson.Object) or not isinstance(document.get("inputs"), simdjson.Array):
+        return _validated(_python(document), _validate), []  # refused by the schema: it needs an inputs array
+    # (items() would convert every value to Python; keys() and [] keep simdjson's views)
+    request = {key: _python(document[key]) for key in document.keys() if key != "inputs"}
+    request["inputs"], arrays = [], []
+    for tensor in document["inputs"]:
+        if not isinstance(tensor, simdjson.Object):
+            request["inputs"].append(_python(tensor))  # refused by the schema
+            arrays.append(None)
+            continue
+        data = tensor.get("data")
+        request["inputs"].append({k: [] if k == "data" and isinstance(data, simdjson.Array) else _python(tensor[k])
+                                  for k in tensor.keys()})
+        arrays.append(data)
+    return _validated(request, _validate), arrays
+
+
+def json_values(data, datatype: str, field: str) -> np.ndarray:
+    """A JSON data array (flat or nested row-major) as a flat array of numbers, or a clear refusal."""
+    buffer = BUFFER_TYPES.get(datatype)
+    if isinstance(data, simdjson.Array):
+        if buffer is not None:
+            try:
+                return np.frombuffer(data.as_buffer(of_type=buffer[0]), buffer[1])
+            except (TypeError, ValueError):  # not all of that type (floats for an integer type, say)
+                pass
+        data = data.as_list()
     try:
         values = np.asarray(data)
     except (ValueError, OverflowError, TypeError, RecursionError):
@@ -101,7 +167,7 @@ def _json_values(data: list, field: str) -> np.ndarray:
 def decode_request(body: bytes, header_length: str | None, model: str, version: str,
                    is_active) -> RestInfer:
     header, binary = split_body(body, header_length)
-    request = parse_header(header)
+    request, arrays = parse_inference(header)
     tensors, offset = [], 0
     for i, tensor in enumerate(request["inputs"]):
         field = f"inputs[{i}]"
@@ -119,8 +185,8 @@ def decode_request(body: bytes, header_length: str | None, model: str, version: 
                                        data_field=f"{field} (binary data)"))
             offset += size
         elif "data" in tensor:
-            tensors.append(InputTensor(**common, values=_json_values(tensor["data"], f"{field}.data"),
-                                       values_field=f"{field}.data"))
+            values = json_values(arrays[i], tensor["datatype"], f"{field}.data")
+            tensors.append(InputTensor(**common, values=values, values_field=f"{field}.data"))
         else:
             raise invalid(f"{field}: neither data nor parameters.binary_data_size is given; expected one")
     if offset != len(binary):
