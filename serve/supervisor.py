@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 
 from . import process
 from .config import ServeConfig, WorkerSlot
@@ -129,15 +130,36 @@ def reserve_port(host: str, port: int, front_end: str) -> socket.socket:
     return reservation
 
 
+class WorkersCollector:
+    """The workers' metrics files summed, as prometheus_client's MultiProcessCollector sums
+    them, but passing over a file that is still empty: a worker creates its file before it
+    sizes it, and one scrape in that moment (or for ever, if the worker was killed in it)
+    would fail whole (prometheus/client_python#1199)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def collect(self):
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = []
+        for path in self.folder.glob("*.db"):
+            try:
+                if path.stat().st_size > 0:
+                    files.append(str(path))
+            except OSError:
+                pass
+        return MultiProcessCollector.merge(files, accumulate=True)
+
+
 class SupervisorMetrics(MetricsEndpoint):
     """/metrics for the whole server: the workers' files summed, and the supervisor's own."""
 
     def __init__(self, folder: str) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge
-        from prometheus_client.multiprocess import MultiProcessCollector
 
         self.registry = CollectorRegistry()
-        MultiProcessCollector(self.registry, path=folder)
+        self.registry.register(WorkersCollector(folder))
         self.restarts = Counter("zoo_worker_restarts", "Worker processes replaced after they died "
                                 "(crash, OOM kill, kill -9)", registry=self.registry)
         self.workers = Gauge("zoo_workers", "Worker processes serving now (loaded and listening)",

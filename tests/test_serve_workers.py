@@ -341,3 +341,21 @@ def test_onnxruntime_threads_are_shared_out():
     too_many = ServeConfig(ModelsConfig(Path("models"), ort_threads=64), workers=2)
     with pytest.raises(ConfigError, match="--workers 2 x --ort-threads 64"):
         too_many.check()
+
+
+def test_metrics_survive_a_workers_empty_file(tmp_path):
+    """A worker killed between creating its metrics file and sizing it leaves it empty for
+    good; the sum over the others is still served (prometheus_client alone would fail every
+    scrape from then on)."""
+    from prometheus_client import generate_latest
+
+    from serve.supervisor import SupervisorMetrics
+
+    count = ("from prometheus_client import CollectorRegistry, Counter; "
+             "Counter('zoo_requests', 'h', ['code'], registry=CollectorRegistry()).labels('OK').inc(3)")
+    for _ in range(2):  # two workers, each its own file
+        subprocess.run([sys.executable, "-c", count], check=True, timeout=60,
+                       env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    (tmp_path / "counter_4194301.db").touch()
+    page = generate_latest(SupervisorMetrics(str(tmp_path)).registry).decode()
+    assert 'zoo_requests_total{code="OK"} 6.0' in page
