@@ -46,7 +46,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from bench.server_process import cpu_seconds, models_dir_with, start_server, tree_cpu_seconds  # noqa: E402
+from bench.server_process import (cpu_seconds, in_client_process, models_dir_with, start_server,  # noqa: E402
+                                  tree_cpu_seconds)
 from serve.cpus import available_cpus  # noqa: E402
 from zoo.records import INPUT_SHAPE  # noqa: E402  (the zoo's models' (C, H, W); imports no torch)
 
@@ -192,12 +193,7 @@ def paired_latency(echo_address: str, server_address: str, count: int, pids: dic
 
 
 def run_paired(echo_address: str, server_address: str, count: int, pids: dict[str, int]) -> dict:
-    ctx = mp.get_context("spawn")
-    out_queue = ctx.Queue()
-    proc = ctx.Process(target=paired_latency, args=(echo_address, server_address, count, pids, out_queue))
-    proc.start()
-    latencies, cpu = out_queue.get(timeout=300)
-    proc.join(30)
+    latencies, cpu = in_client_process(paired_latency, echo_address, server_address, count, pids, timeout=300)
     return {name: {"p50_ms": percentile_ms(v, 50), "p99_ms": percentile_ms(v, 99), "requests": len(v),
                    "cpu_ms_per_request": 1000 * cpu[name] / len(v)}
             for name, v in latencies.items()}
@@ -374,12 +370,7 @@ def http_against_grpc(server, seconds: float) -> dict:
     """HTTP (tritonclient.http, binary and JSON) against gRPC on the same server: batch-1 p50
     alternately, and batch-64 images/s with 4 clients in alternating rounds."""
     addresses = {"grpc": server.address, "http": server.http_address(), "http-json": server.http_address()}
-    ctx = mp.get_context("spawn")
-    out_queue = ctx.Queue()
-    proc = ctx.Process(target=alternating_latency, args=(addresses, SEQUENTIAL_REQUESTS, out_queue))
-    proc.start()
-    latencies = out_queue.get(timeout=600)
-    proc.join(30)
+    latencies = in_client_process(alternating_latency, addresses, SEQUENTIAL_REQUESTS)
     p50 = {protocol: percentile_ms(v, 50) for protocol, v in latencies.items()}
     p99 = {protocol: percentile_ms(v, 99) for protocol, v in latencies.items()}
     print("batch 1, sequential, tritonclient alternating: p50 " + ", ".join(

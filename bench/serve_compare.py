@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.serve_bench import MODEL, batch1_request_bytes, percentile_ms, run_clients  # noqa: E402
-from bench.server_process import ADDRESS, ServerProcess, models_dir_with  # noqa: E402
+from bench.server_process import ADDRESS, ServerProcess, in_client_process, models_dir_with  # noqa: E402
 
 
 def start_in(checkout: Path, models: Path, *extra: str) -> ServerProcess:
@@ -72,13 +71,7 @@ def main() -> int:
     models = models_dir_with((MODEL,), args.models)
     servers = {"this": start_in(ROOT, models), "other": start_in(Path(args.other).resolve(), models)}
     try:
-        ctx = mp.get_context("spawn")
-        out_queue = ctx.Queue()
-        proc = ctx.Process(target=alternating_p50, args=({n: s.address for n, s in servers.items()},
-                                                         args.requests, out_queue))
-        proc.start()
-        latencies = out_queue.get(timeout=600)
-        proc.join(30)
+        latencies = in_client_process(alternating_p50, {n: s.address for n, s in servers.items()}, args.requests)
         p50 = {name: percentile_ms(v, 50) for name, v in latencies.items()}
         rounds: dict[str, list[float]] = {name: [] for name in servers}
         for i in range(args.rounds):

@@ -3,6 +3,7 @@ and what /proc says of a process (memory, CPU time)."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import re
 import signal
@@ -76,6 +77,18 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def in_client_process(target, *args, timeout: float = 600):
+    """Run `target(*args, out_queue)` in a spawned process (a client apart from the servers
+    and from this process's threads) and return what it put on the queue."""
+    ctx = mp.get_context("spawn")
+    out_queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, out_queue))
+    proc.start()
+    result = out_queue.get(timeout=timeout)
+    proc.join(30)
+    return result
 
 
 def cpu_seconds(pid: int) -> float:

@@ -1,11 +1,12 @@
-"""python -m export <model> [--dataset D] [--weights FILE --name NAME] [--opset N] [--out DIR] | --all
+"""python -m export <model> [--dataset D] [--weights FILE --name NAME] [--opset N] [--out DIR] [--int8] | --all
 python -m export custom PKG.MODULE:CLASS --weights FILE --input-shape C,H,W [...]
 python -m export verify MODEL.onnx [--strict] [--json FILE]
 
 Export the zoo's models (shipped weights, or weights you trained with python -m zoo train)
 or a CNN you wrote to ONNX, check each node against the NumPy reference and the test set
-(or your samples) against PyTorch, and write the files only when everything agrees; or
-verify any ONNX file you have.
+(or your samples) against PyTorch, and write the files only when everything agrees (with
+--int8 also an int8 file beside each, checked the same way); or verify any ONNX file you
+have.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from zoo.datasets import list_datasets
 from zoo.normalization import parse_normalization
 from zoo.weights import shipped
 
-from .options import (DEFAULT_OPSET, DEFAULT_TRITON_REPO, MAX_OPSET, MIN_OPSET, MissingExtra, check_opset,
-                      check_output_folder, require)
+from .options import (DEFAULT_CALIBRATION_IMAGES, DEFAULT_OPSET, DEFAULT_TRITON_REPO, MAX_OPSET, MIN_OPSET,
+                      MissingExtra, check_int8_args, check_opset, check_output_folder, require)
 
 def shipped_models() -> list[str]:
     return sorted({model for model, _ in shipped()})
@@ -36,6 +37,12 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
                              f"the flag alone: {DEFAULT_TRITON_REPO})")
     parser.add_argument("--triton-device", choices=["cpu", "gpu"], default="cpu",
                         help="instance group kind in config.pbtxt (default: cpu)")
+    parser.add_argument("--int8", action="store_true",
+                        help="also write <name>-int8.onnx: static QDQ int8 (uint8 activations, int8 per-channel "
+                             "weights), checked like the float file (default: off)")
+    parser.add_argument("--calibration-images", type=int, metavar="N",
+                        help=f"with --int8, calibrate on N images (default: {DEFAULT_CALIBRATION_IMAGES}; "
+                             "zoo models: a seeded sample of the training images)")
 
 
 def zoo_parser() -> argparse.ArgumentParser:
@@ -72,6 +79,8 @@ def custom_parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples", help="a folder of images (in class-named subfolders for an accuracy) or "
                                           "an .npy array to run the checks on (default: seeded random inputs)")
     parser.add_argument("--name", help="output name (default: the class name, lower case)")
+    parser.add_argument("--calibration", help="with --int8, a folder of images or an .npy array to calibrate on "
+                                              "(default: the --samples)")
     add_output_args(parser)
     return parser
 
@@ -125,14 +134,17 @@ def validate_zoo(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 def run_zoo(args: argparse.Namespace) -> int:
     pairs = validate_zoo(args)
+    calibration_images = check_int8_args(args.int8, args.calibration_images)
     check_output_folder(args.out, "--out")
     check_output_folder(args.triton_repo, "--triton-repo")
     require("export")
+    from .int8 import Int8Options
     from .pipeline import export_and_check, export_trained
     from .report import format_result
 
     common = dict(opset=args.opset, data_dir=args.data_dir, triton_device=args.triton_device,
-                  triton_repo=Path(args.triton_repo) if args.triton_repo else None)
+                  triton_repo=Path(args.triton_repo) if args.triton_repo else None,
+                  int8=Int8Options(calibration_images) if args.int8 else None)
     if args.weights:
         jobs = [lambda: export_trained(Path(args.weights), Path(args.out), name=args.name, model=args.model,
                                        dataset=args.dataset, **common)]
@@ -142,15 +154,16 @@ def run_zoo(args: argparse.Namespace) -> int:
 
 
 def report_exports(jobs, format_result) -> int:
-    failures = 0
+    failures = exports = 0
     for job in jobs:
-        result = job()
-        print(format_result(result), flush=True)
-        failures += not result.passed
+        for result in job().results():  # the float file, and its int8 file with --int8
+            print(format_result(result), flush=True)
+            failures += not result.passed
+            exports += 1
     if failures:
-        print(f"{failures} of {len(jobs)} exports FAILED their checks", file=sys.stderr)
+        print(f"{failures} of {exports} exports FAILED their checks", file=sys.stderr)
         return 1
-    print("the export passed every check" if len(jobs) == 1 else f"all {len(jobs)} exports passed every check")
+    print("the export passed every check" if exports == 1 else f"all {exports} exports passed every check")
     return 0
 
 
@@ -162,6 +175,7 @@ def run_custom(args: argparse.Namespace) -> int:
     norm = parse_normalization(args.mean, args.std, args.pixel_scale, channels=shape[0],
                                keys=("--mean", "--std", "--pixel-scale"))
     labels = parse_list(args.labels, "--labels") if args.labels else None
+    calibration_images = check_int8_args(args.int8, args.calibration_images, args.calibration)
     if ":" not in args.module:
         raise CliError(f"{args.module!r}: expected PKG.MODULE:CLASS, for example mypkg.models:MyNet")
     check_output_folder(args.out, "--out")
@@ -175,7 +189,8 @@ def run_custom(args: argparse.Namespace) -> int:
     return report_exports([lambda: export_checked(
         module, out, input_shape=shape, labels=labels, mean=norm.mean, std=norm.std, pixel_scale=norm.pixel_scale,
         samples=args.samples, opset=args.opset, weights=args.weights,
-        triton_repo=Path(args.triton_repo) if args.triton_repo else None, triton_device=args.triton_device)],
+        triton_repo=Path(args.triton_repo) if args.triton_repo else None, triton_device=args.triton_device,
+        int8=args.int8, calibration=args.calibration, calibration_images=calibration_images)],
         format_result)
 
 

@@ -13,6 +13,7 @@ from zoo.normalization import DEFAULT_PIXEL_SCALE, parse_normalization
 from zoo.weights import load_weights_into, sha256sum
 
 from .exporter import export_versions, to_onnx
+from .int8 import DEFAULT_CALIBRATION_IMAGES, Int8Options, sample_calibration
 from .metadata import build_custom_metadata, set_metadata
 from .options import DEFAULT_OPSET
 from .pipeline import ExportResult, WriteOptions, check_and_write
@@ -40,12 +41,16 @@ def export_checked(
     module: nn.Module, out_path: str | Path, *, input_shape: tuple[int, ...], labels: list[str] | None = None,
     mean=0.0, std=1.0, pixel_scale: float = DEFAULT_PIXEL_SCALE, samples=None, opset: int = DEFAULT_OPSET,
     weights: str | Path | None = None, triton_repo: Path | None = None, triton_device: str = "cpu",
+    int8: bool = False, calibration=None, calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
 ) -> ExportResult:
     """Export `module` ((N, *input_shape) float32 -> (N, classes) logits) to `out_path`
     (models/name.onnx) after the four checks, run on `samples` (a folder of images, an .npy
     file or an array; seeded random inputs when None). `mean` and `std` are per channel (or
     one for all) and travel in the file's metadata with `labels` and `pixel_scale`;
     `weights` names the safetensors file the module was loaded from, for its SHA-256.
+    With `int8`, also models/name-int8.onnx (result.int8), calibrated on up to
+    `calibration_images` of `calibration` (the same kinds as `samples`; default: the
+    samples themselves) and checked on the samples.
     Returns the result; the files are written only if it passed."""
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 3 or min(input_shape) < 1:
@@ -59,6 +64,9 @@ def export_checked(
     if len(labels) != classes:
         raise ValueError(f"{len(labels)} labels for a module with {classes} outputs")
     inputs = check_inputs(samples, input_shape, labels, norm)
+    int8_options = Int8Options(calibration_images) if int8 else None
+    calibration_inputs = inputs if calibration is None or not int8 else check_inputs(
+        calibration, input_shape, labels, norm)
     proto = to_onnx(module, opset, input_shape)
     proto.model_version = 1
     proto.doc_string = (f"{out_path.stem}: a custom model exported by cnn-zoo; input (N, "
@@ -69,9 +77,16 @@ def export_checked(
         sum(p.numel() for p in module.parameters()), export_versions(), sha))
     report = {"source": "custom", "model": type(module).__name__, "opset": opset, "input_shape": list(input_shape),
               "classes": classes, "weights_file": str(weights) if weights else None, "weights_sha256": sha}
-    return check_and_write(out_path.stem, proto, module, inputs, report,
-                           WriteOptions(out_path.parent, triton_repo, triton_device),
-                           num_classes=classes, card_accuracy=None)
+    options = WriteOptions(out_path.parent, triton_repo, triton_device)
+    result = check_and_write(out_path.stem, proto, module, inputs, report, options,
+                             num_classes=classes, card_accuracy=None)
+    if int8_options is not None:
+        from .int8_export import export_int8
+
+        result.int8 = export_int8(result, proto, inputs, lambda: sample_calibration(
+            calibration_inputs.images, calibration_inputs.description, int8_options), options,
+            num_classes=classes, opset=opset)
+    return result
 
 
 def load_module(spec: str, weights: str | None) -> tuple[nn.Module, str]:

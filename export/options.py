@@ -12,6 +12,8 @@ from zoo.cli import CliError
 DEFAULT_OPSET = 18
 MIN_OPSET = 17  # older opsets go through a converter we do not test
 MAX_OPSET = 28  # the newest opset of the onnx we pin (a test keeps the two in step)
+INT8_MIN_OPSET = 19  # int8 files: onnx's ReferenceEvaluator runs DequantizeLinear only from opset 19
+DEFAULT_CALIBRATION_IMAGES = 1000  # --int8: training images the activation ranges are calibrated on
 DEFAULT_TRITON_REPO = "model_repository"  # Triton's own name; `triton` would shadow a package
 EXPORT_EXTRA = 'pip install -c constraints.txt ".[export]"'
 # What each command imports that the base install lacks (the export extra has them all).
@@ -49,6 +51,17 @@ def shadows(path: Path) -> bool:
     package, would then stand in front of it (or it in front of our folder)."""
     spec = importlib.util.find_spec(path.name)
     return spec is not None and spec.origin not in (None, "namespace")
+
+
+def check_int8_args(int8: bool, calibration_images: int | None, calibration: str | None = None) -> int:
+    """The calibration count for --int8 (its default when not given); either flag without
+    --int8 is a mistake, as is a count below 1."""
+    for flag, value in (("--calibration-images", calibration_images), ("--calibration", calibration)):
+        if value is not None and not int8:
+            raise CliError(f"{flag} goes with --int8")
+    if calibration_images is not None and calibration_images < 1:
+        raise CliError(f"--calibration-images {calibration_images}: give at least 1")
+    return DEFAULT_CALIBRATION_IMAGES if calibration_images is None else calibration_images
 
 
 class MissingExtra(Exception):

@@ -19,6 +19,7 @@ from zoo.weights import WeightsError, check_not_shipped_name, load_weights_file,
 
 from . import checks
 from .exporter import export_model, export_with_card
+from .int8 import Int8Options, training_calibration
 from .options import DEFAULT_OPSET
 from .test_data import write_test_data
 from .triton import write_model_repository
@@ -34,6 +35,11 @@ class ExportResult:
     report: dict
     failure: str | None = None
     written: list[Path] = field(default_factory=list)
+    int8: ExportResult | None = None  # the int8 file made from this one, with --int8
+
+    def results(self) -> list[ExportResult]:
+        """This result and the int8 one made from it, if any."""
+        return [self] + ([self.int8] if self.int8 else [])
 
 
 @dataclass(frozen=True)
@@ -61,15 +67,29 @@ def test_set_inputs(dataset: str, data_dir=None) -> CheckInputs:
 
 def export_and_check(
     model: str, dataset: str, out_dir: Path, *, opset: int = DEFAULT_OPSET,
-    data_dir=None, triton_repo: Path | None = None, triton_device: str = "cpu",
+    data_dir=None, triton_repo: Path | None = None, triton_device: str = "cpu", int8: Int8Options | None = None,
 ) -> ExportResult:
-    """The shipped weights of (model, dataset), written as <model>-<dataset>.onnx."""
+    """The shipped weights of (model, dataset), written as <model>-<dataset>.onnx; with
+    `int8`, also <model>-<dataset>-int8.onnx, calibrated on the training images."""
     proto, net, card = export_model(model, dataset, opset)
     report = {"source": "shipped", "model": model, "dataset": dataset, "opset": opset,
               "weights_sha256": card["weights_sha256"], "card_accuracy": card["test_accuracy"]}
-    return check_and_write(stem(model, dataset), proto, net, test_set_inputs(dataset, data_dir), report,
-                           WriteOptions(Path(out_dir), triton_repo, triton_device),
-                           num_classes=len(card["classes"]), card_accuracy=card["test_accuracy"])
+    inputs, options = test_set_inputs(dataset, data_dir), WriteOptions(Path(out_dir), triton_repo, triton_device)
+    result = check_and_write(stem(model, dataset), proto, net, inputs, report, options,
+                             num_classes=len(card["classes"]), card_accuracy=card["test_accuracy"])
+    return with_int8(result, proto, inputs, options, int8, dataset, data_dir, len(card["classes"]), opset)
+
+
+def with_int8(result: ExportResult, proto: onnx.ModelProto, inputs: CheckInputs, options: WriteOptions,
+              int8: Int8Options | None, dataset: str, data_dir, num_classes: int, opset: int) -> ExportResult:
+    """`result`, with the int8 file made from it when `int8` asks for one (calibrated on
+    the dataset's training images)."""
+    if int8 is not None:
+        from .int8_export import export_int8
+
+        result.int8 = export_int8(result, proto, inputs, lambda: training_calibration(dataset, int8, data_dir),
+                                  options, num_classes=num_classes, opset=opset)
+    return result
 
 
 def trained_name(weights_path: Path, name: str | None) -> str:
@@ -81,7 +101,7 @@ def trained_name(weights_path: Path, name: str | None) -> str:
 def export_trained(
     weights_path: Path, out_dir: Path, *, name: str | None = None, model: str | None = None,
     dataset: str | None = None, opset: int = DEFAULT_OPSET, data_dir=None,
-    triton_repo: Path | None = None, triton_device: str = "cpu",
+    triton_repo: Path | None = None, triton_device: str = "cpu", int8: Int8Options | None = None,
 ) -> ExportResult:
     """Weights written by `python -m zoo train`: the card beside them names the model and
     dataset, pins the SHA-256 and gives the accuracy the test set must reproduce."""
@@ -95,9 +115,10 @@ def export_trained(
     report = {"source": "trained", "weights_file": str(weights_path), "model": card["model"],
               "dataset": card["dataset"], "opset": opset, "weights_sha256": card["weights_sha256"],
               "card_accuracy": card["test_accuracy"]}
-    return check_and_write(out_name, proto, net, test_set_inputs(card["dataset"], data_dir), report,
-                           WriteOptions(Path(out_dir), triton_repo, triton_device),
-                           num_classes=len(card["classes"]), card_accuracy=card["test_accuracy"])
+    inputs, options = test_set_inputs(card["dataset"], data_dir), WriteOptions(Path(out_dir), triton_repo, triton_device)
+    result = check_and_write(out_name, proto, net, inputs, report, options,
+                             num_classes=len(card["classes"]), card_accuracy=card["test_accuracy"])
+    return with_int8(result, proto, inputs, options, int8, card["dataset"], data_dir, len(card["classes"]), opset)
 
 
 def check_and_write(name: str, proto: onnx.ModelProto, net: nn.Module, inputs: CheckInputs, report: dict,
@@ -114,6 +135,17 @@ def check_and_write(name: str, proto: onnx.ModelProto, net: nn.Module, inputs: C
         ("nodes", lambda: checks.node_summary(checks.check_nodes_match(proto, images[:NODE_CHECK_IMAGES]))),
         ("test_set", lambda: checks.check_test_set(proto, sess, net, images, inputs.labels, card_accuracy)),
     ]
+    run_checks(result, steps)
+    if result.passed:
+        sample = images[:TEST_DATA_IMAGES]
+        result.written += write_model(name, proto, sample, checks.torch_logits(net, sample), options, report)
+    result.written.append(write_report(name, report, options.out_dir))
+    return result
+
+
+def run_checks(result: ExportResult, steps) -> None:
+    """Each (key, check) in order into the report, with its time, until one fails."""
+    report = result.report
     try:
         for key, step in steps:
             start = time.perf_counter()
@@ -123,22 +155,28 @@ def check_and_write(name: str, proto: onnx.ModelProto, net: nn.Module, inputs: C
         result.failure = str(e)
         report["failure"] = result.failure
     report["passed"] = result.passed = result.failure is None
-    out_dir = options.out_dir
+
+
+def write_model(name: str, proto: onnx.ModelProto, sample: np.ndarray, expected: np.ndarray,
+                options: WriteOptions, report: dict) -> list[Path]:
+    """<name>.onnx, <name>/test_data_set_0 (`sample` and the `expected` outputs) and, if
+    asked, the Triton repository entry, in options.out_dir."""
+    data = proto.SerializeToString()
+    report["onnx_bytes"] = len(data)
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = options.out_dir / f"{name}.onnx"
+    atomic_write_bytes(onnx_path, data)
+    written = [onnx_path, write_test_data(options.out_dir / name, sample, expected)]
+    if options.triton_repo is not None:
+        written.append(write_model_repository(options.triton_repo, name, proto, options.triton_device))
+    return written
+
+
+def write_report(name: str, report: dict, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    if result.passed:
-        data = proto.SerializeToString()
-        report["onnx_bytes"] = len(data)
-        onnx_path = out_dir / f"{name}.onnx"
-        atomic_write_bytes(onnx_path, data)
-        sample = images[:TEST_DATA_IMAGES]
-        test_dir = write_test_data(out_dir / name, sample, checks.torch_logits(net, sample))
-        result.written += [onnx_path, test_dir]
-        if options.triton_repo is not None:
-            result.written.append(write_model_repository(options.triton_repo, name, proto, options.triton_device))
     report_path = out_dir / f"{name}.report.json"
     atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
-    result.written.append(report_path)
-    return result
+    return report_path
 
 
 def worst_node(report: dict) -> dict | None:

@@ -11,6 +11,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from .quantized import QUANT_STEPS, is_quantized_dtype, steps_apart
+
 NODE_RTOL, NODE_ATOL = 1e-4, 1e-5  # per element: |ort - ref| <= atol + rtol * |ref|
 
 
@@ -37,8 +39,13 @@ def expose_intermediates(proto: onnx.ModelProto, strict: bool = True) -> onnx.Mo
 
 
 def compare(got: np.ndarray, want: np.ndarray) -> tuple[float, float, bool]:
+    """(max |diff|, max relative diff, ok); for a quantized (8- or 16-bit integer) tensor
+    both differences are in quantization steps, at most QUANT_STEPS."""
     if got.shape != want.shape or got.dtype != want.dtype:
         return float("inf"), float("inf"), False
+    if is_quantized_dtype(want.dtype):
+        steps = steps_apart(got, want)
+        return float(steps), float(steps), steps <= QUANT_STEPS
     if not np.issubdtype(want.dtype, np.floating):
         same = bool(np.array_equal(got, want))
         return (0.0 if same else float("inf")), (0.0 if same else float("inf")), same

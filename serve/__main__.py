@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, GrpcConfig, HttpConfig, ModelsConfig, ServeConfig
+from .config import ConfigError, GrpcConfig, HttpConfig, ModelsConfig, ServeConfig, TraceConfig
 from .core.control import MODES, startup_sources
 from .core.device import DEVICES
 from .core.limits import MIB, Limits
@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default: {limits.decode_budget_bytes / MIB:g})")
     p.add_argument("--metrics-port", type=port_or_off, metavar="PORT|off",
                    help="serve Prometheus /metrics on this port (default: off)")
+    p.add_argument("--trace-otlp-endpoint", metavar="URL",
+                   help="trace every inference request with OpenTelemetry (spans for decode, queue, inference and "
+                        "encode under a server span that continues the client's W3C traceparent) and send them over "
+                        "OTLP/HTTP to this collector, e.g. http://localhost:4318 (/v1/traces is added when the URL has "
+                        "no path); needs the trace extra. Triton: --trace-config mode=opentelemetry and "
+                        "opentelemetry,url=URL (default: off)")
     p.add_argument("--tls-cert", help="PEM certificate: serve gRPC over TLS with --tls-key (default: plaintext)")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert (default: none)")
     p.add_argument("--strict", action="store_true",
@@ -144,7 +150,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
     grpc = None if args.grpc_port is None else GrpcConfig(
         args.grpc_port, args.threads, args.tls_cert and Path(args.tls_cert), args.tls_key and Path(args.tls_key))
     http = None if args.http_port is None else HttpConfig(args.http_port, args.threads, tuple(args.cors_origin))
-    return ServeConfig(models, args.host, grpc, http, args.metrics_port, args.grace, args.workers)
+    trace = None if args.trace_otlp_endpoint is None else TraceConfig(args.trace_otlp_endpoint)
+    return ServeConfig(models, args.host, grpc, http, args.metrics_port, args.grace, trace, workers=args.workers)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .core.control import MODES
 from .core.device import DEVICES
@@ -76,6 +77,16 @@ class WorkerSlot:
 
 
 @dataclass(frozen=True)
+class TraceConfig:
+    """OpenTelemetry spans for each inference request (serve.core.tracing), sent over
+    OTLP/HTTP to `otlp_endpoint` (a collector's base URL, http://localhost:4318, or the full
+    traces URL), or to `exporter`, an SDK SpanExporter of one's own (the in-memory one in tests)."""
+
+    otlp_endpoint: str = ""
+    exporter: object | None = None
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     host: str = "127.0.0.1"  # loopback unless told otherwise; every front end binds it
@@ -83,6 +94,7 @@ class ServeConfig:
     http: HttpConfig | None = None
     metrics_port: int | None = None  # Prometheus /metrics; None: off
     grace: float = 10.0  # seconds in-flight requests get to finish on shutdown
+    trace: TraceConfig | None = None  # None: no tracing, and the opentelemetry packages never load
     # Server processes: 1 serves in this process; more start serve.supervisor, which runs
     # that many copies of this config, each a worker (`worker` set) on the same ports.
     workers: int = 1
@@ -111,6 +123,8 @@ class ServeConfig:
         _check_port("--metrics-port", self.metrics_port)
         if self.grace < 0:
             raise ConfigError(f"--grace {self.grace:g}: expected 0 or more seconds")
+        if self.trace is not None and self.trace.exporter is None:
+            _check_otlp_endpoint(self.trace.otlp_endpoint)
         self._check_workers()
         if self.grpc is not None:
             _check_port("--grpc-port", self.grpc.port)
@@ -144,6 +158,17 @@ class ServeConfig:
 def _check_port(option: str, port: int | None) -> None:
     if port is not None and not 0 <= port <= 65535:
         raise ConfigError(f"{option} {port}: expected a port from 0 (any free one) to 65535")
+
+
+def _check_otlp_endpoint(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number, a malformed IPv6 address
+        valid = False
+    if not valid:
+        raise ConfigError(f"--trace-otlp-endpoint {url!r}: expected an http:// or https:// URL of an OTLP/HTTP "
+                          "collector, e.g. http://localhost:4318 (or its full traces URL, .../v1/traces)")
 
 
 def _check_threads(option: str, threads: int) -> None:

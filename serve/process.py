@@ -86,9 +86,9 @@ def log_models(server) -> None:
     for model in server.plane.registry.all_models():
         if model.ready:
             inputs = ", ".join(f"{t.name} {t.datatype} {list(t.shape)}" for t in model.signature.inputs)
-            log.info("model %s version %s: inputs %s, %s, provider %s", model.name, model.version, inputs,
+            log.info("model %s version %s: inputs %s, %s, provider %s%s", model.name, model.version, inputs,
                      f"{model.num_classes} class{'' if model.num_classes == 1 else 'es'}" if model.num_classes
-                     else "not an image classifier", model.provider)
+                     else "not an image classifier", model.provider, f", {model.warmup}" if model.warmup else "")
         else:
             log.error("model %s version %s NOT READY: %s", model.name, model.version, model.error)
 

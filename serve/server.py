@@ -21,6 +21,7 @@ from .core.control import ControlSettings
 from .core.dataplane import DataPlane
 from .core.metrics import Metrics
 from .core.registry import ModelRegistry
+from .core.tracing import open_tracing
 
 log = logging.getLogger("serve")
 
@@ -105,6 +106,8 @@ class ZooServer:
         stopped = Stopped(self.plane.in_flight(), tuple(n for n in self.front_ends if not finished.get(n)))
         self.plane.close(timeout=0.0 if stopped.cut_short else 5.0)
         self.plane.metrics.close()
+        if self.plane.tracing is not None:
+            self.plane.tracing.close()  # the spans still queued are sent
         return stopped
 
 
@@ -113,12 +116,12 @@ def control_settings(models: ModelsConfig) -> ControlSettings:
                            models.model_name, models.device, models.ort_threads, models.strict, models.warmup)
 
 
-def build_plane(config: ServeConfig, metrics: Metrics) -> DataPlane:
+def build_plane(config: ServeConfig, metrics: Metrics, tracing=None) -> DataPlane:
     """The data plane over the models the config asks for, loaded and warmed up."""
     models = config.models
     control = control_settings(models)
     plane = DataPlane(ModelRegistry(), models.limits, metrics, strict_readiness=models.strict_readiness,
-                      control=control)
+                      control=control, tracing=tracing)
     plane.control.start_models()
     return plane
 
@@ -128,10 +131,11 @@ def create_server(config: ServeConfig) -> ZooServer:
     ConfigError for a setting that makes no sense (before anything loads),
     FileNotFoundError for an empty models directory, DeviceError when the device is not
     really available, ModelLoadError with `strict` and a broken model, OSError for a port
-    that cannot be bound."""
+    that cannot be bound, TracingUnavailable for tracing without the trace extra."""
     config.check()
+    tracing = None if config.trace is None else open_tracing(config.trace.otlp_endpoint, config.trace.exporter)
     metrics = Metrics()
-    plane = build_plane(config, metrics)
+    plane = build_plane(config, metrics, tracing)
     if config.worker is not None:  # one of several: not ready until the supervisor says all are
         plane.readiness.fleet = threading.Event()
     front_ends: dict[str, object] = {}

@@ -18,6 +18,16 @@ def test_serve_extra_has_no_torch_and_no_onnx():
     assert not names & {"torch", "onnx", "onnxscript", "tritonclient"}  # its stubs are ours (serve/gen)
 
 
+def test_trace_extra_adds_the_sdk_and_its_otlp_http_exporter_only():
+    """Tracing's packages are in the trace extra alone: the lean server has none of them, and
+    the exporter is OTLP/HTTP (no second gRPC stack for an HTTP-only server)."""
+    serve, trace = closure("serve"), closure("trace")
+    assert not {n for n in serve if n.startswith("opentelemetry")}
+    added = trace - serve
+    assert {"opentelemetry-api", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"} <= added
+    assert "opentelemetry-exporter-otlp-proto-grpc" not in added and serve <= trace
+
+
 def test_zoo_extra_has_no_onnx():
     names = closure("zoo")
     assert {"torch", "safetensors", "matplotlib", "numpy"} <= names

@@ -225,7 +225,7 @@ def test_sigterm_exits_within_grace_even_with_a_run_that_will_not_end(tmp_path):
     from tests.own_models import slow_model
 
     slow_model(tmp_path / "slow.onnx")
-    server = start_server(tmp_path, "--grace", "1", "--ort-threads", "1")
+    server = start_server(tmp_path, "--grace", "1", "--ort-threads", "1", "--no-warmup")  # a warm-up would take long
     outcome = {}
 
     def call():

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import activations, convolution, pooling, tensor_ops
+from . import activations, convolution, pooling, quantization, tensor_ops
 from .errors import UnsupportedError
 
 
@@ -51,6 +51,7 @@ OPS: dict[str, Callable] = {
     "Expand": tensor_ops.expand,
     "Transpose": tensor_ops.transpose,
     "ReduceMean": tensor_ops.reduce_mean,
+    **quantization.OPS,  # QuantizeLinear, DequantizeLinear, QLinearConv, ... (int8 models)
 }
 
 

@@ -50,12 +50,14 @@ def max_pool(
     X: np.ndarray, *, auto_pad: str = "NOTSET", ceil_mode: int = 0, dilations=None,
     kernel_shape, pads=None, storage_order: int = 0, strides=None,
 ) -> np.ndarray:
-    """Y = MaxPool(X): padding never wins the max (it is -inf)."""
+    """Y = MaxPool(X): padding never wins the max (it is -inf, or the type's least value for
+    the int8 and uint8 inputs of int8 models)."""
     if storage_order != 0:
         raise UnsupportedError("MaxPool: storage_order=1 (column-major Indices) is not supported")
     kernel_shape, strides, dilations, begins, ends, out_hw, overhang = _geometry(
         X, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode, "MaxPool")
-    padded = pad_spatial(X, begins, [e + o for e, o in zip(ends, overhang)], -np.inf)
+    least = np.iinfo(X.dtype).min if np.issubdtype(X.dtype, np.integer) else -np.inf
+    padded = pad_spatial(X, begins, [e + o for e, o in zip(ends, overhang)], least)
     return _reduce(padded, out_hw, kernel_shape, strides, dilations, np.maximum)
 
 

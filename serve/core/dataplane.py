@@ -41,6 +41,7 @@ from .records import (ExplainRequest, FeaturesRequest, FeaturesResponse, InferRe
                       ServerMetadata)
 from .registry import ModelRegistry, ServedModel
 from .stats import ModelStatistics, RequestTimes
+from .tracing import RequestTrace, Stages
 
 SERVER_NAME = "cnn-zoo"
 # KServe v2 / Triton protocol extensions this server implements, as ServerMetadata lists them.
@@ -49,12 +50,14 @@ EXTENSIONS = ("classification", "binary_tensor_data", "model_configuration", "st
 
 class DataPlane:
     def __init__(self, registry: ModelRegistry, limits: Limits, metrics: Metrics, *,
-                 strict_readiness: bool = True, control: ControlSettings | None = None) -> None:
+                 strict_readiness: bool = True, control: ControlSettings | None = None, tracing=None) -> None:
         """`control`: how the served models change (serve.core.control); None: they are the
-        registry's, as given, and never change."""
+        registry's, as given, and never change. `tracing`: a serve.core.otel Tracer the front
+        ends trace inference requests with (None: off)."""
         self.registry = registry
         self.limits = limits
         self.metrics = metrics
+        self.tracing = tracing
         self.engine = InferenceCore(registry, limits, metrics)
         self.readiness = Readiness(registry, strict_readiness,
                                    ready_with_none=control is not None and control.mode == "explicit")
@@ -151,7 +154,7 @@ class DataPlane:
     def infer(self, request: InferRequest) -> InferResponse:
         """KServe ModelInfer: every input checked against the model's signature, the outputs
         asked for (or all), as tensors or classification strings."""
-        with self._serving(request.model_name, request.model_version) as (model, record):
+        with self._serving(request.model_name, request.model_version, request.trace) as (model, record):
             start = time.perf_counter()
             self.engine.check_room(model)
             with self.engine.expecting(model) as announcement:
@@ -169,7 +172,7 @@ class DataPlane:
     def predict(self, request: PredictRequest) -> PredictResponse:
         """Our Predict: images (or one pixel tensor) for an image classifier, preprocessed
         as its dataset's images were, answered with probabilities and the top k."""
-        with self._serving(request.model_name, request.model_version) as (model, record):
+        with self._serving(request.model_name, request.model_version, request.trace) as (model, record):
             model.classifier()  # FAILED_PRECONDITION for any other model, before decoding anything
             k = check_top_k(request.top_k, model)
             prepare = Preparer(model, request.preprocessing)
@@ -238,19 +241,24 @@ class DataPlane:
                 self._in_flight -= 1
 
     @contextlib.contextmanager
-    def _serving(self, name: str, version: str):
+    def _serving(self, name: str, version: str, trace: RequestTrace | None = None):
         """The ready model for one inference request, leased (a version replaced meanwhile
         retires after it), with the request's statistics: the stages of a success (given to
-        the callable yielded with it), or the time to a failure."""
+        the callable yielded with it), or the time to a failure; and its trace, if it has
+        one, told the same."""
         with self._in_flight_request(), self.registry.lease(name, version) as model:
             start = time.perf_counter()
             counter = model.stats
+            if trace is not None:
+                trace.served_by(model.name, model.version)
 
             def record(images: int, began: float, decoded: float, ran: float, timing: RunTiming) -> None:
                 done = time.perf_counter()
                 counter.success(images, RequestTimes(compute_input=decoded - began,
                                                      queue=max(ran - decoded - timing.compute_s, 0.0),
                                                      compute_infer=timing.compute_s, compute_output=done - ran))
+                if trace is not None:
+                    trace.answered(images, Stages(began, decoded, ran, timing.compute_s, done))
 
             try:
                 yield model, record

@@ -8,7 +8,11 @@ Making them outputs needs an edit of the model file; the server has no onnx pack
 the file is read with a subset of onnx.proto's schema (protos/onnx_subset.proto: the nodes,
 their attributes, the weights and the graph outputs), keeping every other field as protobuf
 unknown fields, written back unchanged. The session and the parsed graph are made on first
-use, on the CPU, and kept."""
+use, on the CPU, and kept.
+
+In an int8 (QDQ) model a layer's output goes through QuantizeLinear and DequantizeLinear
+before the next layer reads it: the map shown is that DequantizeLinear's output, the float
+values the int8 model really carries (multiples of its quantization step)."""
 
 from __future__ import annotations
 
@@ -47,7 +51,7 @@ def _tap(model: ServedModel) -> _Tapped:
                                   f"{model.path.name} ({e})") from None
     graph = proto.graph
     parsed = read_graph(proto, model.path.parent)
-    layers = tuple((node.output[0], node.op_type, node.name or node.output[0])
+    layers = tuple((_dequantized(graph, node.output[0]), node.op_type, node.name or node.output[0])
                    for node in graph.node if node.op_type in SHOWN_OPS and node.output)
     outputs = {o.name for o in graph.output}
     tapped = dict.fromkeys(t for node in graph.node if node.op_type != "Constant" for t in node.output if t)
@@ -59,6 +63,17 @@ def _tap(model: ServedModel) -> _Tapped:
     except Exception as e:  # onnxruntime's own failure, e.g. an op it cannot run on the CPU
         raise failed_precondition(f"model {model.name!r}: feature maps unavailable ({first_line(e)})") from None
     return _Tapped(session, layers, parsed)
+
+
+def _dequantized(graph, tensor: str) -> str:
+    """The DequantizeLinear output of `tensor` when its only reader is a QuantizeLinear
+    whose output a DequantizeLinear reads (a QDQ model); else `tensor` itself."""
+    readers = [n for n in graph.node if tensor in n.input]
+    if len(readers) != 1 or readers[0].op_type != "QuantizeLinear":
+        return tensor
+    quantized = readers[0].output[0]
+    dequantize = next((n for n in graph.node if n.op_type == "DequantizeLinear" and quantized in n.input[:1]), None)
+    return dequantize.output[0] if dequantize is not None else tensor
 
 
 class FeatureMaps:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from .preprocess import Preprocessing
 from .ranking import Ranked
 from .signature import TensorSpec
+
+if TYPE_CHECKING:
+    from .tracing import RequestTrace
 
 
 def _always() -> bool:
@@ -66,6 +69,7 @@ class InferRequest:
     inputs: Sequence[InputTensor] = ()
     outputs: Sequence[RequestedOutput] = ()  # none: every output, as tensors
     deadline: Deadline = field(default_factory=Deadline)
+    trace: RequestTrace | None = None  # its trace, when tracing is on (serve.core.tracing)
 
 
 def bytes_elements(texts: Sequence[str]) -> bytes:
@@ -114,6 +118,7 @@ class PredictRequest:
     top_k: int = 1
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     deadline: Deadline = field(default_factory=Deadline)
+    trace: RequestTrace | None = None  # its trace, when tracing is on (serve.core.tracing)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from ..core.calls import Call, call
 from ..core.errors import Code, RequestError, invalid
 from ..core.ratelimit import RateLimitedLog
 from ..core.records import Deadline
+from . import tracing
 from .services import Undecodable
 
 log = logging.getLogger("serve")
@@ -23,16 +24,21 @@ STATUS = {code: grpc.StatusCode[code.name] for code in Code}
 
 def handler(api: str, method: str, call_name: str, model_field: str | None = None):
     """Wrap a servicer method that is the call `call_name`: RequestError -> its status,
-    anything else -> INTERNAL (logged), and every outcome counted and timed in the metrics.
+    anything else -> INTERNAL (logged), and every outcome counted and timed in the metrics
+    (and, for an inference call with tracing on, traced: serve.grpc.tracing).
     The wrapper carries its Call (`.call`) for admission."""
     declared = call(call_name)
+    traced_as = tracing.rpc_method(api, method) if declared.inference else ""  # inference calls are traced
 
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(self, request, context):
             start = time.perf_counter()
-            code = grpc.StatusCode.OK
+            code, message = grpc.StatusCode.OK, ""
             plane = self.plane
+            model = getattr(request, model_field, "") if model_field else ""
+            trace = (tracing.begin(plane.tracing, traced_as, context, start, model)
+                     if traced_as and plane.tracing is not None else None)
             try:
                 if type(request) is Undecodable:
                     plane.metrics.observe_undecodable(api, method)
@@ -40,16 +46,17 @@ def handler(api: str, method: str, call_name: str, model_field: str | None = Non
                     raise invalid(request.describe())
                 return fn(self, request, context)
             except RequestError as e:
-                code = STATUS[e.code]
+                code, message = STATUS[e.code], e.message
                 context.abort(code, e.message)
             except Exception as e:  # a bug of ours, never the client's mistake
-                code = grpc.StatusCode.INTERNAL
+                code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}"
                 log.exception("%s.%s failed", api, method)
-                context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}")
+                context.abort(grpc.StatusCode.INTERNAL, message)
             finally:
-                model = getattr(request, model_field, "") if model_field else ""
                 plane.metrics.observe_request(api, method, plane.registry.metric_label(model) if model else "",
                                               code.name, time.perf_counter() - start)
+                if trace is not None:
+                    tracing.end(trace, code, message)
 
         wrapper.call = declared
         return wrapper

@@ -10,6 +10,7 @@ from ..core.records import InferRequest, InputTensor, RequestedOutput
 from ..core.stats import BATCH_DURATIONS, ModelStatistics
 from ..gen import grpc_service_pb2 as kpb
 from ..gen import grpc_service_pb2_grpc as kpb_grpc
+from . import tracing
 from .handler import deadline, handler
 
 # The typed contents field that carries each datatype (FP16 travels only as raw bytes).
@@ -125,7 +126,8 @@ class KServeServicer(kpb_grpc.GRPCInferenceServiceServicer):
     @handler("kserve", "ModelInfer", "infer", "model_name")
     def ModelInfer(self, request, context):
         answer = self.plane.infer(InferRequest(request.model_name, request.model_version, request.id,
-                                               inputs_of(request), outputs_of(request), deadline(context)))
+                                               inputs_of(request), outputs_of(request), deadline(context),
+                                               tracing.current()))
         response = kpb.ModelInferResponse(model_name=answer.model_name, model_version=answer.model_version,
                                           id=answer.id)
         for tensor in answer.outputs:

@@ -9,6 +9,7 @@ from ..core.preprocess import Preprocessing
 from ..core.records import InputTensor, ModelSummary, PredictRequest
 from ..gen import predictor_pb2 as pb
 from ..gen import predictor_pb2_grpc as pb_grpc
+from . import tracing
 from .handler import deadline, handler
 
 TENSOR_DATATYPES = {pb.DTYPE_FLOAT32: "FP32", pb.DTYPE_UINT8: "UINT8"}
@@ -41,7 +42,7 @@ def predict_request(request: pb.PredictRequest, context) -> PredictRequest:
         images=request.images.images if kind == "images" else None, images_field="images.images",
         tensor=_tensor(request.tensor) if kind == "tensor" else None, top_k=request.top_k,
         preprocessing=Preprocessing(auto_invert=not request.keep_polarity, frame=not request.keep_framing),
-        deadline=deadline(context))
+        deadline=deadline(context), trace=tracing.current())
 
 
 class PredictorServicer(pb_grpc.PredictorServicer):

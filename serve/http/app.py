@@ -1,6 +1,6 @@
 """The aiohttp application: the routes, and one middleware (the edge) that admits each
 request as the call it is (serve.core.calls: an inference call is refused once draining
-began), turns every outcome into a status (RequestError and aiohttp's refusals as
+began, and traced when tracing is on: serve.http.tracing), turns every outcome into a status (RequestError and aiohttp's refusals as
 {"error": ...}, a bug of ours as 500, logged), counts it in the metrics, and adds CORS
 headers for the allowed origins."""
 
@@ -14,7 +14,7 @@ from aiohttp import web
 
 from ..core import RequestError
 from ..core.dataplane import DataPlane
-from . import images, kserve, playground
+from . import images, kserve, playground, tracing
 from ..config import HttpConfig
 from .blocking import CONFIG, EXECUTOR, PLANE
 from .errors import error_response, from_http_exception, from_request_error
@@ -43,6 +43,7 @@ async def edge(request: web.Request, handler) -> web.StreamResponse:
     app = request.app
     start = time.perf_counter()
     cors = _cors_headers(request, app[CONFIG].cors_origins)
+    trace, failure, message = None, "", ""
     try:
         if request.method == "OPTIONS" and cors and "Access-Control-Request-Method" in request.headers:
             response = _preflight(request, cors)
@@ -50,14 +51,19 @@ async def edge(request: web.Request, handler) -> web.StreamResponse:
             call = call_of_route(request.match_info.route.name)
             if call is not None:  # an inference call is refused (503) once draining began;
                 app[PLANE].admit(call)  # readiness and metadata keep answering, as over gRPC
+                if call.inference and app[PLANE].tracing is not None:
+                    trace = tracing.begin(app[PLANE].tracing, request, start)
             response = await handler(request)
     except RequestError as e:
+        failure, message = e.code.name, e.message
         response = from_request_error(e)
     except web.HTTPException as e:
+        failure, message = type(e).__name__, e.text or e.reason
         response = from_http_exception(e, request)
     except Exception as e:  # a bug of ours, never the client's mistake
         log.exception("HTTP %s %s failed", request.method, request.path)
-        response = error_response(500, f"internal error: {type(e).__name__}")
+        failure, message = type(e).__name__, f"internal error: {type(e).__name__}"
+        response = error_response(500, message)
     if not response.prepared:
         response.headers.update(cors)
     route = request.match_info.route.name or "(none)"
@@ -65,6 +71,8 @@ async def edge(request: web.Request, handler) -> web.StreamResponse:
     plane = app[PLANE]
     plane.metrics.observe_request("http", route, plane.registry.metric_label(model) if model else "",
                                   str(response.status), time.perf_counter() - start)
+    if trace is not None:
+        tracing.end(trace, response.status, failure, message)
     return response
 
 

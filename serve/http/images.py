@@ -11,6 +11,7 @@ from aiohttp import web
 from ..core.errors import invalid
 from ..core.preprocess import Preprocessing
 from ..core.records import Deadline, PredictRequest
+from . import tracing
 from .blocking import blocking, client_present, model_of, plane_of
 from .errors import query_bool, query_int
 from .routes import model_routes
@@ -47,7 +48,7 @@ async def predict(request: web.Request) -> web.Response:
     prepared = preprocessing(request)
     files = await image_files(request)
     predict_request = PredictRequest(name, version, images=files, top_k=top_k, preprocessing=prepared,
-                                     deadline=Deadline(is_active=client_present(request)))
+                                     deadline=Deadline(is_active=client_present(request)), trace=tracing.of(request))
     answer = await blocking(request, plane_of(request).predict, predict_request)
     return json_response({
         "model": answer.model_name, "version": answer.model_version, "execution_provider": answer.provider,

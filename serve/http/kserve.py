@@ -10,6 +10,7 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from ..core.stats import ModelStatistics
+from . import tracing
 from .blocking import blocking, client_present, model_of, plane_of
 from .routes import model_routes, route
 from .tensors import (HEADER_LENGTH, decode_request, encode_response, parse_header, validate_index_request,
@@ -102,7 +103,7 @@ async def infer(request: web.Request) -> web.Response:
     present = client_present(request)
 
     def run():
-        rest = decode_request(body, request.headers.get(HEADER_LENGTH), name, version, present)
+        rest = decode_request(body, request.headers.get(HEADER_LENGTH), name, version, present, tracing.of(request))
         return encode_response(rest, plane.infer(rest.request))
 
     payload, header_length = await blocking(request, run)

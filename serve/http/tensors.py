@@ -165,7 +165,7 @@ def json_values(data, datatype: str, field: str) -> np.ndarray:
 
 
 def decode_request(body: bytes, header_length: str | None, model: str, version: str,
-                   is_active) -> RestInfer:
+                   is_active, trace=None) -> RestInfer:
     header, binary = split_body(body, header_length)
     request, arrays = parse_inference(header)
     tensors, offset = [], 0
@@ -198,7 +198,7 @@ def decode_request(body: bytes, header_length: str | None, model: str, version: 
     return RestInfer(
         InferRequest(model, version, request.get("id", ""), tensors,
                      [RequestedOutput(o["name"], o.get("parameters", {}).get("classification", 0)) for o in outputs],
-                     Deadline(timeout_us / 1e6 if timeout_us else None, is_active)),
+                     Deadline(timeout_us / 1e6 if timeout_us else None, is_active), trace),
         binary_outputs={o["name"]: o["parameters"]["binary_data"] for o in outputs
                         if "binary_data" in o.get("parameters", {})},
         binary_default=parameters.get("binary_data_output", False),
