@@ -19,6 +19,7 @@ from . import __version__
 from .config import ConfigError, GrpcConfig, HttpConfig, ModelsConfig, ServeConfig, TraceConfig
 from .core.control import MODES, startup_sources
 from .core.device import DEVICES
+from .core.tracing import require_tracing
 from .core.limits import MIB, Limits
 from .cpus import available_cpus
 from .process import (START_UP_FAULTS, catch_shutdown_signals, drain, exit_code_of,  # noqa: F401 (tests use them)
@@ -165,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     if config.workers > 1:
         from .supervisor import supervise  # loads no model and no grpc: the workers do
 
-        try:  # a --models path that serves nothing is said at once, before N interpreters start
+        try:  # what would stop every worker is said at once, before N interpreters start
             startup_sources(control_settings(config.models))
+            if config.trace is not None:
+                require_tracing()
         except START_UP_FAULTS as e:
             print(f"error: {e}", file=sys.stderr)
             return exit_code_of(e)
