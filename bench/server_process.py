@@ -97,6 +97,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (its children, theirs, ...), from /proc's children lists."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue  # the thread or process has just gone
+            found += children
+            todo += children
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds so far of `pid` and every process below it (a supervisor and its workers)."""
+    total = 0.0
+    for process in [pid, *descendants(pid)]:
+        try:
+            total += cpu_seconds(process)
+        except OSError:
+            pass  # exited meanwhile
+    return total
+
+
 def models_dir_with(names: tuple[str, ...], directory: str | None) -> Path:
     """`directory` (or a new temporary one) holding `names`' .onnx files, the missing ones
     exported there from the shipped weights, unchecked."""
@@ -110,8 +136,12 @@ def models_dir_with(names: tuple[str, ...], directory: str | None) -> Path:
 
 
 def start_server(models_dir: Path, *extra: str, timeout: float = 60) -> ServerProcess:
-    """Start the server on port 0 and return once its log names the address it bound."""
-    proc = subprocess.Popen([sys.executable, "-m", "serve", "--models", str(models_dir), "--port", "0", *extra],
+    """Start the server on port 0 and return once its log names the address it bound (for
+    several workers: once every worker has loaded). One process (--workers 1) unless
+    `extra` says otherwise."""
+    workers = [] if "--workers" in extra else ["--workers", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "serve", "--models", str(models_dir), "--port", "0", *workers,
+                             *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # stacks on SIGABRT, for stop()
     server = ServerProcess(proc)

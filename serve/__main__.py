@@ -10,25 +10,25 @@ those already received finish (up to --grace), then exits 0.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import logging
-import os
-import signal
 import sys
 from pathlib import Path
 
 from . import __version__
 from .config import ConfigError, GrpcConfig, HttpConfig, ModelsConfig, ServeConfig, TraceConfig
-from .core.control import MODES
-from .core.device import DEVICES, DeviceError
+from .core.control import MODES, startup_sources
+from .core.device import DEVICES
+from .core.tracing import require_tracing
 from .core.limits import MIB, Limits
-from .core.registry import ModelLoadError
-from .server import create_server
+from .cpus import available_cpus
+from .process import (START_UP_FAULTS, catch_shutdown_signals, drain, exit_code_of,  # noqa: F401 (tests use them)
+                      keep_freed_memory_returnable, log_models, log_serving, wait_for_shutdown_signal)
+from .server import control_settings, create_server
 
 log = logging.getLogger("serve")
-M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 OFF = "off"
+AUTO = "auto"
 
 
 def port_or_off(text: str) -> int | None:
@@ -39,6 +39,16 @@ def port_or_off(text: str) -> int | None:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number or 'off'") from None
+
+
+def workers_count(text: str) -> int:
+    """A number of worker processes, or 'auto': the CPUs this process may use."""
+    if text.lower() == AUTO:
+        return available_cpus()
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes or 'auto'") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,11 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "false: when at least one is. Never ready with none, nor while draining (default: true)")
     p.add_argument("--grace", type=float, default=d.grace,
                    help=f"seconds in-flight requests get to finish on shutdown (default: {d.grace:g})")
+    p.add_argument("--workers", type=workers_count, default=AUTO, metavar="N|auto",
+                   help="server processes: N worker processes, each with the models loaded, on the same ports "
+                        "(SO_REUSEPORT: the kernel spreads connections), one server to the outside (one readiness, "
+                        "one --metrics-port summing them all, a worker that dies replaced); 1: this process "
+                        f"alone; auto: the CPUs this process may use, by its affinity and cgroup quota "
+                        f"(default: auto, {available_cpus()} here)")
     p.add_argument("--threads", type=int, default=grpc_d.threads,
-                   help=f"handler threads of each front end: the cap on requests each serves at once "
-                        f"(default: {grpc_d.threads})")
+                   help=f"handler threads of each front end in each process: the cap on requests each serves at "
+                        f"once (this was --workers before worker processes) (default: {grpc_d.threads})")
     p.add_argument("--ort-threads", type=int, default=d.models.ort_threads,
-                   help="onnxruntime intra-op threads per model; 0 lets onnxruntime choose "
+                   help="onnxruntime intra-op threads per model; 0: onnxruntime's choice with one worker, the "
+                        "CPUs divided by the workers with several, so that they never exceed the CPUs "
                         f"(default: {d.models.ort_threads})")
     return p
 
@@ -135,106 +152,40 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         args.grpc_port, args.threads, args.tls_cert and Path(args.tls_cert), args.tls_key and Path(args.tls_key))
     http = None if args.http_port is None else HttpConfig(args.http_port, args.threads, tuple(args.cors_origin))
     trace = None if args.trace_otlp_endpoint is None else TraceConfig(args.trace_otlp_endpoint)
-    return ServeConfig(models, args.host, grpc, http, args.metrics_port, args.grace, trace)
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def keep_freed_memory_returnable() -> None:
-    """glibc raises its mmap threshold each time a large block is freed; after that, decoded
-    images come from per-thread heaps and stay resident once freed, so RSS would grow with
-    the handler threads rather than with the decoding budget. A fixed threshold keeps every
-    block of 1 MiB or more mmapped: freed, it goes back to the system. (Not glibc: nothing.)"""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
-    except (OSError, AttributeError):
-        pass
-
-
-SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-def catch_shutdown_signals() -> int:
-    """Catch SIGTERM and SIGINT from now on; returns the file descriptor to read the first one from.
-
-    The number comes through signal.set_wakeup_fd: CPython's C-level handler writes it to a
-    pipe the moment the signal arrives, whatever the main thread is doing. A Python handler
-    alone (setting a threading.Event the main thread waits on) loses a signal that lands
-    after the main thread's last check for pending handlers but before it blocks in the
-    lock underneath Event.wait(): the handler then never runs and the server ignores SIGTERM.
-    On a loaded machine the main thread is often preempted in that gap."""
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)  # set_wakeup_fd requires it
-    for sig in SHUTDOWN_SIGNALS:
-        signal.signal(sig, lambda signum, frame: None)  # the wakeup fd does the work
-    signal.set_wakeup_fd(write_end)
-    return read_end
-
-
-def wait_for_shutdown_signal(read_end: int) -> str:
-    """Block until catch_shutdown_signals() has caught a signal; its name."""
-    return signal.Signals(os.read(read_end, 1)[0]).name
+    return ServeConfig(models, args.host, grpc, http, args.metrics_port, args.grace, trace, workers=args.workers)
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = config_from_args(build_parser().parse_args(argv))
     try:
-        server = create_server(config)  # checks the config first, before any model loads
-    except (ConfigError, FileNotFoundError, NotADirectoryError) as e:
+        config.check()
+    except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (DeviceError, ModelLoadError, ValueError, OSError) as e:
+    if config.workers > 1:
+        from .supervisor import supervise  # loads no model and no grpc: the workers do
+
+        try:  # what would stop every worker is said at once, before N interpreters start
+            startup_sources(control_settings(config.models))
+            if config.trace is not None:
+                require_tracing()
+        except START_UP_FAULTS as e:
+            print(f"error: {e}", file=sys.stderr)
+            return exit_code_of(e)
+        return supervise(config, catch_shutdown_signals())
+    try:
+        server = create_server(config)
+    except START_UP_FAULTS as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return exit_code_of(e)
     log_models(server)
     keep_freed_memory_returnable()
     gc.freeze()  # the models and modules loaded so far are permanent: keep them out of collections
     shutdown = catch_shutdown_signals()
     server.start()
     log_serving(server, config)
-    log.info("%s: draining: refusing new requests, giving those received %.1f s to finish",
-             wait_for_shutdown_signal(shutdown), config.grace)
-    stopped = server.stop(config.grace)
-    if not stopped.clean:
-        # Threads still running a request (or a front end's library that hung) cannot be
-        # joined: the process leaves without them, as Triton does after --exit-timeout-secs.
-        log.warning("stopped after --grace %g s: %s cut short%s", config.grace,
-                    plural(stopped.cut_short, "inference request"),
-                    f", {' and '.join(stopped.left_behind)} shutdown left unfinished" if stopped.left_behind else "")
-        logging.shutdown()
-        os._exit(0)
-    log.info("stopped")
-    return 0
-
-
-def log_models(server) -> None:
-    for model in server.plane.registry.all_models():
-        if model.ready:
-            inputs = ", ".join(f"{t.name} {t.datatype} {list(t.shape)}" for t in model.signature.inputs)
-            log.info("model %s version %s: inputs %s, %s, provider %s%s", model.name, model.version, inputs,
-                     f"{model.num_classes} class{'' if model.num_classes == 1 else 'es'}" if model.num_classes
-                     else "not an image classifier", model.provider, f", {model.warmup}" if model.warmup else "")
-        else:
-            log.error("model %s version %s NOT READY: %s", model.name, model.version, model.error)
-
-
-def log_serving(server, config: ServeConfig) -> None:
-    models = server.plane.registry.all_models()
-    ready = sum(m.ready for m in models)
-    addresses = " and ".join(f"{f.scheme}://{config.host}:{f.port}" for f in server.front_ends.values())
-    limits = config.models.limits
-    control = {"none": "", "poll": f"; polling {config.models.models_dir} every {config.models.poll_secs:g} s",
-               "explicit": "; models load and unload on request"}[config.models.control_mode]
-    log.info("serving %s on %s%s (batching: %s%s); %d not ready", plural(ready, "model"), addresses,
-             f", metrics on :{server.metrics_port}/metrics" if server.metrics_port else "",
-             f"up to {limits.max_batch} images / {limits.batch_delay_s * 1000:g} ms" if limits.max_batch else "off",
-             control, len(models) - ready)
-    if "http" in server.front_ends:
-        log.info("HTTP on http://%s:%d (KServe v2 REST under /v2, playground at /)", config.host,
-                 server.port("http"))
+    return drain(server, config, wait_for_shutdown_signal(shutdown))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ class GrpcConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    reuse_port: bool = False  # SO_REUSEPORT: every worker process listens on the port, the kernel spreads connections
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,15 @@ class HttpConfig:
     threads: int = HANDLER_THREADS  # for decoding and inference
     cors_origins: tuple[str, ...] = ()  # none: browsers on other origins are refused
     max_body: int = MAX_MESSAGE_BYTES
+    reuse_port: bool = False  # SO_REUSEPORT, as GrpcConfig's
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    """Which of several worker processes this server is (serve.supervisor starts them)."""
+
+    number: int  # 1 to `of`; a replacement takes the number of the worker it replaces
+    of: int
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,10 @@ class ServeConfig:
     metrics_port: int | None = None  # Prometheus /metrics; None: off
     grace: float = 10.0  # seconds in-flight requests get to finish on shutdown
     trace: TraceConfig | None = None  # None: no tracing, and the opentelemetry packages never load
+    # Server processes: 1 serves in this process; more start serve.supervisor, which runs
+    # that many copies of this config, each a worker (`worker` set) on the same ports.
+    workers: int = 1
+    worker: WorkerSlot | None = None
 
     def check(self) -> None:
         """ConfigError naming the first setting that makes no sense."""
@@ -111,6 +125,7 @@ class ServeConfig:
             raise ConfigError(f"--grace {self.grace:g}: expected 0 or more seconds")
         if self.trace is not None and self.trace.exporter is None:
             _check_otlp_endpoint(self.trace.otlp_endpoint)
+        self._check_workers()
         if self.grpc is not None:
             _check_port("--grpc-port", self.grpc.port)
             _check_threads("--threads", self.grpc.threads)
@@ -119,6 +134,25 @@ class ServeConfig:
         if self.http is not None:
             _check_port("--http-port", self.http.port)
             _check_threads("--threads", self.http.threads)
+
+
+    def _check_workers(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"--workers {self.workers}: expected auto or at least 1 process")
+        if self.workers > 1 and self.models.control_mode == "explicit":
+            raise ConfigError(f"--model-control-mode explicit with --workers {self.workers}: a load or unload request "
+                              "would reach one worker process only; expected --workers 1, or poll (every worker "
+                              "follows the directory)")
+        threads = self.models.ort_threads
+        if self.workers > 1 and threads > 1:
+            from .cpus import available_cpus
+
+            cpus = available_cpus()
+            if self.workers * threads > max(cpus, self.workers):
+                raise ConfigError(
+                    f"--workers {self.workers} x --ort-threads {threads} = {self.workers * threads} onnxruntime "
+                    f"threads on {cpus} CPUs: expected at most {cpus} (leave --ort-threads out: each worker "
+                    f"then gets {max(1, cpus // self.workers)})")
 
 
 def _check_port(option: str, port: int | None) -> None:

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .config import ServeConfig
+from .config import ModelsConfig, ServeConfig
 from .core.control import ControlSettings
 from .core.dataplane import DataPlane
 from .core.metrics import Metrics
@@ -47,7 +47,8 @@ class ZooServer:
 
     def __init__(self, plane: DataPlane, front_ends: dict[str, object], metrics_port: int | None) -> None:
         self.plane = plane
-        self.front_ends = front_ends  # name -> a front end: port, scheme, start(), begin_drain(), stop(grace)
+        # name -> a front end: port, scheme, start(), readiness_changed(), begin_drain(), stop(grace)
+        self.front_ends = front_ends
         self.metrics_port = metrics_port
         self._stopped = threading.Event()
 
@@ -58,6 +59,16 @@ class ZooServer:
         for front_end in self.front_ends.values():
             front_end.start()
         self.plane.control.start_polling()
+
+    def set_fleet_ready(self, ready: bool) -> None:
+        """In a worker of several: the supervisor's word on the whole server's readiness,
+        which this worker's readiness signals follow from now on."""
+        fleet = self.plane.readiness.fleet
+        if fleet is None or fleet.is_set() == ready:
+            return
+        fleet.set() if ready else fleet.clear()
+        for front_end in self.front_ends.values():
+            front_end.readiness_changed()
 
     def stop(self, grace: float | None = 5.0) -> Stopped:
         """Drain: readiness false and health NOT_SERVING at once, new inference requests
@@ -100,11 +111,15 @@ class ZooServer:
         return stopped
 
 
+def control_settings(models: ModelsConfig) -> ControlSettings:
+    return ControlSettings(models.models_dir, models.control_mode, models.poll_secs, models.load_models,
+                           models.model_name, models.device, models.ort_threads, models.strict, models.warmup)
+
+
 def build_plane(config: ServeConfig, metrics: Metrics, tracing=None) -> DataPlane:
     """The data plane over the models the config asks for, loaded and warmed up."""
     models = config.models
-    control = ControlSettings(models.models_dir, models.control_mode, models.poll_secs, models.load_models,
-                              models.model_name, models.device, models.ort_threads, models.strict, models.warmup)
+    control = control_settings(models)
     plane = DataPlane(ModelRegistry(), models.limits, metrics, strict_readiness=models.strict_readiness,
                       control=control, tracing=tracing)
     plane.control.start_models()
@@ -121,6 +136,8 @@ def create_server(config: ServeConfig) -> ZooServer:
     tracing = None if config.trace is None else open_tracing(config.trace.otlp_endpoint, config.trace.exporter)
     metrics = Metrics()
     plane = build_plane(config, metrics, tracing)
+    if config.worker is not None:  # one of several: not ready until the supervisor says all are
+        plane.readiness.fleet = threading.Event()
     front_ends: dict[str, object] = {}
     try:
         if config.grpc is not None:

@@ -220,7 +220,8 @@ class Batcher:
         finally:
             with self._lock:
                 self._running_full -= 1
-                self._idle.notify_all()
+                if self._closed:
+                    self._idle.notify_all()
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _run(self, x: np.ndarray) -> tuple[np.ndarray, float]:
@@ -315,7 +316,8 @@ class Batcher:
                 successor.event.set()
                 return
         self._leaders -= 1
-        self._idle.notify_all()
+        if self._closed:  # only close() waits for the leaders to stand down
+            self._idle.notify_all()
 
     def close(self, timeout: float = 5.0) -> None:
         """Refuse new requests and wait (up to `timeout`) for the running and queued ones."""

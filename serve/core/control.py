@@ -50,6 +50,25 @@ class ControlSettings:
     warmup: bool = True
 
 
+def startup_sources(settings: ControlSettings) -> list[ModelSource]:
+    """The model versions to load at start, found without loading one; FileNotFoundError,
+    NotADirectoryError or ValueError, in one line, for a directory (or a --load-model) that
+    cannot serve what it is asked to. (With several worker processes, the command line asks
+    this before any of them starts.)"""
+    sources = find_models(settings.directory, settings.model_name)
+    if settings.mode == "explicit":
+        names = {s.name for s in sources}
+        for name in settings.load:
+            if name not in names:
+                raise ValueError(f"--load-model {name}: no such model in {settings.directory}; it holds "
+                                 f"{', '.join(sorted(names)) or 'none'}")
+        return [s for s in sources if s.name in settings.load]
+    if not sources and settings.mode == "none":
+        raise FileNotFoundError(f"no models in {settings.directory}: expected <name>.onnx files or "
+                                "<name>/<version>/model.onnx folders")
+    return sources
+
+
 def fingerprint(source: ModelSource) -> tuple:
     """What says a version's files changed: each one's size and modification time (the model
     file, its folder's other files such as external data, config.pbtxt, labels.txt)."""
@@ -93,17 +112,7 @@ class ModelControl:
     def start_models(self) -> None:
         """The models to serve from the start, loaded, warmed up and published."""
         settings = self.settings
-        sources = self._scan(startup=True)
-        if settings.mode == "explicit":
-            names = {s.name for s in sources}
-            for name in settings.load:
-                if name not in names:
-                    raise ValueError(f"--load-model {name}: no such model in {settings.directory}; it holds "
-                                     f"{', '.join(sorted(names)) or 'none'}")
-            sources = [s for s in sources if s.name in settings.load]
-        elif not sources and settings.mode == "none":
-            raise FileNotFoundError(f"no models in {settings.directory}: expected <name>.onnx files or "
-                                    "<name>/<version>/model.onnx folders")
+        sources = startup_sources(settings)
         loaded = load_sources(sources, settings.device, strict=settings.strict, threads=settings.threads)
         fingerprints = {s.name: {} for s in sources}
         for source in sources:
@@ -244,11 +253,11 @@ class ModelControl:
 
     # -- shared -------------------------------------------------------------------------
 
-    def _scan(self, startup: bool = False) -> list[ModelSource]:
+    def _scan(self) -> list[ModelSource]:
         try:
             return find_models(self.settings.directory, self.settings.model_name)
         except (FileNotFoundError, NotADirectoryError, ValueError):
-            if startup or self.settings.mode != "poll":
+            if self.settings.mode != "poll":
                 raise
             log.error("model repository %s cannot be read; what serves stays", self.settings.directory)
             return [s for versions in self.registry.versions.values() for m in versions.values()

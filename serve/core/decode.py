@@ -125,22 +125,25 @@ def decode_inputs(model: ServedModel, tensors: Sequence[InputTensor], max_images
                   field: str = "inputs") -> dict[str, np.ndarray]:
     """A request's tensors as the model's feed: each input exactly once, each checked."""
     specs = model.signature.inputs
-    names = ", ".join(repr(s.name) for s in specs)
     if len(tensors) != len(specs):
-        raise invalid(f"{field}: {len(tensors)} tensors given; {model.name} takes {len(specs)} ({names})")
+        raise invalid(f"{field}: {len(tensors)} tensors given; {model.name} takes {len(specs)} ({_names(specs)})")
     feed = {}
     for tensor in tensors:
         spec = model.signature.input(tensor.name)
         if spec is None:
             raise invalid(f"{tensor.field}.name: {tensor.name[:80]!r} is not an input of {model.name}; "
-                          f"expected {names}")
+                          f"expected {_names(specs)}")
         if spec.name in feed:
             raise invalid(f"{tensor.field}.name: input {spec.name!r} is given twice")
         feed[spec.name] = decode_tensor(model, spec, tensor, max_images)
-    if model.signature.batched and len({len(a) for a in feed.values()}) > 1:
+    if len(feed) > 1 and model.signature.batched and len({len(a) for a in feed.values()}) > 1:
         sizes = ", ".join(f"{name}: {len(a)}" for name, a in feed.items())
         raise invalid(f"{field}: the inputs' batch sizes differ ({sizes}); expected one batch size")
     return feed
+
+
+def _names(specs: Sequence[TensorSpec]) -> str:
+    return ", ".join(repr(s.name) for s in specs)
 
 
 def resolve_outputs(model: ServedModel, wanted: Sequence[tuple[str, int]], field: str = "outputs"

@@ -8,7 +8,30 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
-class Metrics:
+class MetricsEndpoint:
+    """/metrics over HTTP for the subclass's `registry` (one server's, or a supervisor's sum
+    over its workers)."""
+
+    registry: CollectorRegistry
+    _http = None
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Expose /metrics over HTTP; returns the bound port (port 0 picks a free one)."""
+        try:
+            self._http, _ = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as e:
+            raise OSError(f"cannot bind the metrics endpoint {host}:{port} (--metrics-port): "
+                          f"{e.strerror or e}") from None
+        return self._http.server_port
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+
+
+class Metrics(MetricsEndpoint):
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -33,7 +56,6 @@ class Metrics:
             "zoo_requests_refused", "Inference requests refused at once because the server was busy, by reason "
             "(queue_full: --max-queue-size requests were already waiting)", ["model", "reason"],
             registry=self.registry)
-        self._http = None
         self._children: dict[tuple, tuple] = {}  # label values -> metric children (labels() is slow)
 
     def _child(self, *key):
@@ -53,7 +75,10 @@ class Metrics:
         latency.observe(seconds)
 
     def observe_admitted(self, call: str) -> None:
-        self.admitted.labels(call).inc()
+        child = self._children.get(("admitted", call))
+        if child is None:
+            child = self._children[("admitted", call)] = self.admitted.labels(call)
+        child.inc()
 
     def observe_refused(self, model: str, reason: str) -> None:
         self.refused.labels(model, reason).inc()
@@ -65,18 +90,3 @@ class Metrics:
         size, duration = self._child("batch", model)
         size.observe(images)
         duration.observe(seconds)
-
-    def serve(self, port: int, host: str = "127.0.0.1") -> int:
-        """Expose /metrics over HTTP; returns the bound port (port 0 picks a free one)."""
-        try:
-            self._http, _ = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as e:
-            raise OSError(f"cannot bind the metrics endpoint {host}:{port} (--metrics-port): "
-                          f"{e.strerror or e}") from None
-        return self._http.server_port
-
-    def close(self) -> None:
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-            self._http = None

@@ -17,10 +17,18 @@ class Readiness:
     # when that is what it was asked for (ready_with_none).
     strict: bool = True
     draining: threading.Event = field(default_factory=threading.Event)
+    # In one worker process of several (serve.supervisor): set while the supervisor says the
+    # whole server is ready (every worker has loaded its models; see serve.supervisor).
+    # None: this process is the whole server.
+    fleet: threading.Event | None = None
     # With explicit model control, serving no model is a state the server is asked to be in.
     ready_with_none: bool = False
 
     def server_ready(self) -> bool:
+        return self.own_ready() and (self.fleet is None or self.fleet.is_set())
+
+    def own_ready(self) -> bool:
+        """The rule on this process's own models, whatever the other workers' state."""
         if self.draining.is_set():
             return False
         states = [m.ready for m in self.registry.all_models()]

@@ -103,7 +103,9 @@ class StatsCounter:
         """One onnxruntime run of `images` images."""
         with self.lock:
             self.execution_count += 1
-            entry = self.batches.setdefault(images, {k: [0, 0] for k in BATCH_DURATIONS})
+            entry = self.batches.get(images)
+            if entry is None:
+                entry = self.batches[images] = {k: [0, 0] for k in BATCH_DURATIONS}
             for key, seconds in zip(BATCH_DURATIONS, (gather_s, infer_s, split_s)):
                 entry[key][0] += 1
                 entry[key][1] += _ns(seconds)

@@ -91,8 +91,14 @@ class RequestTrace:
 def open_tracing(otlp_endpoint: str, exporter=None) -> "Tracer":
     """A Tracer exporting over OTLP/HTTP to `otlp_endpoint` (or to `exporter`, an SDK
     SpanExporter of one's own); TracingUnavailable without the trace extra."""
+    return require_tracing()(otlp_endpoint, exporter)
+
+
+def require_tracing() -> type["Tracer"]:
+    """The Tracer class; TracingUnavailable without the trace extra (the command line asks
+    before it starts worker processes)."""
     try:
         from .otel import Tracer
     except ImportError as e:
         raise TracingUnavailable(f"tracing needs the trace extra: {EXTRA_HINT}; {e}") from None
-    return Tracer(otlp_endpoint, exporter)
+    return Tracer

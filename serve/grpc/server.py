@@ -79,9 +79,10 @@ def method_calls(servicers: list[tuple[object, object]]) -> dict[str, Call]:
     return calls
 
 
-def _check_free(host: str, port: int, address: str) -> None:
+def _check_free(host: str, port: int, address: str, reuse_port: bool = False) -> None:
     """OSError naming the address if it is taken: asked of the OS first, since grpc core
-    logs its own multi-line error before grpcio reports the failure."""
+    logs its own multi-line error before grpcio reports the failure. With `reuse_port`,
+    taken means taken by a socket that does not share it (the other workers' do)."""
     if port == 0:
         return
     try:
@@ -91,6 +92,8 @@ def _check_free(host: str, port: int, address: str) -> None:
         return  # grpc reports an address it cannot resolve itself
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds: TIME_WAIT is no obstacle
+        if reuse_port:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             probe.bind(sockaddr)
         except OSError as e:
@@ -105,7 +108,7 @@ def _bind(server: grpc.Server, host: str, config: GrpcConfig) -> int:
     """The bound port; OSError naming the address when it cannot be bound (grpcio returns 0
     or, in newer releases, raises RuntimeError)."""
     address = f"{host}:{config.port}"
-    _check_free(host, config.port, address)
+    _check_free(host, config.port, address, config.reuse_port)
     try:
         if config.tls_cert:
             port = server.add_secure_port(address, _credentials(config.tls_cert, config.tls_key))
@@ -128,7 +131,7 @@ class GrpcFrontEnd:
         self.calls = method_calls(servicers)
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", config.max_message_bytes),
-                   ("grpc.so_reuseport", 0)]
+                   ("grpc.so_reuseport", int(config.reuse_port))]
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="grpc"),
                                   interceptors=[Admission(plane, self.calls)], options=options)
         for servicer, service in servicers:
@@ -152,6 +155,12 @@ class GrpcFrontEnd:
         for name in self.plane.registry.models:
             self._model_changed(name)
         self.plane.registry.subscribe(self._model_changed)  # model control: health follows every change
+
+    def readiness_changed(self) -> None:
+        """The whole server's readiness changed (in a worker of several: the supervisor's
+        word): health by the rule again."""
+        for name in self.plane.registry.models:
+            self._model_changed(name)
 
     def _model_changed(self, name: str) -> None:
         """Health of model `name` and of the server, by the one readiness rule (as ServerReady)."""

@@ -32,6 +32,8 @@ class HttpFrontEnd:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._socket = socket.socket(family, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if config.reuse_port:  # one of several worker processes on this port
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             self._socket.bind((host, config.port))
         except OSError as e:
@@ -64,6 +66,9 @@ class HttpFrontEnd:
         self._thread.start()
         if not started.wait(10):
             raise RuntimeError("the HTTP front end did not start within 10 s")
+
+    def readiness_changed(self) -> None:
+        """Nothing to do: /v2/health/ready asks the readiness rule on every request."""
 
     def begin_drain(self) -> None:
         """Nothing to do at once: the data plane is draining, so inference calls get 503 and
