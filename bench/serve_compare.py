@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -66,10 +67,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4, help="alternating throughput rounds (default: 4)")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per throughput run (default: 3)")
     parser.add_argument("--requests", type=int, default=2000, help="batch-1 requests to each (default: 2000)")
+    parser.add_argument("--this-args", default="--workers 1",
+                        help="extra flags for this checkout's server (default: '--workers 1': checkouts before "
+                             "worker processes ran one process, and there --workers meant handler threads)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     models = models_dir_with((MODEL,), args.models)
-    servers = {"this": start_in(ROOT, models), "other": start_in(Path(args.other).resolve(), models)}
+    servers = {"this": start_in(ROOT, models, *shlex.split(args.this_args)), "other": start_in(Path(args.other).resolve(), models)}
     try:
         latencies = in_client_process(alternating_p50, {n: s.address for n, s in servers.items()}, args.requests)
         p50 = {name: percentile_ms(v, 50) for name, v in latencies.items()}
