@@ -487,3 +487,29 @@ def test_json_infer_passes_nan_and_inf_to_the_model(server):
     expected = ort.InferenceSession(str(server[0].plane.registry.models["lenet5-mnist"].path),
                                     providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     np.testing.assert_array_equal(np.isnan(logits), np.isnan(expected))
+
+
+def test_json_bodies_parse_with_the_threads_parser_and_without_it():
+    """A handler thread reuses one simdjson parser; while views of its last document still
+    live (a traceback may hold one) a new parser takes over, and a body above the reuse
+    limit gets its own: each gives the same tensor."""
+    from serve.http import tensors
+
+    x = np.arange(6, dtype=np.float32) / 7
+
+    def body(values):
+        return json.dumps({"inputs": [{"name": "input", "shape": [len(values)], "datatype": "FP32",
+                                       "data": values}]}).encode()
+
+    request, arrays = tensors.parse_inference(body(x.tolist()))
+    held = arrays[0]  # a live view of the thread parser's document
+    for _ in range(2):
+        _, again = tensors.parse_inference(body(x.tolist()))
+        values = tensors.json_values(again[0], "FP32", "data")
+        assert values.dtype == np.float64 and values.shape == (6,)
+        np.testing.assert_allclose(values, x, rtol=0, atol=1e-7)
+    large = x.tolist() * (tensors.REUSED_PARSER_LIMIT // 40)
+    _, big = tensors.parse_inference(body(large))
+    assert len(body(large)) > tensors.REUSED_PARSER_LIMIT
+    assert tensors.json_values(big[0], "FP32", "data").shape == (len(large),)
+    assert tensors.json_values(held, "FP32", "data").shape == (6,)  # the first view still reads

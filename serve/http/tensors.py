@@ -12,6 +12,7 @@ rapidjson's JSON write) is read by Python's json instead, so nothing valid there
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 
 import fastjsonschema
@@ -118,13 +119,33 @@ def _python(value):
     return value
 
 
+REUSED_PARSER_LIMIT = 4 << 20  # bytes: a parser keeps about twice its largest document resident
+_parsers = threading.local()
+
+
+def _parse(header: bytes):
+    """simdjson's document of `header`. A handler thread keeps one parser for bodies up to
+    REUSED_PARSER_LIMIT: a fresh one per request allocates its buffers anew, and with the
+    server's fixed 1 MiB mmap threshold (serve.process) those are mapped and faulted in
+    every time, more than doubling the CPU of a 64-image JSON request. Larger bodies get a
+    parser of their own, freed with the request."""
+    if len(header) > REUSED_PARSER_LIMIT:
+        return simdjson.Parser().parse(header)
+    parser = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = _parsers.parser = simdjson.Parser()
+    try:
+        return parser.parse(header)
+    except RuntimeError:  # views of its last document still live (a traceback may hold some)
+        parser = _parsers.parser = simdjson.Parser()
+        return parser.parse(header)
+
+
 def parse_inference(header: bytes) -> tuple[dict, list]:
     """An inference request's JSON, schema-checked, and beside it each input's `data` as it
     came: a simdjson Array (read into NumPy by json_values) or a list (the Python way)."""
     try:
-        # A parser per request: one refuses to parse again while views of its last document
-        # live (a traceback may hold some), and a new one costs microseconds.
-        document = simdjson.Parser().parse(header)
+        document = _parse(header)
     except (ValueError, UnicodeDecodeError):  # NaN, Infinity, 1e999, or not JSON: Python's json says which
         request = _validated(_loads(header), _validate)
         return request, [tensor.get("data") for tensor in request["inputs"]]
