@@ -11,13 +11,14 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.deploy_manifests import DEPLOY, with_ports, free_port
+from tests.deploy_manifests import DEPLOY, REPO, with_ports, free_port
 
 TAG = "localhost/cnn-zoo-serve:test"
 PORTS = (8080, 8081, 8082)  # the image's HTTP, gRPC and metrics ports (EXPOSE)
@@ -43,6 +44,56 @@ def test_build_script_refuses_an_unknown_option_in_one_line():
     assert result.returncode == 2
     assert result.stderr.splitlines()[0] == "error: unknown option --tga"
     assert "deploy/build-image.sh [--tag NAME]" in result.stderr
+
+
+def build_stage_copies() -> list[tuple[list[str], str]]:
+    """(sources, destination) of each COPY from the build context in the Containerfile's
+    build stage."""
+    copies, stage = [], None
+    for line in (DEPLOY / "Containerfile").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["FROM"]:
+            stage = words[-1] if "AS" in words else None
+        elif words[:1] == ["COPY"] and stage == "build" and not any(w.startswith("--from") for w in words):
+            copies.append((words[1:-1], words[-1]))
+    return copies
+
+
+def copy_as_the_build_does(context: Path) -> None:
+    """The build stage's /src, made here with COPY's rules: a folder's contents into the
+    destination, a file into it by name; only what .dockerignore lets into the context."""
+    allowed = [line[1:].rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.startswith("!")]
+    for sources, destination in build_stage_copies():
+        for source in sources:
+            name = source.rstrip("/")
+            assert any(name == a or name.startswith(a + "/") for a in allowed), \
+                f"the Containerfile copies {source}, which .dockerignore keeps out of the build context"
+            target = context / destination
+            if (REPO / name).is_dir():
+                shutil.copytree(REPO / name, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy(REPO / name, target / Path(name).name)
+
+
+def test_the_image_build_copies_every_module_the_server_imports(tmp_path):
+    """Runs by default (the image build does not): the server's entry points, imported from
+    only what the build stage copies, find every module of this repository they need there."""
+    context = tmp_path / "src"
+    copy_as_the_build_does(context)
+    code = ("import json, sys\n"
+            "import serve.__main__, serve.http.app, serve.client, serve.supervisor, serve.server\n"
+            "print(json.dumps({n: getattr(m, '__file__', None) for n, m in sys.modules.items()\n"
+            "                  if n.split('.')[0] in ('serve', 'zoo', 'export')}))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=context, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": ""})
+    assert result.returncode == 0, result.stderr[-2000:]
+    modules = json.loads(result.stdout.splitlines()[-1])
+    assert "zoo.preprocess" in modules and "serve.core.dataplane" in modules
+    outside = {name: path for name, path in modules.items() if path and not Path(path).is_relative_to(context)}
+    assert not outside, f"imported from the repository, not from what the image copies: {outside}"
+    assert not [name for name in modules if name.split(".")[0] == "export"]
 
 
 def buildah(*args: str, timeout: float = 120) -> str:
