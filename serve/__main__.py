@@ -41,10 +41,10 @@ def port_or_off(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number or 'off'") from None
 
 
-def workers_count(text: str) -> int:
-    """A number of worker processes, or 'auto': the CPUs this process may use."""
+def workers_count(text: str) -> int | str:
+    """A number of worker processes, or 'auto' (resolved by resolved_workers)."""
     if text.lower() == AUTO:
-        return available_cpus()
+        return AUTO
     try:
         return int(text)
     except ValueError:
@@ -130,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="server processes: N worker processes, each with the models loaded, on the same ports "
                         "(SO_REUSEPORT: the kernel spreads connections), one server to the outside (one readiness, "
                         "one --metrics-port summing them all, a worker that dies replaced); 1: this process "
-                        f"alone; auto: the CPUs this process may use, by its affinity and cgroup quota "
-                        f"(default: auto, {available_cpus()} here)")
+                        f"alone; auto: the CPUs this process may use, by its affinity and cgroup quota, and 1 "
+                        f"with --model-control-mode explicit (default: auto, {available_cpus()} here)")
     p.add_argument("--threads", type=int, default=grpc_d.threads,
                    help=f"handler threads of each front end in each process: the cap on requests each serves at "
                         f"once (this was --workers before worker processes) (default: {grpc_d.threads})")
@@ -140,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPUs divided by the workers with several, so that they never exceed the CPUs "
                         f"(default: {d.models.ort_threads})")
     return p
+
+
+def resolved_workers(workers: int | str, control_mode: str) -> int:
+    """'auto' is the CPUs this process may use, and one process in explicit model control,
+    whose load and unload requests would reach one worker of several."""
+    if workers != AUTO:
+        return workers
+    return 1 if control_mode == "explicit" else available_cpus()
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
@@ -152,7 +160,8 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         args.grpc_port, args.threads, args.tls_cert and Path(args.tls_cert), args.tls_key and Path(args.tls_key))
     http = None if args.http_port is None else HttpConfig(args.http_port, args.threads, tuple(args.cors_origin))
     trace = None if args.trace_otlp_endpoint is None else TraceConfig(args.trace_otlp_endpoint)
-    return ServeConfig(models, args.host, grpc, http, args.metrics_port, args.grace, trace, workers=args.workers)
+    return ServeConfig(models, args.host, grpc, http, args.metrics_port, args.grace, trace,
+                       workers=resolved_workers(args.workers, args.model_control_mode))
 
 
 def main(argv: list[str] | None = None) -> int:

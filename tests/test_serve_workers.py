@@ -369,3 +369,21 @@ def test_metrics_survive_a_workers_empty_file(tmp_path):
     (tmp_path / "counter_4194301.db").touch()
     page = generate_latest(SupervisorMetrics(str(tmp_path)).registry).decode()
     assert 'zoo_requests_total{code="OK"} 6.0' in page
+
+
+def test_auto_is_one_process_in_explicit_model_control_and_a_count_is_refused():
+    """Triton's `--model-control-mode explicit` works as typed: `auto` means one process
+    there (a load request would reach one worker of several); asking for more says why."""
+    from serve.__main__ import build_parser, config_from_args
+    from serve.cpus import available_cpus
+
+    def config(*argv: str) -> ServeConfig:
+        return config_from_args(build_parser().parse_args(list(argv)))
+
+    explicit = config("--model-control-mode", "explicit", "--load-model", "lenet5-mnist")
+    assert explicit.workers == 1
+    explicit.check()
+    assert config("--model-control-mode", "poll").workers == available_cpus()
+    assert config("--workers", "AUTO").workers == available_cpus()
+    with pytest.raises(ConfigError, match="explicit with --workers 2: a load or unload request would reach one"):
+        config("--model-control-mode", "explicit", "--workers", "2").check()
