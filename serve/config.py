@@ -74,6 +74,9 @@ class WorkerSlot:
 
     number: int  # 1 to `of`; a replacement takes the number of the worker it replaces
     of: int
+    # The server's readiness when this worker was spawned: a replacement joins a ready
+    # server ready (once its own models are), instead of answering 503 until told.
+    fleet_ready: bool = False
 
 
 @dataclass(frozen=True)

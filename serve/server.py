@@ -138,6 +138,8 @@ def create_server(config: ServeConfig) -> ZooServer:
     plane = build_plane(config, metrics, tracing)
     if config.worker is not None:  # one of several: not ready until the supervisor says all are
         plane.readiness.fleet = threading.Event()
+        if config.worker.fleet_ready:
+            plane.readiness.fleet.set()
     front_ends: dict[str, object] = {}
     try:
         if config.grpc is not None:

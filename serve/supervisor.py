@@ -87,16 +87,18 @@ def default_ort_threads(workers: int, cpus: int) -> int:
     return max(1, cpus // workers)
 
 
-def worker_config(config: ServeConfig, number: int, ports: dict[str, int], cpus: int) -> ServeConfig:
+def worker_config(config: ServeConfig, number: int, ports: dict[str, int], cpus: int,
+                  fleet_ready: bool = False) -> ServeConfig:
     """Worker `number`'s config: the reserved ports shared with SO_REUSEPORT, its share of
-    onnxruntime threads, no metrics port of its own (the supervisor serves the sum)."""
+    onnxruntime threads, no metrics port of its own (the supervisor serves the sum), and
+    whether the server is ready as it starts (a replacement's)."""
     models = config.models
     if models.ort_threads == 0:
         models = replace(models, ort_threads=default_ort_threads(config.workers, cpus))
     grpc = config.grpc and replace(config.grpc, port=ports["grpc"], reuse_port=True)
     http = config.http and replace(config.http, port=ports["http"], reuse_port=True)
     return replace(config, models=models, grpc=grpc, http=http, metrics_port=None,
-                   worker=WorkerSlot(number, config.workers))
+                   worker=WorkerSlot(number, config.workers, fleet_ready))
 
 
 # How each front end says its port cannot be bound (the single process's words).
@@ -202,7 +204,9 @@ class Supervisor:
 
     def spawn(self, worker: Worker) -> None:
         ours, theirs = self.context.Pipe()
-        config = worker_config(self.config, worker.number, self.ports, self.cpus)
+        # A replacement joins a server that is ready as ready: the kernel sends it new
+        # connections as soon as it listens, before the supervisor's word could reach it.
+        config = worker_config(self.config, worker.number, self.ports, self.cpus, self.fleet_ready)
         process = self.context.Process(target=run_worker, args=(config, theirs), name=f"serve-worker-{worker.number}")
         process.start()
         theirs.close()
