@@ -13,7 +13,6 @@ answered.
 from __future__ import annotations
 
 import argparse
-import json
 import struct
 import sys
 import threading
@@ -26,6 +25,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 from bench.server_process import models_dir_with, rss_mib, start_server  # noqa: E402
+from bench.figures import report  # noqa: E402
 
 MODEL = "lenet5-mnist"
 TARGET_MB = 1000
@@ -124,9 +124,7 @@ def main() -> int:
           f"(from {unguarded['rss_start_mib']:.0f} MiB)")
     print(f"guarded peak {figures['guarded_peak_mb']:.0f} MB (target < {TARGET_MB} MB); "
           f"{figures['ratio_guarded_32_over_unguarded_8']:.2f}x the unguarded server's peak with 8 bombs")
-    print(json.dumps(figures))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+    report(figures, args.json)
     answered = all(set(guarded[n]["statuses"]) <= {"OK", "RESOURCE_EXHAUSTED"} for n in ("bombs", "largest_accepted"))
     ok = answered and figures["guarded_peak_mb"] < TARGET_MB and guarded["exit_code"] == 0
     return 0 if ok else 1

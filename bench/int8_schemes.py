@@ -17,13 +17,13 @@ inputs), and the reference on the whole graph.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+from bench.figures import report  # noqa: E402
 
 SCHEMES = {  # name -> (activation type, reduce_range, extra options of quantize_static)
     "uint8/int8": ("QUInt8", False, {}),
@@ -98,9 +98,7 @@ def main() -> int:
               f"{row['whole_graph_max_steps']:g} steps, top-1 agreement {100 * row['whole_graph_top1_agreement']:.2f}%",
               flush=True)
     figures = {"model": args.model, "images": len(images), "cpu": info, "schemes": rows}
-    print(json.dumps(figures))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    report(figures, args.json)
     return 0
 
 

@@ -14,7 +14,6 @@ quantized unchecked into a temporary folder (the same code, without the checks).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -28,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 from bench.server_process import start_server  # noqa: E402
+from bench.figures import report  # noqa: E402
 
 BATCHES = (1, 64, 256)
 MIN_CALLS = 3  # per round, however slow a call is
@@ -183,9 +183,7 @@ def main() -> int:
             return 1
     figures = {"cpu": info, "batches": list(BATCHES), "rounds": args.rounds, "round_seconds": args.seconds,
                "speedup": "float time / int8 time", "sizes": sizes, "rows": rows}
-    print(json.dumps(figures))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    report(figures, args.json)
     return 0
 
 

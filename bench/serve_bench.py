@@ -48,6 +48,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 from bench.server_process import (cpu_seconds, in_client_process, models_dir_with, start_server,  # noqa: E402
                                   tree_cpu_seconds)
+from bench.figures import report  # noqa: E402
 from serve.cpus import available_cpus  # noqa: E402
 from zoo.records import INPUT_SHAPE  # noqa: E402  (the zoo's models' (C, H, W); imports no torch)
 
@@ -421,7 +422,8 @@ def main() -> int:
     if args.workers:
         figures["workers"] = workers_comparison(models, args.workers, args.seconds,
                                                 ["--device", args.device, *args.server_args])
-        return report(figures, args.json)
+        report(figures, args.json)
+        return 0
     if args.only in ("http", "json"):
         server = start_server(models, "--device", args.device, "--http-port", "0", *args.server_args)
         try:
@@ -430,7 +432,8 @@ def main() -> int:
                 figures["http_against_grpc"] = http_against_grpc(server, args.seconds)
         finally:
             server.stop()
-        return report(figures, args.json)
+        report(figures, args.json)
+        return 0
 
     sess = in_process_session(models, args.device)
     figures["in_process"] = limit = in_process(sess, args.seconds)
@@ -465,7 +468,8 @@ def main() -> int:
                                   "cpu_over_echo": cpu_ratio, "cpu_target_met": cpu_ratio <= 1.5}
             print(f"targets: p50 / (echo + in-process) = {latency_ratio:.2f} (<= 1.3); server CPU / echo's = "
                   f"{cpu_ratio:.2f} (<= 1.5)")
-            return report(figures, args.json)
+            report(figures, args.json)
+            return 0
         seq_triton = run_clients(server.address, 1, 1, args.seconds, SEQUENTIAL_REQUESTS)
         figures["sequential_batch1_tritonclient"] = seq_triton
         print(f"our server, sequential batch 1, tritonclient: p50 {seq_triton['p50_ms']:.3f} ms, "
@@ -535,13 +539,7 @@ def main() -> int:
     print(f"targets: p50 / (echo + in-process) = {latency_ratio:.2f} (<= 1.3); server CPU / echo's = {cpu_ratio:.2f} "
           f"(<= 1.5); batch 64 x 4 clients = "
           f"{100 * throughput_share:.0f}% of in-process (>= 50%); batching gain {batching_gain:.2f}x (> 1)")
-    return report(figures, args.json)
-
-
-def report(figures: dict, json_path: str | None) -> int:
-    print(json.dumps(figures))
-    if json_path:
-        Path(json_path).write_text(json.dumps(figures, indent=2))
+    report(figures, args.json)
     return 0
 
 

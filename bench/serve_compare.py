@@ -11,7 +11,6 @@ same exported model, with the same flags; the machine's noise falls on both alik
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import subprocess
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.serve_bench import MODEL, batch1_request_bytes, percentile_ms, run_clients  # noqa: E402
 from bench.server_process import ADDRESS, ServerProcess, in_client_process, models_dir_with  # noqa: E402
+from bench.figures import report  # noqa: E402
 
 
 def start_in(checkout: Path, models: Path, *extra: str) -> ServerProcess:
@@ -93,9 +93,7 @@ def main() -> int:
           f"(this / other {figures['ratio_p50_this_over_other']:.3f}); batch 64 x 4 clients img/s: this "
           + ", ".join(f"{x:,.0f}" for x in rounds["this"]) + "; other " + ", ".join(f"{x:,.0f}" for x in rounds["other"])
           + f" (median ratio this / other {figures['ratio_images_per_s_this_over_other']:.3f})")
-    print(json.dumps(figures))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+    report(figures, args.json)
     return 0
 
 

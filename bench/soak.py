@@ -10,7 +10,6 @@ Prints requests served, statuses, p50/p99 latency and the server's RSS at start 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import threading
@@ -24,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 from bench.server_process import models_dir_with, rss_mib, start_server  # noqa: E402
+from bench.figures import report  # noqa: E402
 
 MODELS = ("lenet5-mnist", "lenet5-fashion-mnist")
 MAX_REQUESTS_PER_CLIENT = 100_000
@@ -207,9 +207,7 @@ def main() -> int:
     print(f"server RSS: {figures['rss_start_mib']:.1f} MiB at start (after warm-up), "
           f"{figures['rss_half_mib']:.1f} MiB halfway, {figures['rss_end_mib']:.1f} MiB at end, "
           f"{figures['rss_max_mib']:.1f} MiB at most; exit code {code}")
-    print(json.dumps(figures))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+    report(figures, args.json)
     ok = figures["unexpected_count"] == 0 and figures["wrong_answers"] == 0 and code == 0
     return 0 if ok else 1
 

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from bench.serve_bench import MODEL, batch1_request_bytes, percentile_ms  # noqa: E402
 from bench.serve_compare import start_in  # noqa: E402
 from bench.server_process import in_client_process, models_dir_with  # noqa: E402
+from bench.figures import report  # noqa: E402
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 WARMUP = 50
@@ -173,15 +174,13 @@ def main() -> int:
             figures[f"ratios_p50_{protocol}_{this}_over_{other}_by_round"] = ratios
         print(f"batch-1 p50 over {protocol}, by round: " + "; ".join(
             ", ".join(f"{name} {ms:.3f}" for name, ms in r.items()) + " ms" for r in p50))
-        print(f"  median of the rounds' ratios: " + ", ".join(
+        print("  median of the rounds' ratios: " + ", ".join(
             f"{this} / {other} {figures[f'ratio_p50_{protocol}_{this}_over_{other}']:.3f}" for this, other in pairs)
             + "; p99 " + ", ".join(f"{name} {float(np.median([r[name] for r in p99])):.2f}" for name in names) + " ms")
     expected = 5 * 2 * (args.requests + WARMUP) * args.rounds  # 5 spans per request, both protocols
     print(f"spans the receiver got from `on`: {spans:,} (5 per request: {expected:,})"
           + (f"; before = {commit}" if commit else ""))
-    print(json.dumps(figures))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+    report(figures, args.json)
     return 0
 
 

@@ -13,7 +13,6 @@ p50 (1.0: no first-request penalty).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.server_process import models_dir_with, start_server  # noqa: E402
+from bench.figures import report  # noqa: E402
 
 FIRST = 20
 STEADY = 300
@@ -98,9 +98,7 @@ def main() -> int:
                   f"{m['first20_p50_ms']:.2f} ms ({m['first20_p50_over_steady']:.2f}x steady), p99 "
                   f"{m['first20_p99_ms']:.2f} ms ({m['first20_p99_over_steady']:.2f}x); steady p50 "
                   f"{m['steady_p50_ms']:.2f} ms", flush=True)
-    print(json.dumps(figures))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+    report(figures, args.json)
     return 0
 
 
