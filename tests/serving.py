@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import time
+import urllib.request
+from pathlib import Path
 
 import grpc
-
-from pathlib import Path
+from prometheus_client.parser import text_string_to_metric_families
 
 from serve.config import GrpcConfig, HttpConfig, ModelsConfig, ServeConfig
 from serve.core import Limits
@@ -68,3 +70,20 @@ def triton_client(port):
         yield client
     finally:
         client.close()
+
+
+def admitted(metrics_url: str) -> float:
+    with urllib.request.urlopen(metrics_url, timeout=TIMEOUT) as page:
+        families = text_string_to_metric_families(page.read().decode())
+        return sum(s.value for f in families if f.name == "zoo_requests_admitted" for s in f.samples
+                   if s.name.endswith("_total"))
+
+
+def wait_until_admitted(server, count: int, within: float) -> None:
+    """Until the server has taken in `count` inference requests, by its metrics."""
+    port = re.search(r"metrics on :(\d+)/metrics", server.output).group(1)
+    url = f"http://127.0.0.1:{port}/metrics"
+    deadline = time.monotonic() + within
+    while (seen := admitted(url)) < count:
+        assert time.monotonic() < deadline, f"{seen:g} of {count} requests received within {within:g} s"
+        time.sleep(0.05)

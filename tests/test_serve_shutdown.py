@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 import shutil
 import signal
 import socket
@@ -13,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import grpc
 import numpy as np
@@ -21,7 +19,6 @@ import pytest
 import tritonclient.grpc as triton
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.decode_memory import zero_png
 from bench.server_process import start_server
@@ -29,7 +26,7 @@ from serve.core import DecodeBudget, Limits, RequestError
 from serve.core.limits import MIB
 from serve.gen import predictor_pb2 as pb
 from serve.gen import predictor_pb2_grpc
-from tests.serving import TIMEOUT, predictor_stub, running_server
+from tests.serving import TIMEOUT, predictor_stub, running_server, wait_until_admitted
 
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -38,23 +35,6 @@ def health_status(address: str, service: str = "") -> int:
     with grpc.insecure_channel(address) as channel:
         return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
                                                          timeout=TIMEOUT).status
-
-
-def admitted(metrics_url: str) -> float:
-    with urllib.request.urlopen(metrics_url, timeout=TIMEOUT) as page:
-        families = text_string_to_metric_families(page.read().decode())
-        return sum(s.value for f in families if f.name == "zoo_requests_admitted" for s in f.samples
-                   if s.name.endswith("_total"))
-
-
-def wait_until_admitted(server, count: int, within: float) -> None:
-    """Until the server has taken in `count` inference requests, by its metrics."""
-    port = re.search(r"metrics on :(\d+)/metrics", server.output).group(1)
-    url = f"http://127.0.0.1:{port}/metrics"
-    deadline = time.monotonic() + within
-    while (seen := admitted(url)) < count:
-        assert time.monotonic() < deadline, f"{seen:g} of {count} requests received within {within:g} s"
-        time.sleep(0.05)
 
 
 def test_sigterm_answers_every_request_received_before_it(models_dir, mnist_batch):
