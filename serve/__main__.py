@@ -10,7 +10,6 @@ those already received finish (up to --grace), then exits 0.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import sys
 from pathlib import Path
@@ -22,8 +21,8 @@ from .core.device import DEVICES
 from .core.tracing import require_tracing
 from .core.limits import MIB, Limits
 from .cpus import available_cpus
-from .process import (START_UP_FAULTS, catch_shutdown_signals, drain, exit_code_of,  # noqa: F401 (tests use them)
-                      keep_freed_memory_returnable, log_models, log_serving, wait_for_shutdown_signal)
+from .process import (START_UP_FAULTS, catch_shutdown_signals, drain, exit_code_of, log_models, log_serving,
+                      settle, wait_for_shutdown_signal)
 from .server import control_settings, create_server
 
 log = logging.getLogger("serve")
@@ -189,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return exit_code_of(e)
     log_models(server)
-    keep_freed_memory_returnable()
-    gc.freeze()  # the models and modules loaded so far are permanent: keep them out of collections
+    settle()
     shutdown = catch_shutdown_signals()
     server.start()
     log_serving(server, config)

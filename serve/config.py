@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from .core.control import MODES
 from .core.device import DEVICES
 from .core.limits import Limits
+from .cpus import available_cpus, default_ort_threads
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # 1,024 float32 images are 3.2 MB (13 MB as JSON); a body over this is refused
 HANDLER_THREADS = 32  # per front end: the cap on requests it serves at once
@@ -72,8 +73,7 @@ class HttpConfig:
 class WorkerSlot:
     """Which of several worker processes this server is (serve.supervisor starts them)."""
 
-    number: int  # 1 to `of`; a replacement takes the number of the worker it replaces
-    of: int
+    number: int  # 1 to --workers; a replacement takes the number of the worker it replaces
     # The server's readiness when this worker was spawned: a replacement joins a ready
     # server ready (once its own models are), instead of answering 503 until told.
     fleet_ready: bool = False
@@ -148,14 +148,12 @@ class ServeConfig:
                               "follows the directory)")
         threads = self.models.ort_threads
         if self.workers > 1 and threads > 1:
-            from .cpus import available_cpus
-
             cpus = available_cpus()
             if self.workers * threads > max(cpus, self.workers):
                 raise ConfigError(
                     f"--workers {self.workers} x --ort-threads {threads} = {self.workers * threads} onnxruntime "
                     f"threads on {cpus} CPUs: expected at most {cpus} (leave --ort-threads out: each worker "
-                    f"then gets {max(1, cpus // self.workers)})")
+                    f"then gets {default_ort_threads(self.workers, cpus)})")
 
 
 def _check_port(option: str, port: int | None) -> None:

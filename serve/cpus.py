@@ -125,3 +125,9 @@ def _v1_quota(folder: Path) -> float | None:
     except (OSError, ValueError):
         return None
     return quota / period if quota > 0 and period > 0 else None
+
+
+def default_ort_threads(workers: int, cpus: int) -> int:
+    """onnxruntime intra-op threads per model when --ort-threads is left out: with several
+    workers, their share of the CPUs (workers x threads never exceeds them)."""
+    return max(1, cpus // workers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import gc
 import os
 import signal
 
@@ -30,6 +31,14 @@ def exit_code_of(fault: Exception) -> int:
 
 def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def settle() -> None:
+    """Once the models have loaded, before serving: freed request memory goes back to the
+    system, and what is loaded so far, permanent, stays out of the garbage collector's
+    passes."""
+    keep_freed_memory_returnable()
+    gc.freeze()
 
 
 def keep_freed_memory_returnable() -> None:

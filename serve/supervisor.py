@@ -37,7 +37,7 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import Enum
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -45,7 +45,7 @@ from pathlib import Path
 from . import process
 from .config import ServeConfig, WorkerSlot
 from .core.metrics import MetricsEndpoint
-from .cpus import available_cpus
+from .cpus import available_cpus, default_ort_threads
 from .worker import FleetReady, Loaded, StartFailed, log_format, run_worker
 
 log = logging.getLogger("serve")
@@ -81,12 +81,6 @@ def fleet_ready(states: list[State]) -> bool:
     return all(s in (State.READY, State.REPLACING) for s in states) and State.READY in states
 
 
-def default_ort_threads(workers: int, cpus: int) -> int:
-    """onnxruntime intra-op threads per model when --ort-threads is left out: with several
-    workers, their share of the CPUs (workers x threads never exceeds them)."""
-    return max(1, cpus // workers)
-
-
 def worker_config(config: ServeConfig, number: int, ports: dict[str, int], cpus: int,
                   fleet_ready: bool = False) -> ServeConfig:
     """Worker `number`'s config: the reserved ports shared with SO_REUSEPORT, its share of
@@ -98,7 +92,7 @@ def worker_config(config: ServeConfig, number: int, ports: dict[str, int], cpus:
     grpc = config.grpc and replace(config.grpc, port=ports["grpc"], reuse_port=True)
     http = config.http and replace(config.http, port=ports["http"], reuse_port=True)
     return replace(config, models=models, grpc=grpc, http=http, metrics_port=None,
-                   worker=WorkerSlot(number, config.workers, fleet_ready))
+                   worker=WorkerSlot(number, fleet_ready))
 
 
 # How each front end says its port cannot be bound (the single process's words).
@@ -243,7 +237,7 @@ class Supervisor:
             due = [w.restart_at for w in self.workers if w.restart_at is not None]
             ready = wait(list(waiting), max(0.0, min(due) - time.monotonic()) if due else None)
             if self.shutdown_fd in ready:
-                name = signal.Signals(os.read(self.shutdown_fd, 1)[0]).name
+                name = process.wait_for_shutdown_signal(self.shutdown_fd)  # readable: no wait
                 log.info("%s: draining: every worker refuses new requests and gives those received %.1f s to finish",
                          name, self.config.grace)
                 return None
@@ -340,7 +334,7 @@ class Supervisor:
         config, (ready, models) = self.config, self.models
         schemes = {"grpc": "grpcs" if config.grpc and config.grpc.tls_cert else "grpc", "http": "http"}
         addresses = {name: f"{schemes[name]}://{config.host}:{port}" for name, port in self.ports.items()}
-        threads = worker_config(config, 1, self.ports, self.cpus).models.ort_threads
+        threads = config.models.ort_threads or default_ort_threads(config.workers, self.cpus)
         pids = ", ".join(str(w.process.pid) for w in self.workers if w.process)
         log.info("%s", process.serving_line(
             config, ready, models, addresses, self.metrics_port,
@@ -375,8 +369,8 @@ class Supervisor:
             wait([p.sentinel for p in running], deadline - time.monotonic())
             running = [p for p in running if p.exitcode is None]
         if running:
-            log.error("%d worker%s still running %.0f s after the signal: killed", len(running),
-                      "" if len(running) == 1 else "s", self.config.grace + SHUTDOWN_MARGIN_S)
+            log.error("%s still running %.0f s after the signal: killed", process.plural(len(running), "worker"),
+                      self.config.grace + SHUTDOWN_MARGIN_S)
             return 1
         if not quietly:
             log.info("stopped")

@@ -11,7 +11,6 @@ the supervisor's end of the pipe closing (the supervisor is gone: no orphan serv
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import sys
@@ -60,8 +59,7 @@ def run_worker(config: ServeConfig, conn: Connection) -> None:
         sys.exit(process.exit_code_of(e))
     if slot.number == 1:
         process.log_models(server)  # every worker loads the same models: one says what they are
-    process.keep_freed_memory_returnable()
-    gc.freeze()
+    process.settle()
     server.start()
     models = server.plane.registry.all_models()
     conn.send(Loaded(server.plane.readiness.own_ready(), sum(m.ready for m in models), len(models)))
