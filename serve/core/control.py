@@ -120,7 +120,7 @@ class ModelControl:
         for name, versions in loaded.items():
             for version, model in versions.items():
                 try:
-                    self._ready([model])
+                    self._ready(model)
                 except ModelLoadError as e:  # a version whose warm-up fails would fail its first request
                     if settings.strict:
                         raise
@@ -162,7 +162,7 @@ class ModelControl:
                     raise invalid(f"model {name!r} cannot be loaded: {source.error}")
                 try:
                     model = load_model(source, self.settings.device, self.settings.threads)
-                    self._ready([model])
+                    self._ready(model)
                 except ModelLoadError as e:
                     raise invalid(f"model {name!r} cannot be loaded: {e}") from None
                 versions[model.version] = model
@@ -240,7 +240,7 @@ class ModelControl:
             if source.error:
                 raise ModelLoadError(source.error)
             model = load_model(source, self.settings.device, self.settings.threads)
-            self._ready([model])
+            self._ready(model)
         except (ModelLoadError, DeviceError) as e:
             self._failed[(source.name, _key(source))] = (fp, str(e))
             log.error("model %s version %s NOT LOADED, what served stays: %s", source.name,
@@ -263,14 +263,11 @@ class ModelControl:
             return [s for versions in self.registry.versions.values() for m in versions.values()
                     if (s := m.source) is not None]
 
-    def _ready(self, models: list[ServedModel]) -> None:
-        """Warm up the versions that loaded, at the batch their batcher will form."""
-        if not self.settings.warmup:
-            return
-        for model in models:
-            if model.ready:
-                policy = batch_policy(model, self.engine.limits)
-                model.warmup = warm_up(model, policy.max_batch if policy else 1)
+    def _ready(self, model: ServedModel) -> None:
+        """Warm up a version that loaded, at the batch its batcher will form."""
+        if self.settings.warmup and model.ready:
+            policy = batch_policy(model, self.engine.limits)
+            model.warmup = warm_up(model, policy.max_batch if policy else 1)
 
     def _publish(self, name: str, versions: dict[str, ServedModel], fingerprints: dict[str, tuple]) -> None:
         """Serve `versions` as `name` (loaded from files with these fingerprints); retire what left."""

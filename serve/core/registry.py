@@ -76,10 +76,6 @@ class ServedModel:
     _leased: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     @property
-    def key(self) -> tuple[str, str]:
-        return self.name, self.version
-
-    @property
     def num_classes(self) -> int:
         return len(self.labels)
 
@@ -333,9 +329,6 @@ class ModelRegistry:
         snapshot = self._snapshot
         return [m for name in sorted(snapshot.models) for m in sorted(
             snapshot.versions[name].values(), key=lambda m: version_key(m.version))]
-
-    def names(self) -> list[str]:
-        return sorted(self.models)
 
     def metric_label(self, name: str) -> str:
         """A model name for metric labels: only served names, so clients cannot grow them."""
