@@ -223,3 +223,27 @@ def test_load_and_unload_are_refused_naming_the_mode(models_dir, mode):
         assert server.plane.registry.models["lenet5-mnist"].ready
     finally:
         server.stop(grace=1.0)
+
+
+def test_a_load_the_device_cannot_run_is_refused_not_internal(tmp_path, monkeypatch):
+    """A load request whose session the device cannot create (CUDA gone, say) is refused
+    with its reason over both front ends, as a broken file is; never INTERNAL."""
+    import serve.core.control as control
+    from serve.core.device import DeviceError
+
+    linear_classifier(tmp_path / "digits.onnx", batch="N", seed=4)
+    server = start(tmp_path, "explicit", http=True)
+    try:
+        def no_device(*args, **kwargs):
+            raise DeviceError("CUDAExecutionProvider did not load")
+
+        monkeypatch.setattr(control, "load_model", no_device)
+        with pytest.raises(InferenceServerException) as refused:
+            triton.InferenceServerClient(f"127.0.0.1:{server.port('grpc')}").load_model("digits")
+        assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+        assert "CUDAExecutionProvider did not load" in refused.value.message()
+        with pytest.raises(InferenceServerException) as over_http:
+            thttp.InferenceServerClient(f"127.0.0.1:{server.port('http')}").load_model("digits")
+        assert over_http.value.status() == "400" and "cannot be loaded" in over_http.value.message()
+    finally:
+        server.stop(grace=1.0)

@@ -163,7 +163,7 @@ class ModelControl:
                 try:
                     model = load_model(source, self.settings.device, self.settings.threads)
                     self._ready(model)
-                except ModelLoadError as e:
+                except (ModelLoadError, DeviceError) as e:  # a device that cannot run it, as _try_load
                     raise invalid(f"model {name!r} cannot be loaded: {e}") from None
                 versions[model.version] = model
             self._unloaded.discard(name)
