@@ -92,12 +92,6 @@ def with_int8(result: ExportResult, proto: onnx.ModelProto, inputs: CheckInputs,
     return result
 
 
-def trained_name(weights_path: Path, name: str | None) -> str:
-    """The output name for weights the user trained: --name, else the weights file's stem,
-    never silently a shipped model's."""
-    return check_not_shipped_name(weights_path, name, "would be exported as")
-
-
 def export_trained(
     weights_path: Path, out_dir: Path, *, name: str | None = None, model: str | None = None,
     dataset: str | None = None, opset: int = DEFAULT_OPSET, data_dir=None,
@@ -106,7 +100,7 @@ def export_trained(
     """Weights written by `python -m zoo train`: the card beside them names the model and
     dataset, pins the SHA-256 and gives the accuracy the test set must reproduce."""
     weights_path = Path(weights_path)
-    out_name = trained_name(weights_path, name)
+    out_name = check_not_shipped_name(weights_path, name, "would be exported as")  # --name, else the stem
     net, card = load_weights_file(weights_path)
     for what, given in (("model", model), ("dataset", dataset)):
         if given is not None and given != card[what]:

@@ -41,9 +41,7 @@ def steps_apart(got: np.ndarray, want: np.ndarray) -> int:
 def anchored(name: str, values: dict[str, np.ndarray], anchors: dict[str, np.ndarray] | None) -> np.ndarray | None:
     """The node input `name`: onnxruntime's own value when it is a quantized tensor that
     run exposed, else the reference's."""
-    if anchors is not None and name in anchors and is_quantized_dtype(anchors[name].dtype):
-        return anchors[name]
-    return values[name]
+    return anchors[name] if is_anchor(name, anchors) else values[name]
 
 
 def is_anchor(name: str, anchors: dict[str, np.ndarray] | None) -> bool:

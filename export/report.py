@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .pipeline import ExportResult, worst_node
+from .int8_checks import MAX_ACCURACY_DROP
 from .quantized import QUANT_STEPS
 
 SOURCES = {"shipped": "shipped weights", "trained": "your weights", "custom": "your model"}
@@ -86,8 +87,8 @@ def int8_nodes_line(nodes: list[dict]) -> str:
     quantized = [n for n in nodes if n["unit"] == "steps"]
     floats = [n for n in nodes if n["unit"] == "abs"]
     one_step = sum(n["max_abs"] > 0 for n in quantized)
-    line = (f"{len(nodes)}/{len(nodes)} node outputs match the NumPy reference; {len(quantized)} quantized within 1 "
-            f"step ({one_step} with a 1-step difference)")
+    line = (f"{len(nodes)}/{len(nodes)} node outputs match the NumPy reference; {len(quantized)} quantized within "
+            f"{QUANT_STEPS} step ({one_step} with a 1-step difference)")
     worst = max(floats, key=lambda n: n["max_abs"], default=None)
     if worst:
         line += f"; worst float: {worst['op_type']} in {worst['module']} max |diff| {worst['max_abs']:.1e}"
@@ -102,7 +103,7 @@ def int8_test_set_lines(r: dict) -> list[str]:
         a = t["accuracy"]
         change = 100 * (a["int8"] - a["float"])
         head += (f"accuracy {100 * a['int8']:.2f}% (float {100 * a['float']:.2f}%: {change:+.2f} points, at most "
-                 f"0.30 lost); ")
+                 f"{100 * MAX_ACCURACY_DROP:.2f} lost); ")
     head += f"top-1 agreement with the float file {100 * t['top1_agreement_with_float']:.2f}%"
     fused = t["fused_vs_reference_steps"]
     return [head, f"              onnxruntime's fused int8 kernels vs the reference, tensor by tensor: {len(fused)} "

@@ -442,6 +442,7 @@ def verify(path: str | Path, strict: bool = False) -> VerifyResult:
             result.failures.append(f"fused: onnxruntime cannot run this file optimized: {first_line(e)}")
         result.failures += [f"fused: {f.kind} {f.tensor!r} of onnxruntime's optimized (fused int8) run differs from "
                             f"the reference: " + (f.reason or fused_difference(f)) for f in result.fused if f.ok is False]
+    steps = output_steps(proto)
     for folder in test_data_dirs(path):
         try:
             checks = check_goldens(proto, folder)
@@ -451,7 +452,7 @@ def verify(path: str | Path, strict: bool = False) -> VerifyResult:
         result.goldens += checks
         result.failures += [f"golden: {g.path} ({g.output}) vs {g.runtime}: "
                             + (g.reason or f"max |diff| {g.max_abs:.3g} > {GOLDEN_ATOL} + {GOLDEN_RTOL} * |golden|"
-                               + (f" + {QUANT_STEPS} quantization step" if g.output in output_steps(proto) else ""))
+                               + (f" + {QUANT_STEPS} quantization step" if g.output in steps else ""))
                             for g in checks if g.ok is False]
     if strict and result.unchecked:
         result.failures.append(f"--strict: {len(result.unchecked)} node outputs unchecked "

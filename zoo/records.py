@@ -71,13 +71,6 @@ RECORDS: dict[tuple[str, str], ModelRecord] = {(r.model, r.dataset): r for r in 
 )}
 
 
-def record_for(model: str, dataset: str) -> ModelRecord:
-    """The record of the shipped (model, dataset); a ValueError listing the shipped ones."""
-    try:
-        return RECORDS[(model, dataset)]
-    except KeyError:
-        shipped = ", ".join(r.name for r in RECORDS.values())
-        raise ValueError(f"no shipped model {model} on {dataset}; shipped: {shipped}") from None
 
 
 def recipe_for(model: str, dataset: str, **overrides) -> TrainConfig:

@@ -112,8 +112,7 @@ def quantize_linear(x, y_scale, y_zero_point=None, *, axis: int = 1, block_size:
     # it, and a step count too large for that is clamped to the range anyway
     steps = np.rint(np.divide(x, scale, dtype=np.float32))
     steps += zero.astype(np.float32)
-    low, high = QUANTIZED[dtype]
-    return np.clip(steps, low, high, out=steps).astype(dtype)
+    return clamp_to(steps, dtype)
 
 
 def dequantize_linear(x, x_scale, x_zero_point=None, *, axis: int = 1, block_size: int = 0, output_dtype: int = 0):
