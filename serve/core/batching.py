@@ -74,8 +74,10 @@ class _Request:
 
 
 class Announcement:
-    """A request being decoded: while it is, a gathering batch may wait for it. Leaving the
-    `with` block, or passing it to `infer`, marks it arrived."""
+    """A request being decoded: while it is, a gathering batch may wait for it. Entering
+    the `with` block refuses it at once, before any decoding, when the queue is already
+    full (the check is made again when it arrives); leaving it, or passing it to `infer`,
+    marks it arrived."""
 
     __slots__ = ("batcher", "pending")
 
@@ -85,6 +87,7 @@ class Announcement:
 
     def __enter__(self) -> "Announcement":
         with self.batcher._lock:
+            self.batcher._refuse_if_full()
             self.batcher._expected += 1
         return self
 
@@ -137,12 +140,6 @@ class Batcher:
         self._arrived(announcement)
         if self._closed:
             raise unavailable("the server is shutting down")
-
-    def check_room(self) -> None:
-        """Before a request is decoded: refused at once if the queue is already full (the
-        check is made again when it arrives)."""
-        with self._lock:
-            self._refuse_if_full()
 
     def _refuse_if_full(self) -> None:  # under the lock
         """A request about to wait: refused at once if the queue already holds max_queue."""

@@ -156,7 +156,6 @@ class DataPlane:
         asked for (or all), as tensors or classification strings."""
         with self._serving(request.model_name, request.model_version, request.trace) as (model, record):
             start = time.perf_counter()
-            self.engine.check_room(model)
             with self.engine.expecting(model) as announcement:
                 feed = decode_inputs(model, request.inputs, self.limits.max_request_images)
                 outputs = resolve_outputs(model, [(o.name, o.classification) for o in request.outputs])
@@ -177,7 +176,6 @@ class DataPlane:
             k = check_top_k(request.top_k, model)
             prepare = Preparer(model, request.preprocessing)
             start = time.perf_counter()
-            self.engine.check_room(model)
             with self.engine.expecting(model) as announcement:
                 x = self._pixels(request, model, prepare)
                 decoded = time.perf_counter()

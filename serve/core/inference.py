@@ -94,13 +94,9 @@ class InferenceCore:
         self._on_batch(model, len(x), 0.0, seconds, 0.0)
         return out
 
-    def check_room(self, model: ServedModel) -> None:
-        """RESOURCE_EXHAUSTED at once, before any decoding, when the model's queue is full."""
-        if model.batcher is not None:
-            model.batcher.check_room()
-
     def expecting(self, model: ServedModel):
-        """Tell the model's batcher a request is on its way (being decoded)."""
+        """Tell the model's batcher a request is on its way (being decoded): RESOURCE_EXHAUSTED
+        at once, before any decoding, when the model's queue is full."""
         return model.batcher.expecting() if model.batcher else contextlib.nullcontext(None)
 
     def infer(self, model: ServedModel, x: np.ndarray, deadline: Deadline, timing: RunTiming,
