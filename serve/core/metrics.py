@@ -63,6 +63,10 @@ class Metrics(MetricsEndpoint):
         if children is None:
             if key[0] == "batch":
                 children = (self.batch_size.labels(key[1]), self.inference.labels(key[1]))
+            elif key[0] == "admitted":
+                children = (self.admitted.labels(key[1]),)
+            elif key[0] == "refused":  # counted under the batcher's lock: a burst of refusals is fast
+                children = (self.refused.labels(key[1], key[2]),)
             else:
                 api, method, model, code = key
                 children = (self.requests.labels(api, method, model, code), self.latency.labels(api, method, model))
@@ -75,13 +79,10 @@ class Metrics(MetricsEndpoint):
         latency.observe(seconds)
 
     def observe_admitted(self, call: str) -> None:
-        child = self._children.get(("admitted", call))
-        if child is None:
-            child = self._children[("admitted", call)] = self.admitted.labels(call)
-        child.inc()
+        self._child("admitted", call)[0].inc()
 
     def observe_refused(self, model: str, reason: str) -> None:
-        self.refused.labels(model, reason).inc()
+        self._child("refused", model, reason)[0].inc()
 
     def observe_undecodable(self, api: str, method: str) -> None:
         self.undecodable.labels(api, method).inc()
