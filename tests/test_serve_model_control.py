@@ -247,3 +247,17 @@ def test_a_load_the_device_cannot_run_is_refused_not_internal(tmp_path, monkeypa
         assert over_http.value.status() == "400" and "cannot be loaded" in over_http.value.message()
     finally:
         server.stop(grace=1.0)
+
+
+def test_explicit_with_nothing_loaded_is_healthy_as_it_is_ready(tmp_path):
+    """Asked to serve no model yet, the server is ready (ServerReady, HTTP ready) and its gRPC
+    health says so for the server and both services, as soon as it starts."""
+    linear_classifier(tmp_path / "digits.onnx", batch="N", seed=5)
+    server = start(tmp_path, "explicit", http=True)
+    try:
+        port = server.port("grpc")
+        assert triton.InferenceServerClient(f"127.0.0.1:{port}").is_server_ready()
+        for service in ("", "zoo.v1.Predictor", "inference.GRPCInferenceService"):
+            assert health(port, service) == SERVING, service
+    finally:
+        server.stop(grace=1.0)

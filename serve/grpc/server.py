@@ -121,6 +121,9 @@ def _bind(server: grpc.Server, host: str, config: GrpcConfig) -> int:
     return port
 
 
+SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+
+
 class GrpcFrontEnd:
     name = "grpc"
 
@@ -152,25 +155,33 @@ class GrpcFrontEnd:
 
     def start(self) -> None:
         self.server.start()
-        for name in self.plane.registry.models:
-            self._model_changed(name)
+        self.readiness_changed()
         self.plane.registry.subscribe(self._model_changed)  # model control: health follows every change
 
     def readiness_changed(self) -> None:
         """The whole server's readiness changed (in a worker of several: the supervisor's
-        word): health by the rule again."""
+        word), or the server starts: health by the rule again."""
         for name in self.plane.registry.models:
-            self._model_changed(name)
+            self._model_health(name)
+        self._server_health()
 
     def _model_changed(self, name: str) -> None:
-        """Health of model `name` and of the server, by the one readiness rule (as ServerReady)."""
+        self._model_health(name)
+        self._server_health()
+
+    def _model_health(self, name: str) -> None:
+        """Health of model `name`, by the one readiness rule (as ModelReady)."""
         if self.plane.draining.is_set():
             return  # NOT_SERVING for good
-        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
-        readiness = self.plane.readiness
         model = self.plane.registry.models.get(name)
-        self.health.set(name, serving if model is not None and readiness.model_ready(model) else not_serving)
-        ready = serving if readiness.server_ready() else not_serving
+        self.health.set(name, SERVING if model is not None and self.plane.readiness.model_ready(model) else NOT_SERVING)
+
+    def _server_health(self) -> None:
+        """Health of the server and its services, by the one readiness rule (as ServerReady):
+        set even when it serves no model (explicit model control, nothing loaded yet)."""
+        if self.plane.draining.is_set():
+            return  # NOT_SERVING for good
+        ready = SERVING if self.plane.readiness.server_ready() else NOT_SERVING
         for service in ("", PREDICTOR.full_name, KSERVE.full_name):
             self.health.set(service, ready)
 
