@@ -25,7 +25,7 @@ from .core.tracing import open_tracing
 
 log = logging.getLogger("serve")
 
-LAME_DUCK_S = 0.25  # how long a draining server keeps its listeners open, refusing new requests
+LAME_DUCK_S = 0.25  # the least time a draining server keeps its listeners open, refusing new requests
 STOP_MARGIN_S = 1.0  # how long past --grace a front end's shutdown may take before it is left behind
 
 
@@ -72,14 +72,18 @@ class ZooServer:
 
     def stop(self, grace: float | None = 5.0) -> Stopped:
         """Drain: readiness false and health NOT_SERVING at once, new inference requests
-        refused, in-flight ones given `grace` seconds to finish; then the batchers and the
-        metrics endpoint stop. It never waits much longer than `grace` (STOP_MARGIN_S),
-        whatever a front end's library does, and says what it cut short.
+        refused with UNAVAILABLE (503), and those admitted given `grace` seconds to finish
+        while every listener stays open (health, readiness and metadata keep answering);
+        then the front ends stop, the batchers and the metrics endpoint. It never waits
+        much longer than `grace` (STOP_MARGIN_S), whatever a front end's library does, and
+        says what it cut short.
 
-        For a moment (a quarter of the grace, at most LAME_DUCK_S) the listeners stay open
-        while new inference requests are refused with UNAVAILABLE (503): a request that a
-        client is sending just then gets that clean, retryable answer, where a closing
-        listener would cancel it."""
+        The listeners close only once every admitted inference call has ended (or the grace
+        ran out): grpc core closes a connection as soon as its last call ends after its final
+        GOAWAY, and a response the client had not read by then would be lost to a TCP
+        reset (serve.core.admission). They stay open at least LAME_DUCK_S (a quarter of the
+        grace, at most), so a request a client is sending just then gets the clean,
+        retryable UNAVAILABLE, where a closing listener would cancel it."""
         if self._stopped.is_set():
             return Stopped(0, ())
         self._stopped.set()
@@ -88,9 +92,10 @@ class ZooServer:
         for front_end in self.front_ends.values():
             front_end.begin_drain()
         if grace:
-            lame_duck = min(LAME_DUCK_S, grace / 4)
-            time.sleep(lame_duck)
-            grace -= lame_duck
+            began = time.monotonic()
+            time.sleep(min(LAME_DUCK_S, grace / 4))
+            self.plane.open_calls.wait_all_ended(max(grace - (time.monotonic() - began), 0.0))
+            grace = max(grace - (time.monotonic() - began), 0.0)
         finished: dict[str, bool] = {}
 
         def stop_one(name: str, front_end) -> None:

@@ -256,7 +256,7 @@ def test_sigterm_drains_every_worker_and_leaves_no_process(models_dir, mnist_bat
                 response = predictor_pb2_grpc.PredictorStub(channel).Predict(request, timeout=120)
                 outcomes.append("OK" if len(response.predictions) == len(x) else "SHORT")
             except grpc.RpcError as e:
-                outcomes.append(e.code().name)
+                outcomes.append(f"{e.code().name}: {e.details()}")
 
     clients = [threading.Thread(target=client) for _ in range(CLIENTS)]
     for c in clients:
@@ -275,7 +275,7 @@ def test_sigterm_drains_every_worker_and_leaves_no_process(models_dir, mnist_bat
     code = server.stop(timeout=150)
     time.sleep(0.5)  # the resource tracker leaves once every pipe to it has closed
     left = [pid for pid in tree if Path(f"/proc/{pid}").exists() and _cmdline(pid)]
-    assert outcomes == ["OK"] * CLIENTS
+    assert outcomes == ["OK"] * CLIENTS, server.output
     assert late.value.code() == grpc.StatusCode.UNAVAILABLE
     assert code == 0 and "Traceback" not in server.output
     assert len(tree) >= 2 and left == [], f"left behind: {[_cmdline(p) for p in left]}"

@@ -2,8 +2,9 @@
 
 A front end (serve.grpc; serve.http), per request:
 
-    plane.admit(CALLS["infer"])                  # UNAVAILABLE once draining began (inference calls)
+    ticket = plane.admit(CALLS["infer"])         # UNAVAILABLE once draining began (inference calls)
     response = plane.infer(InferRequest(...))    # or predict, features, model_metadata, ...
+    ticket.end()                                 # once the call has ended, answered or not
 
 converting its protocol's request into a record of serve.core.records and the answer back,
 and turning a RequestError (its `code` is a Code) into its own status, once, at its edge.

@@ -7,8 +7,9 @@ RequestError, which the front end turns into its own status once, at its edge. S
 ModelInfer or a Predict request comes back to its front end once, with its answer.
 
     plane = DataPlane(registry, Limits(), Metrics())
-    plane.admit(CALLS["infer"])                   # UNAVAILABLE once draining began
+    ticket = plane.admit(CALLS["infer"])          # UNAVAILABLE once draining began
     response = plane.infer(InferRequest("lenet5-mnist", inputs=[InputTensor(...)]))
+    ticket.end()                                  # once the call has ended, however it ended
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from .. import __version__
 from .architecture import Architecture, architecture
+from .admission import UNCOUNTED, OpenCalls, Ticket
 from .batching import RunTiming
 from .calls import Call
 from .decode import decode_images, decode_inputs, decode_tensor, resolve_outputs
@@ -64,6 +66,7 @@ class DataPlane:
         # Set once shutdown begins: inference calls arriving from then on are refused (admit());
         # those already admitted run to the end.
         self.draining = self.readiness.draining
+        self.open_calls = OpenCalls()  # admitted inference calls not yet ended: a drain waits for them
         self.decode_budget = DecodeBudget(limits.decode_budget_bytes)
         self.feature_maps = FeatureMaps()
         self.control = None if control is None else ModelControl(registry, self.engine, control,
@@ -73,14 +76,18 @@ class DataPlane:
 
     # -- admission and health ---------------------------------------------------------
 
-    def admit(self, call: Call) -> None:
+    def admit(self, call: Call) -> Ticket:
         """As a request arrives: an inference call is refused (UNAVAILABLE) once draining
-        began, else counted as admitted; any other call always passes."""
+        began, else counted as admitted and open until the front end ends its ticket; any
+        other call always passes (its ticket counts nothing)."""
         if not call.inference:
-            return
+            return UNCOUNTED
+        ticket = self.open_calls.open()  # before the check: a drain that began after it waits for this call
         if self.draining.is_set():
+            ticket.end()
             raise unavailable("the server is shutting down")
         self.metrics.observe_admitted(call.name)
+        return ticket
 
     def live(self) -> bool:
         return True

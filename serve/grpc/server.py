@@ -20,9 +20,9 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from ..config import GrpcConfig
 from ..core.calls import CALLS, Call
 from ..core.dataplane import DataPlane
-from ..core.errors import RequestError
 from ..gen import grpc_service_pb2 as kpb
 from ..gen import predictor_pb2, reflection_v1_pb2
+from .admission import Admission
 from .handler import call_of
 from .kserve import KServeServicer
 from .predictor import PredictorServicer
@@ -39,32 +39,6 @@ REFLECTION_V1 = reflection_v1_pb2.DESCRIPTOR.services_by_name["ServerReflection"
 STANDARD_CALLS = {f"/{HEALTH.full_name}/{m}": CALLS["health"] for m in ("Check", "Watch")}
 STANDARD_CALLS.update({f"/{s.full_name}/ServerReflectionInfo": CALLS["reflection"]
                        for s in (REFLECTION_V1ALPHA, REFLECTION_V1)})
-
-
-def _refuse(request, context):
-    context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
-
-
-class Admission(grpc.ServerInterceptor):
-    """Runs as each request arrives, before it waits for a handler thread: the data plane
-    admits it or refuses it (an inference call once draining has begun). Every request that
-    arrived before runs to the end (within --grace); health, readiness (now false),
-    metadata and reflection keep answering while the listener is open."""
-
-    REFUSE = grpc.unary_unary_rpc_method_handler(_refuse)
-
-    def __init__(self, plane: DataPlane, calls: dict[str, Call]) -> None:
-        self.plane = plane
-        self.calls = calls  # method path -> Call: every method this front end serves
-        self.inference = {method for method, c in calls.items() if c.inference}
-
-    def intercept_service(self, continuation, handler_call_details):
-        if handler_call_details.method in self.inference:
-            try:
-                self.plane.admit(self.calls[handler_call_details.method])
-            except RequestError:  # draining
-                return self.REFUSE
-        return continuation(handler_call_details)
 
 
 def method_calls(servicers: list[tuple[object, object]]) -> dict[str, Call]:
@@ -135,8 +109,8 @@ class GrpcFrontEnd:
         options = [("grpc.max_receive_message_length", config.max_message_bytes),
                    ("grpc.max_send_message_length", config.max_message_bytes),
                    ("grpc.so_reuseport", int(config.reuse_port))]
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="grpc"),
-                                  interceptors=[Admission(plane, self.calls)], options=options)
+        pool = futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="grpc")
+        self.server = grpc.server(pool, interceptors=[Admission(plane, self.calls, pool)], options=options)
         for servicer, service in servicers:
             add_service(self.server, servicer, service)
         # grpcio's standard services, registered as ours are: a malformed body is

@@ -13,6 +13,7 @@ from concurrent.futures import Executor
 from aiohttp import web
 
 from ..core import RequestError
+from ..core.admission import UNCOUNTED
 from ..core.dataplane import DataPlane
 from . import images, kserve, playground, tracing
 from ..config import HttpConfig
@@ -49,11 +50,15 @@ async def edge(request: web.Request, handler) -> web.StreamResponse:
             response = _preflight(request, cors)
         else:
             call = call_of_route(request.match_info.route.name)
-            if call is not None:  # an inference call is refused (503) once draining began;
-                app[PLANE].admit(call)  # readiness and metadata keep answering, as over gRPC
-                if call.inference and app[PLANE].tracing is not None:
+            # An inference call is refused (503) once draining began; readiness and metadata
+            # keep answering, as over gRPC.
+            ticket = UNCOUNTED if call is None else app[PLANE].admit(call)
+            try:
+                if call is not None and call.inference and app[PLANE].tracing is not None:
                     trace = tracing.begin(app[PLANE].tracing, request, start)
-            response = await handler(request)
+                response = await handler(request)
+            finally:  # answered, failed or cancelled (the client went away): a drain waits no more for it
+                ticket.end()
     except RequestError as e:
         failure, message = e.code.name, e.message
         response = from_request_error(e)
