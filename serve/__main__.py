@@ -51,7 +51,7 @@ def workers_count(text: str) -> int | str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d, grpc_d, http_d, limits = ServeConfig(), GrpcConfig(), HttpConfig(), Limits()
+    d, grpc_d, limits = ServeConfig(), GrpcConfig(), Limits()
     p = argparse.ArgumentParser(prog="python -m serve", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
