@@ -94,6 +94,9 @@ class ZooServer:
         if grace:
             began = time.monotonic()
             time.sleep(min(LAME_DUCK_S, grace / 4))
+            if waiting := len(self.plane.open_calls):  # as Triton says it waits for in-flight inferences
+                log.info("waiting for %d inference request%s to finish before the listeners close",
+                         waiting, "" if waiting == 1 else "s")
             self.plane.open_calls.wait_all_ended(max(grace - (time.monotonic() - began), 0.0))
             grace = max(grace - (time.monotonic() - began), 0.0)
         finished: dict[str, bool] = {}

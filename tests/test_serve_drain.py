@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
+import logging
 import threading
 import time
 
@@ -42,7 +43,8 @@ def wait_for(condition, within: float, what: str) -> None:
         time.sleep(0.01)
 
 
-def test_grpc_listener_stays_open_while_an_admitted_call_runs(models_dir, mnist_batch):
+def test_grpc_listener_stays_open_while_an_admitted_call_runs(models_dir, mnist_batch, caplog):
+    caplog.set_level(logging.INFO, logger="serve")
     _, x, _ = mnist_batch
     server = create_server(serve_config(models_dir, limits=Limits(max_batch=0)))
     port = server.port("grpc")
@@ -76,6 +78,7 @@ def test_grpc_listener_stays_open_while_an_admitted_call_runs(models_dir, mnist_
     assert len(answers) == 1 and len(answers[0].predictions) == 4
     assert not stopper.is_alive() and time.monotonic() - began < 10.0  # it waited for the call, not the grace
     assert len(server.plane.open_calls) == 0
+    assert "waiting for 1 inference request to finish before the listeners close" in caplog.text
 
 
 def test_a_call_that_never_reached_its_servicer_holds_no_drain(models_dir, mnist_batch):
