@@ -3,6 +3,7 @@ sending the same ModelInfer bytes to both in turn) and batch-64 images/s with 4
 tritonclient clients (rounds alternating between the two), as ratios this / other.
 
     python bench/serve_compare.py --other ../before-checkout [--rounds 4] [--seconds 3] [--json out.json]
+    python bench/serve_compare.py --other ../a-checkout-with-workers --other-args "--workers 1"
 
 Both servers run `python -m serve` from their own checkout with this interpreter, over the
 same exported model, with the same flags; the machine's noise falls on both alike.
@@ -70,10 +71,14 @@ def main() -> int:
     parser.add_argument("--this-args", default="--workers 1",
                         help="extra flags for this checkout's server (default: '--workers 1': checkouts before "
                              "worker processes ran one process, and there --workers meant handler threads)")
+    parser.add_argument("--other-args", default="",
+                        help="extra flags for the other checkout's server (default: none; '--workers 1' when it "
+                             "has worker processes too, or its default, --workers auto, runs one a CPU)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     models = models_dir_with((MODEL,), args.models)
-    servers = {"this": start_in(ROOT, models, *shlex.split(args.this_args)), "other": start_in(Path(args.other).resolve(), models)}
+    servers = {"this": start_in(ROOT, models, *shlex.split(args.this_args)),
+               "other": start_in(Path(args.other).resolve(), models, *shlex.split(args.other_args))}
     try:
         latencies = in_client_process(alternating_p50, {n: s.address for n, s in servers.items()}, args.requests)
         p50 = {name: percentile_ms(v, 50) for name, v in latencies.items()}

@@ -22,18 +22,22 @@ class OpenCalls:
 
     def __init__(self) -> None:
         self._open = 0
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # told when the last open call ends
 
     def __len__(self) -> int:
         return self._open
 
     def open(self) -> Ticket:
-        with self._changed:
+        with self._lock:
             self._open += 1
         return Ticket(self)
 
-    def _close(self) -> None:
-        with self._changed:
+    def _end(self, ticket: Ticket) -> None:
+        with self._lock:
+            if ticket._calls is None:
+                return  # ended already, from another thread
+            ticket._calls = None
             self._open -= 1
             if not self._open:
                 self._changed.notify_all()
@@ -54,17 +58,15 @@ class Ticket:
     """One admitted inference call; `end()` may be called any number of times, from any
     thread, and counts once."""
 
-    __slots__ = ("_calls", "_lock")
+    __slots__ = ("_calls",)
 
     def __init__(self, calls: OpenCalls | None) -> None:
         self._calls = calls
-        self._lock = threading.Lock()
 
     def end(self) -> None:
-        with self._lock:
-            calls, self._calls = self._calls, None
+        calls = self._calls
         if calls is not None:
-            calls._close()
+            calls._end(self)
 
 
 UNCOUNTED = Ticket(None)  # what any call that is not an inference call is admitted with

@@ -58,30 +58,25 @@ class Admission(grpc.ServerInterceptor):
         return until_ended(handler, ticket, self.pool)
 
 
+BEHAVIOUR = {(False, False): "unary_unary", (False, True): "unary_stream", (True, False): "stream_unary",
+             (True, True): "stream_stream"}  # (request streaming, response streaming) -> the handler's field
+
+
 def until_ended(handler: grpc.RpcMethodHandler, ticket: Ticket, pool: futures.ThreadPoolExecutor):
     """`handler` with `ticket` ended when its call ends."""
     kind = (handler.request_streaming, handler.response_streaming)
-    behaviour = {(False, False): handler.unary_unary, (False, True): handler.unary_stream,
-                 (True, False): handler.stream_unary, (True, True): handler.stream_stream}[kind]
-    call = _AdmittedCall(ticket)
+    behaviour = getattr(handler, BEHAVIOUR[kind])
+    work = _EndingPool(pool, ticket)
 
     def ends_with_the_call(request, context):
-        call.reached_servicer = True
+        work.reached_servicer = True  # from now on grpcio's callback ends the ticket, once the status is sent
         if not context.add_callback(ticket.end):  # False: the call has already ended
             ticket.end()
         return behaviour(request, context)
 
-    ends_with_the_call.experimental_thread_pool = _EndingPool(pool, call)
+    ends_with_the_call.experimental_thread_pool = work
     return HANDLERS[kind](ends_with_the_call, request_deserializer=handler.request_deserializer,
                           response_serializer=handler.response_serializer)
-
-
-class _AdmittedCall:
-    __slots__ = ("ticket", "reached_servicer")
-
-    def __init__(self, ticket: Ticket) -> None:
-        self.ticket = ticket
-        self.reached_servicer = False  # then grpcio's callback ends the ticket, once the status is sent
 
 
 class _EndingPool(futures.ThreadPoolExecutor):
@@ -94,17 +89,18 @@ class _EndingPool(futures.ThreadPoolExecutor):
     It has no threads or queue of its own: grpcio calls only `submit`, and takes it for a
     pool only if it is a ThreadPoolExecutor."""
 
-    def __init__(self, pool: futures.ThreadPoolExecutor, call: _AdmittedCall) -> None:  # no super().__init__()
+    def __init__(self, pool: futures.ThreadPoolExecutor, ticket: Ticket) -> None:  # no super().__init__()
         self._pool = pool
-        self._call = call
+        self._ticket = ticket
+        self.reached_servicer = False
 
     def submit(self, fn, /, *args, **kwargs):
         def run():
             try:
                 return fn(*args, **kwargs)
             finally:
-                if not self._call.reached_servicer:
-                    self._call.ticket.end()
+                if not self.reached_servicer:
+                    self._ticket.end()
 
         return self._pool.submit(run)
 
