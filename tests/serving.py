@@ -72,6 +72,14 @@ def triton_client(port):
         client.close()
 
 
+def wait_until(condition, within: float = TIMEOUT, what: str = "the condition") -> None:
+    """Until `condition()` is true; an AssertionError naming `what` after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {within:g} s: {what}"
+        time.sleep(0.01)
+
+
 def admitted(metrics_url: str) -> float:
     with urllib.request.urlopen(metrics_url, timeout=TIMEOUT) as page:
         families = text_string_to_metric_families(page.read().decode())

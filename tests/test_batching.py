@@ -12,7 +12,7 @@ import pytest
 from serve.core.batching import Batcher
 from serve.core import Limits
 from serve.gen import predictor_pb2 as pb
-from tests.serving import TIMEOUT, predictor_stub, running_server, slow_down
+from tests.serving import TIMEOUT, predictor_stub, running_server, slow_down, wait_until
 
 
 class Recorder:
@@ -68,13 +68,6 @@ def start(fn, *args) -> threading.Thread:
     thread = threading.Thread(target=fn, args=args, daemon=True)
     thread.start()
     return thread
-
-
-def wait_until(condition, timeout: float = TIMEOUT) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < end, "timed out waiting"
-        time.sleep(0.001)
 
 
 def in_thread(batcher: Batcher, outcome: dict, name: str, x: np.ndarray) -> threading.Thread:

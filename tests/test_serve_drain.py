@@ -25,7 +25,7 @@ from serve.core import Limits
 from serve.gen import predictor_pb2 as pb
 from serve.gen import predictor_pb2_grpc
 from serve.server import LAME_DUCK_S, create_server
-from tests.serving import TIMEOUT, predictor_stub, serve_config, slow_down
+from tests.serving import TIMEOUT, predictor_stub, serve_config, slow_down, wait_until
 
 RUN_S = 4.0  # how long the slowed model runs: the drain waits for it
 PAST_LAME_DUCK_S = 3 * LAME_DUCK_S
@@ -34,13 +34,6 @@ PAST_LAME_DUCK_S = 3 * LAME_DUCK_S
 def predict_request(x: np.ndarray) -> pb.PredictRequest:
     return pb.PredictRequest(model="lenet5-mnist", tensor=pb.Tensor(shape=list(x.shape), dtype=pb.DTYPE_FLOAT32,
                                                                     data=x.tobytes()))
-
-
-def wait_for(condition, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {within:g} s: {what}"
-        time.sleep(0.01)
 
 
 def test_grpc_listener_stays_open_while_an_admitted_call_runs(models_dir, mnist_batch, caplog):
@@ -58,7 +51,7 @@ def test_grpc_listener_stays_open_while_an_admitted_call_runs(models_dir, mnist_
 
     client = threading.Thread(target=in_flight)
     client.start()
-    wait_for(lambda: server.plane.in_flight() == 1, TIMEOUT, "the request is running")
+    wait_until(lambda: server.plane.in_flight() == 1, TIMEOUT, "the request is running")
     stopper = threading.Thread(target=server.stop, kwargs={"grace": 30.0})
     began = time.monotonic()
     stopper.start()
@@ -109,10 +102,10 @@ def test_a_call_that_never_reached_its_servicer_holds_no_drain(models_dir, mnist
             assert len(server.plane.open_calls) == 1  # admitted, and grpcio has not run its work yet
             release.set()
             list(stream)
-        wait_for(lambda: len(server.plane.open_calls) == 0, TIMEOUT, "the cancelled call's ticket ended")
+        wait_until(lambda: len(server.plane.open_calls) == 0, TIMEOUT, "the cancelled call's ticket ended")
         with predictor_stub(port) as stub:  # and a call that is answered ends its ticket too
             assert len(stub.Predict(predict_request(x[:2]), timeout=TIMEOUT).predictions) == 2
-        wait_for(lambda: len(server.plane.open_calls) == 0, TIMEOUT, "the answered call's ticket ended")
+        wait_until(lambda: len(server.plane.open_calls) == 0, TIMEOUT, "the answered call's ticket ended")
     finally:
         release.set()
         began = time.monotonic()
@@ -138,7 +131,7 @@ def test_http_listener_stays_open_while_a_request_body_is_still_arriving(models_
         held.putheader("Content-Length", str(len(body)))
         held.endheaders()
         held.send(body[:len(body) // 2])
-        wait_for(lambda: len(server.plane.open_calls) == 1, TIMEOUT, "the request was admitted")
+        wait_until(lambda: len(server.plane.open_calls) == 1, TIMEOUT, "the request was admitted")
         stopper.start()
         time.sleep(PAST_LAME_DUCK_S)
         ready = new_request(port, "GET", "/v2/health/ready")

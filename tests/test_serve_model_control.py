@@ -24,10 +24,11 @@ from tritonclient.utils import InferenceServerException
 from serve.config import HttpConfig
 from serve.server import create_server
 from tests.own_models import linear_classifier
-from tests.serving import TIMEOUT, serve_config
+from tests.serving import TIMEOUT, serve_config, wait_until
 
 X = np.random.default_rng(7).standard_normal((2, 1, 8, 8)).astype(np.float32)
 CLIENTS = 8
+RELOAD_S = 30.0  # how long a poll or an explicit load may take to show, under load
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
 
@@ -86,14 +87,6 @@ class Clients:
             t.join(TIMEOUT * 3)
 
 
-def wait_until(condition, within: float = 30.0, what: str = "") -> None:
-    end = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"not within {within} s: {what}")
-        time.sleep(0.05)
-
-
 def index(server) -> dict[tuple[str, str], tuple[str, str]]:
     return {(e.name, e.version): (e.state, e.reason) for e in server.plane.repository_index()}
 
@@ -103,17 +96,17 @@ def test_poll_replaces_a_version_under_load_and_keeps_serving_through_a_corrupt_
     server = start(tmp_path, "poll", poll_secs=0.2)
     try:
         clients = Clients(server.port("grpc"), "digits")
-        wait_until(lambda: len(clients.answers) > 50, what="answers from version 1")
+        wait_until(lambda: len(clients.answers) > 50, RELOAD_S, "answers from version 1")
         staging = tmp_path / "staging.onnx"
         linear_classifier(staging, batch="N", seed=2)
         (tmp_path / "digits" / "2").mkdir()
         shutil.move(staging, tmp_path / "digits" / "2" / "model.onnx")  # as a deploy tool would: complete, then moved
-        wait_until(lambda: "2" in clients.versions(), what="version 2 taking requests")
+        wait_until(lambda: "2" in clients.versions(), RELOAD_S, "version 2 taking requests")
         count = len(clients.answers)
         (tmp_path / "digits" / "3").mkdir()
         (tmp_path / "digits" / "3" / "model.onnx").write_bytes(b"not a model, half a copy perhaps")
-        wait_until(lambda: ("digits", "3") in index(server), what="the corrupt version in the index")
-        wait_until(lambda: len(clients.answers) > count + 200, what="answers after the corrupt version")
+        wait_until(lambda: ("digits", "3") in index(server), RELOAD_S, "the corrupt version in the index")
+        wait_until(lambda: len(clients.answers) > count + 200, RELOAD_S, "answers after the corrupt version")
         clients.stop()
     finally:
         server.stop(grace=2.0)
@@ -174,14 +167,14 @@ def test_explicit_load_and_unload_under_load_with_tritonclient(tmp_path):
         assert {m["name"]: m.get("state") for m in http_client.get_model_repository_index()} == {
             "digits": "READY", "other": None}
         clients = Clients(port, "digits")
-        wait_until(lambda: len(clients.answers) > 50, what="answers before the unload")
+        wait_until(lambda: len(clients.answers) > 50, RELOAD_S, "answers before the unload")
         grpc_client.unload_model("digits", client_timeout=TIMEOUT)
         unloaded_at = len(clients.answers)
         assert health(port, "digits") == NOT_SERVING and not grpc_client.is_model_ready("digits")
-        wait_until(lambda: len(clients.errors) > 20, what="NOT_FOUND after the unload")
+        wait_until(lambda: len(clients.errors) > 20, RELOAD_S, "NOT_FOUND after the unload")
         http_client.load_model("digits")
         assert health(port, "digits") == SERVING and http_client.is_model_ready("digits")
-        wait_until(lambda: len(clients.answers) > unloaded_at + 100, what="answers after the load")
+        wait_until(lambda: len(clients.answers) > unloaded_at + 100, RELOAD_S, "answers after the load")
         clients.stop()
         http_client.load_model("other")
         assert grpc_client.is_model_ready("other")
