@@ -47,25 +47,13 @@ class Admission(grpc.ServerInterceptor):
             ticket = self.plane.admit(self.calls[handler_call_details.method])
         except RequestError:  # draining
             return self.REFUSE
-        try:
-            handler = continuation(handler_call_details)
-        except BaseException:
-            ticket.end()
-            raise
-        if handler is None:
-            ticket.end()
-            return None
-        return until_ended(handler, ticket, self.pool)
-
-
-BEHAVIOUR = {(False, False): "unary_unary", (False, True): "unary_stream", (True, False): "stream_unary",
-             (True, True): "stream_stream"}  # (request streaming, response streaming) -> the handler's field
+        # Every inference method is one of ours, registered: its handler is always found.
+        return until_ended(continuation(handler_call_details), ticket, self.pool)
 
 
 def until_ended(handler: grpc.RpcMethodHandler, ticket: Ticket, pool: futures.ThreadPoolExecutor):
     """`handler` with `ticket` ended when its call ends."""
-    kind = (handler.request_streaming, handler.response_streaming)
-    behaviour = getattr(handler, BEHAVIOUR[kind])
+    behaviour = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
     work = _EndingPool(pool, ticket)
 
     def ends_with_the_call(request, context):
@@ -75,8 +63,9 @@ def until_ended(handler: grpc.RpcMethodHandler, ticket: Ticket, pool: futures.Th
         return behaviour(request, context)
 
     ends_with_the_call.experimental_thread_pool = work
-    return HANDLERS[kind](ends_with_the_call, request_deserializer=handler.request_deserializer,
-                          response_serializer=handler.response_serializer)
+    return HANDLERS[handler.request_streaming, handler.response_streaming](
+        ends_with_the_call, request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer)
 
 
 class _EndingPool(futures.ThreadPoolExecutor):
@@ -103,6 +92,3 @@ class _EndingPool(futures.ThreadPoolExecutor):
                     self._ticket.end()
 
         return self._pool.submit(run)
-
-    def shutdown(self, wait=True, *, cancel_futures=False):
-        pass  # the front end's pool is shut down by its server
