@@ -56,38 +56,29 @@ class Metrics(MetricsEndpoint):
             "zoo_requests_refused", "Inference requests refused at once because the server was busy, by reason "
             "(queue_full: --max-queue-size requests were already waiting)", ["model", "reason"],
             registry=self.registry)
-        self._children: dict[tuple, tuple] = {}  # label values -> metric children (labels() is slow)
+        self._children: dict[tuple, object] = {}  # (metric, label values) -> its child (labels() is slow)
 
-    def _child(self, *key):
-        children = self._children.get(key)
-        if children is None:
-            if key[0] == "batch":
-                children = (self.batch_size.labels(key[1]), self.inference.labels(key[1]))
-            elif key[0] == "admitted":
-                children = (self.admitted.labels(key[1]),)
-            elif key[0] == "refused":  # counted under the batcher's lock: a burst of refusals is fast
-                children = (self.refused.labels(key[1], key[2]),)
-            else:
-                api, method, model, code = key
-                children = (self.requests.labels(api, method, model, code), self.latency.labels(api, method, model))
-            self._children[key] = children
-        return children
+    def _labelled(self, metric, *labels):
+        """`metric.labels(*labels)`, made once: prometheus_client's labels() is slow for a hot
+        path (refusals, for one, are counted under the batcher's lock)."""
+        child = self._children.get((metric, labels))
+        if child is None:
+            child = self._children[metric, labels] = metric.labels(*labels)
+        return child
 
     def observe_request(self, api: str, method: str, model: str, code: str, seconds: float) -> None:
-        count, latency = self._child(api, method, model, code)
-        count.inc()
-        latency.observe(seconds)
+        self._labelled(self.requests, api, method, model, code).inc()
+        self._labelled(self.latency, api, method, model).observe(seconds)
 
     def observe_admitted(self, call: str) -> None:
-        self._child("admitted", call)[0].inc()
+        self._labelled(self.admitted, call).inc()
 
     def observe_refused(self, model: str, reason: str) -> None:
-        self._child("refused", model, reason)[0].inc()
+        self._labelled(self.refused, model, reason).inc()
 
     def observe_undecodable(self, api: str, method: str) -> None:
-        self.undecodable.labels(api, method).inc()
+        self._labelled(self.undecodable, api, method).inc()
 
     def observe_batch(self, model: str, images: int, seconds: float) -> None:
-        size, duration = self._child("batch", model)
-        size.observe(images)
-        duration.observe(seconds)
+        self._labelled(self.batch_size, model).observe(images)
+        self._labelled(self.inference, model).observe(seconds)
